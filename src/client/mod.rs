@@ -1,0 +1,576 @@
+//! What actor processes link: connect to the root from the environment, register, spawn
+//! subactors, pause (async, sync, from any thread), post-mortem on panic, answer dumps and
+//! cancellation. It never installs a tracing subscriber and never writes to the terminal
+//! except as the no-root fallback.
+//!
+//! The client needs no async runtime of its own: one reader thread per process routes the
+//! root's frames into [`mailbox::Mailbox`]es that blocking and async callers both wait on.
+
+mod mailbox;
+mod pause;
+pub mod registry;
+pub mod repl;
+
+use std::collections::HashMap;
+use std::io::Write as _;
+use std::os::unix::net::UnixStream;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
+
+use crate::proto::{self, ExitReason, PROTOCOL_VERSION, ToActor, ToRoot, env};
+
+pub use mailbox::Mailbox;
+pub use pause::{
+    PauseError, PauseSite, QUIT_EXIT_CODE, install_crash_handler, pause_at, pause_at_sync,
+    pause_here, pause_here_sync,
+};
+pub use registry::{spawn_task, spawn_thread};
+
+/// Exit code of an actor that complied with a cancel request.
+pub const CANCELLED_EXIT_CODE: i32 = 143;
+
+/// Errors of the client API.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    #[error("not running under actor-tui ({} is not set)", env::SOCKET)]
+    NoRoot,
+    #[error("cannot connect to the root at {path}: {source}")]
+    Connect {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("protocol error: {0}")]
+    Protocol(String),
+    #[error(transparent)]
+    Frame(#[from] proto::FrameError),
+    #[error("the root closed the connection")]
+    Disconnected,
+    #[error("spawn of {name} failed: {error}")]
+    Spawn { name: String, error: String },
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// What the reader thread routes to one in-flight lock request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum LockMsg {
+    Granted(u64),
+    Refused(String),
+    Input(String),
+    Revoked,
+}
+
+/// How a subactor ended, as its parent sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChildExit {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+    pub reason: Option<ExitReason>,
+}
+
+impl ChildExit {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// The user typed `q` in the child's debugger.
+    pub fn quit_from_debugger(&self) -> bool {
+        self.reason == Some(ExitReason::Quit)
+    }
+}
+
+impl std::fmt::Display for ChildExit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.reason, self.code, self.signal) {
+            (Some(ExitReason::Quit), _, _) => write!(f, "quit from debugger"),
+            (Some(ExitReason::Cancelled), _, _) => write!(f, "cancelled"),
+            (_, Some(c), _) => write!(f, "exit code {c}"),
+            (_, _, Some(s)) => write!(f, "killed by signal {s}"),
+            _ => write!(f, "unknown exit"),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+struct Routes {
+    /// In-flight lock requests by task. Normally one per task; a second is a double
+    /// request the root will refuse, and that refusal belongs to the newest entry.
+    locks: HashMap<u64, Vec<Arc<Mailbox<LockMsg>>>>,
+    spawns: HashMap<u64, Arc<Mailbox<Result<(String, u32), String>>>>,
+    children: HashMap<String, Arc<Mailbox<ChildExit>>>,
+    closed: bool,
+}
+
+/// A connection to the root. One per process, shared by every thread and task.
+pub struct Client {
+    actor: String,
+    parent: Option<String>,
+    name: String,
+    writer: Mutex<UnixStream>,
+    routes: Mutex<Routes>,
+    next_req: AtomicU64,
+    cancelled: AtomicBool,
+    /// Set when the program handles cancellation itself (see [`Client::on_cancel`]).
+    cancel_hook: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client")
+            .field("actor", &self.actor)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) fn lock_ok<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // Critical sections here are map updates that cannot leave a map half-changed.
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+static GLOBAL: OnceLock<Option<Arc<Client>>> = OnceLock::new();
+
+/// Connects to the root named by the environment (once per process), registers, installs
+/// the crash handler, and names the calling thread "main" in dumps. Returns `None` when not
+/// running under actor-tui or when the root cannot be reached (logged); pauses then fall
+/// back to the process's own terminal.
+pub fn init() -> Option<Arc<Client>> {
+    install_crash_handler();
+    global()
+}
+
+/// The process's client, connecting on first use.
+pub fn global() -> Option<Arc<Client>> {
+    GLOBAL
+        .get_or_init(|| {
+            if std::env::var_os(env::SOCKET).is_none() {
+                return None;
+            }
+            registry::register_current_thread();
+            match Client::connect_from_env() {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::warn!(error = %e, "actor-tui: cannot reach the root");
+                    eprintln!("actor-tui: cannot reach the root: {e}");
+                    None
+                }
+            }
+        })
+        .clone()
+}
+
+impl Client {
+    fn connect_from_env() -> Result<Arc<Self>, ClientError> {
+        let path = std::env::var_os(env::SOCKET).ok_or(ClientError::NoRoot)?;
+        let claimed = std::env::var(env::ACTOR).ok();
+        let name = std::env::var(env::NAME).ok().unwrap_or_else(|| {
+            std::env::args()
+                .next()
+                .and_then(|a| Path::new(&a).file_name().map(|n| n.to_string_lossy().into_owned()))
+                .unwrap_or_else(|| "actor".into())
+        });
+        Self::connect(Path::new(&path), &name, claimed)
+    }
+
+    /// Connects to the root at `path` and registers as `name`.
+    pub fn connect(path: &Path, name: &str, claimed: Option<String>) -> Result<Arc<Self>, ClientError> {
+        let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
+            path: path.display().to_string(),
+            source,
+        })?;
+        // A root that accepts but never answers must not hang the actor.
+        stream.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut reader = stream.try_clone()?;
+        let mut writer = stream;
+        proto::write_frame_sync(
+            &mut writer,
+            &ToRoot::Hello {
+                protocol: PROTOCOL_VERSION,
+                agent: format!("actor-tui-rust {}", env!("CARGO_PKG_VERSION")),
+            },
+        )?;
+        match proto::read_frame_sync::<_, ToActor>(&mut reader)? {
+            Some(ToActor::Hello { protocol, .. }) if protocol == PROTOCOL_VERSION => {}
+            Some(ToActor::Hello { protocol, agent }) => {
+                return Err(ClientError::Protocol(format!(
+                    "root {agent} speaks protocol {protocol}, this client speaks {PROTOCOL_VERSION}"
+                )));
+            }
+            other => return Err(ClientError::Protocol(format!("expected hello, got {other:?}"))),
+        }
+        proto::write_frame_sync(
+            &mut writer,
+            &ToRoot::Register {
+                name: name.into(),
+                pid: std::process::id(),
+                actor: claimed,
+            },
+        )?;
+        let (actor, parent) = match proto::read_frame_sync::<_, ToActor>(&mut reader)? {
+            Some(ToActor::Registered { actor, parent }) => (actor, parent),
+            Some(ToActor::Error { message }) => return Err(ClientError::Protocol(message)),
+            other => {
+                return Err(ClientError::Protocol(format!("expected registered, got {other:?}")));
+            }
+        };
+        reader.set_read_timeout(None)?;
+        let client = Arc::new(Self {
+            actor,
+            parent,
+            name: name.into(),
+            writer: Mutex::new(writer),
+            routes: Mutex::new(Routes::default()),
+            next_req: AtomicU64::new(1),
+            cancelled: AtomicBool::new(false),
+            cancel_hook: Mutex::new(None),
+        });
+        let weak = Arc::downgrade(&client);
+        std::thread::Builder::new()
+            .name("actor-tui-client".into())
+            .spawn(move || reader_loop(reader, weak))?;
+        Ok(client)
+    }
+
+    /// This actor's id in the tree.
+    pub fn actor(&self) -> &str {
+        &self.actor
+    }
+
+    pub fn parent(&self) -> Option<&str> {
+        self.parent.as_deref()
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// True once the root asked this actor to stop.
+    pub fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+
+    /// Handle cancellation yourself: `hook` runs (on the client's reader thread) when the
+    /// root sends Cancel, instead of the default, which exits with [`CANCELLED_EXIT_CODE`].
+    /// The root still escalates to SIGTERM and SIGKILL after its grace period.
+    pub fn on_cancel(&self, hook: impl Fn() + Send + Sync + 'static) {
+        *lock_ok(&self.cancel_hook) = Some(Box::new(hook));
+    }
+
+    pub(crate) fn send(&self, msg: &ToRoot) -> Result<(), ClientError> {
+        let bytes = proto::frame_bytes(msg)?;
+        let mut w = lock_ok(&self.writer);
+        w.write_all(&bytes)?;
+        Ok(())
+    }
+
+    fn next_req(&self) -> u64 {
+        self.next_req.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Registers a mailbox for a lock request of `task` before the request is sent.
+    pub(crate) fn lock_route(&self, task: u64) -> Arc<Mailbox<LockMsg>> {
+        let mb = Arc::new(Mailbox::default());
+        let mut r = lock_ok(&self.routes);
+        if r.closed {
+            mb.close();
+        } else {
+            r.locks.entry(task).or_default().push(mb.clone());
+        }
+        mb
+    }
+
+    pub(crate) fn drop_lock_route(&self, task: u64, mb: &Arc<Mailbox<LockMsg>>) {
+        let mut r = lock_ok(&self.routes);
+        if let Some(v) = r.locks.get_mut(&task) {
+            v.retain(|m| !Arc::ptr_eq(m, mb));
+            if v.is_empty() {
+                r.locks.remove(&task);
+            }
+        }
+    }
+
+    /// Asks the root to start `program` as a subactor of this one, on its own PTY.
+    pub fn spawn(&self, name: &str, program: &str, args: &[String]) -> Result<ActorHandle, ClientError> {
+        let req = self.next_req();
+        let mb = Arc::new(Mailbox::default());
+        {
+            let mut r = lock_ok(&self.routes);
+            if r.closed {
+                return Err(ClientError::Disconnected);
+            }
+            r.spawns.insert(req, mb.clone());
+        }
+        self.send(&ToRoot::Spawn {
+            req,
+            name: name.into(),
+            program: program.into(),
+            args: args.to_vec(),
+            env: Vec::new(),
+            cwd: None,
+        })?;
+        match mb.recv() {
+            Some(Ok((actor, pid))) => {
+                let exit = lock_ok(&self.routes)
+                    .children
+                    .get(&actor)
+                    .cloned()
+                    .unwrap_or_default();
+                Ok(ActorHandle {
+                    name: name.into(),
+                    pid,
+                    inner: HandleInner::Remote { actor, exit },
+                })
+            }
+            Some(Err(error)) => Err(ClientError::Spawn {
+                name: name.into(),
+                error,
+            }),
+            None => Err(ClientError::Disconnected),
+        }
+    }
+
+    /// Asks the root to cancel `actor` and its subtree.
+    pub fn cancel(&self, actor: &str, force: bool) -> Result<(), ClientError> {
+        self.send(&ToRoot::Cancel {
+            actor: actor.into(),
+            force,
+        })
+    }
+
+    /// Tells the root how this process is about to end (best effort).
+    pub fn announce_exit(&self, code: i32, reason: ExitReason) {
+        // Best effort: if the root is gone there is nobody to tell.
+        let _ = self.send(&ToRoot::Exiting { code, reason });
+    }
+
+    fn on_frame(&self, msg: ToActor) {
+        match msg {
+            ToActor::LockGranted { task, epoch } => self.route_lock(task, LockMsg::Granted(epoch), false),
+            ToActor::LockRefused { task, error } => self.route_lock(task, LockMsg::Refused(error), true),
+            ToActor::ReplInput { task, data, .. } => self.route_lock(task, LockMsg::Input(data), false),
+            ToActor::LockRevoked { task, .. } => self.route_lock(task, LockMsg::Revoked, false),
+            ToActor::Spawned { req, actor, pid } => {
+                let mut r = lock_ok(&self.routes);
+                // The exit mailbox must exist before the spawner sees the handle, since
+                // `child_exited` may be the very next frame.
+                r.children.entry(actor.clone()).or_default();
+                if let Some(mb) = r.spawns.remove(&req) {
+                    mb.push(Ok((actor, pid)));
+                }
+            }
+            ToActor::SpawnFailed { req, error } => {
+                if let Some(mb) = lock_ok(&self.routes).spawns.remove(&req) {
+                    mb.push(Err(error));
+                }
+            }
+            ToActor::ChildExited {
+                actor,
+                code,
+                signal,
+                reason,
+            } => {
+                let mb = lock_ok(&self.routes).children.entry(actor).or_default().clone();
+                mb.push(ChildExit {
+                    code,
+                    signal,
+                    reason,
+                });
+            }
+            ToActor::DumpRequest { req } => {
+                let text = registry::dump(&self.name);
+                if let Err(e) = self.send(&ToRoot::DumpReply { req, text }) {
+                    tracing::debug!(error = %e, "dump reply not sent");
+                }
+            }
+            ToActor::Cancel { force } => {
+                self.cancelled.store(true, Ordering::SeqCst);
+                let hook = lock_ok(&self.cancel_hook).take();
+                match hook {
+                    Some(h) if !force => {
+                        h();
+                        *lock_ok(&self.cancel_hook) = Some(h);
+                    }
+                    _ => {
+                        self.announce_exit(CANCELLED_EXIT_CODE, ExitReason::Cancelled);
+                        std::process::exit(CANCELLED_EXIT_CODE);
+                    }
+                }
+            }
+            ToActor::Error { message } => {
+                tracing::error!(%message, "actor-tui root reported an error");
+            }
+            ToActor::Hello { .. } | ToActor::Registered { .. } => {
+                tracing::warn!("unexpected handshake frame after registration");
+            }
+        }
+    }
+
+    fn route_lock(&self, task: u64, msg: LockMsg, newest: bool) {
+        let mut r = lock_ok(&self.routes);
+        let Some(v) = r.locks.get_mut(&task) else {
+            tracing::debug!(task, ?msg, "frame for a task with no request; ignored");
+            return;
+        };
+        let mb = if newest { v.pop() } else { v.first().cloned() };
+        if v.is_empty() {
+            r.locks.remove(&task);
+        }
+        if let Some(mb) = mb {
+            mb.push(msg);
+        }
+    }
+
+    fn close_routes(&self) {
+        let mut r = lock_ok(&self.routes);
+        r.closed = true;
+        for mb in r.locks.drain().flat_map(|(_, v)| v) {
+            mb.close();
+        }
+        for (_, mb) in r.spawns.drain() {
+            mb.close();
+        }
+        for mb in r.children.values() {
+            mb.close();
+        }
+    }
+}
+
+fn reader_loop(mut reader: UnixStream, client: std::sync::Weak<Client>) {
+    loop {
+        let frame = proto::read_frame_sync::<_, ToActor>(&mut reader);
+        let Some(client) = client.upgrade() else { return };
+        match frame {
+            Ok(Some(msg)) => client.on_frame(msg),
+            Ok(None) => {
+                tracing::warn!("actor-tui root closed the connection");
+                client.close_routes();
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "actor-tui connection failed");
+                client.close_routes();
+                return;
+            }
+        }
+    }
+}
+
+#[derive(Debug)]
+enum HandleInner {
+    Remote {
+        actor: String,
+        exit: Arc<Mailbox<ChildExit>>,
+    },
+    /// Without a root, subactors are plain child processes.
+    Local(Mutex<std::process::Child>),
+}
+
+/// A subactor this process started: wait for it or cancel it.
+#[derive(Debug)]
+pub struct ActorHandle {
+    name: String,
+    pid: u32,
+    inner: HandleInner,
+}
+
+impl ActorHandle {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.pid
+    }
+
+    /// The subactor's id in the tree (None without a root).
+    pub fn actor(&self) -> Option<&str> {
+        match &self.inner {
+            HandleInner::Remote { actor, .. } => Some(actor),
+            HandleInner::Local(_) => None,
+        }
+    }
+
+    /// Blocks until the subactor exits.
+    pub fn wait(&self) -> Result<ChildExit, ClientError> {
+        match &self.inner {
+            HandleInner::Remote { exit, .. } => exit.recv().ok_or(ClientError::Disconnected),
+            HandleInner::Local(child) => {
+                use std::os::unix::process::ExitStatusExt;
+                let st = lock_ok(child).wait()?;
+                Ok(ChildExit {
+                    code: st.code(),
+                    signal: st.signal(),
+                    reason: None,
+                })
+            }
+        }
+    }
+
+    /// Waits asynchronously until the subactor exits.
+    pub async fn wait_async(&self) -> Result<ChildExit, ClientError> {
+        match &self.inner {
+            HandleInner::Remote { exit, .. } => exit.recv_async().await.ok_or(ClientError::Disconnected),
+            HandleInner::Local(_) => {
+                // Rare path (no root): poll without blocking the executor.
+                loop {
+                    if let HandleInner::Local(child) = &self.inner
+                        && let Some(st) = lock_ok(child).try_wait()?
+                    {
+                        use std::os::unix::process::ExitStatusExt;
+                        return Ok(ChildExit {
+                            code: st.code(),
+                            signal: st.signal(),
+                            reason: None,
+                        });
+                    }
+                    tokio::time::sleep(Duration::from_millis(20)).await;
+                }
+            }
+        }
+    }
+
+    /// Cancels the subactor and its subtree (see the README on teardown).
+    pub fn cancel(&self, force: bool) -> Result<(), ClientError> {
+        match &self.inner {
+            HandleInner::Remote { actor, .. } => match global() {
+                Some(c) => c.cancel(actor, force),
+                None => Err(ClientError::Disconnected),
+            },
+            HandleInner::Local(child) => {
+                let sig = if force {
+                    nix::sys::signal::Signal::SIGKILL
+                } else {
+                    nix::sys::signal::Signal::SIGTERM
+                };
+                let pid = nix::unistd::Pid::from_raw(lock_ok(child).id() as i32);
+                nix::sys::signal::kill(pid, sig).map_err(|e| ClientError::Io(e.into()))
+            }
+        }
+    }
+}
+
+/// Starts a subactor: through the root when running under actor-tui, else as a plain child
+/// process (so the same program runs without the console).
+pub fn spawn_actor(name: &str, program: &str, args: &[String]) -> Result<ActorHandle, ClientError> {
+    match global() {
+        Some(c) => c.spawn(name, program, args),
+        None => {
+            let child = std::process::Command::new(program).args(args).spawn()?;
+            Ok(ActorHandle {
+                name: name.into(),
+                pid: child.id(),
+                inner: HandleInner::Local(Mutex::new(child)),
+            })
+        }
+    }
+}
+
+/// Starts this same executable again as a subactor, with `args` (the usual way an example
+/// program plays several roles).
+pub fn spawn_self(name: &str, args: &[&str]) -> Result<ActorHandle, ClientError> {
+    let exe = std::env::current_exe()?;
+    let args: Vec<String> = args.iter().map(|s| (*s).to_owned()).collect();
+    spawn_actor(name, &exe.to_string_lossy(), &args)
+}

@@ -1,0 +1,88 @@
+//! The built-in demo tree (`actor-tui demo`): the binary re-runs itself in several roles,
+//! so the demo needs nothing built beyond `actor-tui`. It shows concurrent pauses from
+//! subactors and threads, a queue, a crash with a post-mortem, and output while debugging.
+
+use std::time::Duration;
+
+use actor_tui::{client, pause, pause_sync};
+
+pub const ROLE_FLAG: &str = "__demo";
+
+pub fn run_role(role: &str) -> i32 {
+    client::init();
+    match role {
+        "top" => top(),
+        "worker" => worker(),
+        "crasher" => crasher(),
+        other => {
+            eprintln!("unknown demo role {other}");
+            2
+        }
+    }
+}
+
+fn top() -> i32 {
+    println!("demo: starting two workers, a crasher and a background thread");
+    let spawn = |name: &str, role: &str| client::spawn_self(name, &[ROLE_FLAG, role]);
+    let handles: Vec<_> = [("worker-a", "worker"), ("worker-b", "worker"), ("crasher", "crasher")]
+        .into_iter()
+        .filter_map(|(n, r)| match spawn(n, r) {
+            Ok(h) => Some(h),
+            Err(e) => {
+                eprintln!("demo: cannot spawn {n}: {e}");
+                None
+            }
+        })
+        .collect();
+    let bg = client::spawn_thread("bg-indexer", || {
+        let indexed_files = 1234_u32;
+        std::thread::sleep(Duration::from_millis(200));
+        // A pause from a plain std::thread: the thread blocks, the process goes on.
+        let _ = pause_sync!(indexed_files);
+    });
+    for h in &handles {
+        match h.wait() {
+            Ok(exit) => println!("demo: {} ended: {exit}", h.name()),
+            Err(e) => println!("demo: lost {}: {e}", h.name()),
+        }
+    }
+    if let Ok(t) = bg {
+        // A panic in the thread was already shown in its post-mortem.
+        let _ = t.join();
+    }
+    println!("demo: done");
+    0
+}
+
+fn worker() -> i32 {
+    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("worker: {e}");
+            return 1;
+        }
+    };
+    rt.block_on(async {
+        let name = client::global().map(|c| c.name().to_owned()).unwrap_or_default();
+        for round in 1..=2u32 {
+            let progress = round * 50;
+            println!("{name}: round {round}, progress {progress}%");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            // Errors (refused, no root) are reported by the library; the worker goes on.
+            let _ = pause!(round, progress).await;
+        }
+        println!("{name}: finished");
+    });
+    0
+}
+
+fn crasher() -> i32 {
+    let readings = [3_u32, 1, 4];
+    std::thread::sleep(Duration::from_millis(300));
+    println!("crasher: reading sensor 7 of {}", readings.len());
+    let index = readings.len() + 4;
+    // A real out-of-bounds panic: opens a post-mortem session, then the process fails.
+    let value = readings[index.min(7)];
+    println!("never printed: {value}");
+    0
+}

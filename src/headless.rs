@@ -1,0 +1,180 @@
+//! The headless front end: runtime events as JSON lines on stdout, commands as JSON lines on
+//! stdin. It is the contract scripts and CI rely on (documented in the README), so field
+//! names here only grow.
+
+use serde_json::{Value, json};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+use tokio::sync::mpsc;
+
+use crate::proto::{ExitReason, Reason};
+use crate::runtime::{Runtime, RuntimeCommand, RuntimeEvent};
+
+fn reason_str(r: Reason) -> &'static str {
+    match r {
+        Reason::Pause => "pause",
+        Reason::Crash => "crash",
+    }
+}
+
+fn exit_reason_str(r: ExitReason) -> &'static str {
+    match r {
+        ExitReason::Normal => "normal",
+        ExitReason::Quit => "quit",
+        ExitReason::Crash => "crash",
+        ExitReason::Cancelled => "cancelled",
+    }
+}
+
+/// One event as the JSON object printed for it.
+pub fn event_json(ev: &RuntimeEvent) -> Value {
+    match ev {
+        RuntimeEvent::ActorStarted {
+            actor,
+            name,
+            pid,
+            parent,
+        } => json!({"event": "actor_started", "actor": actor, "name": name, "pid": pid, "parent": parent}),
+        RuntimeEvent::ActorExited {
+            actor,
+            code,
+            signal,
+            reason,
+        } => json!({"event": "actor_exited", "actor": actor, "code": code, "signal": signal,
+                    "reason": reason.map(exit_reason_str)}),
+        RuntimeEvent::LockRequested {
+            actor,
+            task,
+            task_name,
+            reason,
+            location,
+        } => json!({"event": "lock_requested", "actor": actor, "task": task, "task_name": task_name,
+                    "reason": reason_str(*reason), "location": location}),
+        RuntimeEvent::LockGranted { actor, task, epoch } => {
+            json!({"event": "lock_granted", "actor": actor, "task": task, "epoch": epoch})
+        }
+        RuntimeEvent::LockReleased {
+            actor,
+            task,
+            epoch,
+            cause,
+        } => json!({"event": "lock_released", "actor": actor, "task": task, "epoch": epoch,
+                    "cause": cause.as_str()}),
+        RuntimeEvent::LockDropped { actor, task, cause } => {
+            json!({"event": "lock_dropped", "actor": actor, "task": task, "cause": cause.as_str()})
+        }
+        RuntimeEvent::LockRefused { actor, task, error } => {
+            json!({"event": "lock_refused", "actor": actor, "task": task, "error": error})
+        }
+        RuntimeEvent::ReplOutput { actor, task, data } => {
+            json!({"event": "repl_output", "actor": actor, "task": task, "data": data})
+        }
+        RuntimeEvent::ReplReady {
+            actor,
+            task,
+            prompt,
+        } => json!({"event": "repl_ready", "actor": actor, "task": task, "prompt": prompt}),
+        RuntimeEvent::Output { actor, data } => {
+            json!({"event": "output", "actor": actor, "data": String::from_utf8_lossy(data)})
+        }
+        RuntimeEvent::Dump { actor, text } => json!({"event": "dump", "actor": actor, "text": text}),
+        RuntimeEvent::TeardownWaiting { actor } => {
+            json!({"event": "teardown_waiting", "actor": actor})
+        }
+        RuntimeEvent::Cancelling { actor, force } => {
+            json!({"event": "cancelling", "actor": actor, "force": force})
+        }
+        RuntimeEvent::Notice { actor, message } => {
+            json!({"event": "notice", "actor": actor, "message": message})
+        }
+        RuntimeEvent::Exit { code } => json!({"event": "exit", "code": code}),
+    }
+}
+
+/// Why a command line was not understood.
+#[derive(Debug, thiserror::Error)]
+pub enum CommandError {
+    #[error("not JSON: {0}")]
+    Json(#[from] serde_json::Error),
+    #[error("missing or non-string field `{0}`")]
+    Field(&'static str),
+    #[error("unknown cmd `{0}`")]
+    Unknown(String),
+}
+
+/// Parses one stdin line into a command.
+pub fn parse_command(line: &str) -> Result<RuntimeCommand, CommandError> {
+    let v: Value = serde_json::from_str(line)?;
+    let field = |name: &'static str| {
+        v.get(name)
+            .and_then(Value::as_str)
+            .map(str::to_owned)
+            .ok_or(CommandError::Field(name))
+    };
+    let cmd = field("cmd")?;
+    Ok(match cmd.as_str() {
+        "input" => RuntimeCommand::Input {
+            data: field("data")?,
+        },
+        "force_release" => RuntimeCommand::ForceRelease,
+        "dump" => RuntimeCommand::Dump {
+            actor: field("actor")?,
+        },
+        "cancel" => RuntimeCommand::Cancel {
+            actor: field("actor")?,
+            force: v.get("force").and_then(Value::as_bool).unwrap_or(false),
+        },
+        "quit" => RuntimeCommand::Quit,
+        _ => return Err(CommandError::Unknown(cmd)),
+    })
+}
+
+/// Runs the headless front end until the run ends; returns the exit code.
+pub async fn run(mut rt: Runtime) -> i32 {
+    let commands = rt.commands.clone();
+    // A closed stdin (CI, `< /dev/null`) is not a request to quit: the run goes on.
+    let reader = tokio::spawn(read_commands(commands));
+    let mut out = tokio::io::stdout();
+    let mut code = None;
+    while let Some(ev) = rt.events.recv().await {
+        if let RuntimeEvent::Exit { code: c } = ev {
+            code = Some(c);
+        }
+        let mut line = event_json(&ev).to_string();
+        line.push('\n');
+        if out.write_all(line.as_bytes()).await.is_err() {
+            // Nobody reads our stdout any more; keep draining so the run still ends cleanly.
+            continue;
+        }
+        // Flushing per event keeps a driving script in lock-step with the tree.
+        let _ = out.flush().await;
+    }
+    reader.abort();
+    match code {
+        Some(c) => c,
+        None => rt.task.await.unwrap_or(1),
+    }
+}
+
+async fn read_commands(commands: mpsc::Sender<RuntimeCommand>) {
+    let mut lines = BufReader::new(tokio::io::stdin()).lines();
+    let mut err = tokio::io::stderr();
+    // Keep our sender alive after stdin ends: dropping it would tell the engine to quit.
+    let _keep = commands.clone();
+    while let Ok(Some(line)) = lines.next_line().await {
+        if line.trim().is_empty() {
+            continue;
+        }
+        match parse_command(&line) {
+            Ok(cmd) => {
+                if commands.send(cmd).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => {
+                let msg = json!({"event": "command_error", "line": line, "error": e.to_string()});
+                let _ = err.write_all(format!("{msg}\n").as_bytes()).await;
+            }
+        }
+    }
+    std::future::pending::<()>().await;
+}

@@ -1,0 +1,71 @@
+//! actor-tui: a terminal console for debugging multi-process programs ("actor trees").
+//!
+//! `actor-tui PROGRAM` starts `PROGRAM` as the first actor of a tree. The `actor-tui`
+//! process is the **root**: it owns the terminal, listens on a private Unix socket, and
+//! grants a tree-wide debug lock to one REPL session at a time, in request order.
+//!
+//! ```text
+//! actor process (links actor_tui::client)          root process: the `actor-tui` binary
+//!  pause!/panic -> Client --frames--> runtime::server --> runtime::lock   (LockTable)
+//!                  Client <--frames--    (Unix)        --> runtime::tree   (ActorTree)
+//!                                                      --> runtime::pty    (one PTY per actor)
+//!                                     RuntimeEvent (bounded) |  ^ RuntimeCommand
+//!                                                            v  |
+//!                                                   headless: JSON lines
+//! ```
+//!
+//! # Environment
+//!
+//! | variable            | set by        | meaning                                            |
+//! |---------------------|---------------|----------------------------------------------------|
+//! | `ACTOR_TUI_SOCKET`  | root          | path of the root's Unix socket                     |
+//! | `ACTOR_TUI_ACTOR`   | root          | actor id reserved for the spawned process          |
+//! | `ACTOR_TUI_NAME`    | root          | display name chosen by the spawner                 |
+//! | `ACTOR_TUI_NO_REPL` | user          | in an actor without a root: never open a local REPL |
+//!
+//! Actor programs depend on this crate with `default-features = false`, which builds only
+//! [`proto`] and [`client`].
+
+pub mod client;
+pub mod proto;
+
+#[cfg(feature = "runtime")]
+pub mod headless;
+#[cfg(feature = "runtime")]
+pub mod runtime;
+
+pub use client::{
+    ActorHandle, ChildExit, Client, ClientError, PauseError, pause_here, pause_here_sync,
+    spawn_actor, spawn_self, spawn_task, spawn_thread,
+};
+
+/// Pauses the calling async task in the debugger: `pause!()` or `pause!(a, b)` to capture
+/// values (by `Debug`) for `p a` / `locals`. Evaluates to a future of
+/// `Result<(), PauseError>`; the task is suspended, the executor keeps running.
+#[macro_export]
+macro_rules! pause {
+    ($($name:ident),* $(,)?) => {
+        $crate::client::pause_at(
+            $crate::client::PauseSite::new(file!(), line!(), column!()),
+            ::std::vec![$((
+                ::std::string::String::from(stringify!($name)),
+                ::std::format!("{:?}", &$name),
+            )),*],
+        )
+    };
+}
+
+/// Blocking twin of [`pause!`] for sync code and plain `std::thread`s: blocks the calling
+/// thread until the session ends. Evaluates to `Result<(), PauseError>`.
+#[macro_export]
+macro_rules! pause_sync {
+    ($($name:ident),* $(,)?) => {
+        $crate::client::pause_at_sync(
+            $crate::client::PauseSite::new(file!(), line!(), column!()),
+            ::std::vec![$((
+                ::std::string::String::from(stringify!($name)),
+                ::std::format!("{:?}", &$name),
+            )),*],
+        )
+    };
+}

@@ -1,0 +1,117 @@
+//! The `actor-tui` binary: CLI, logging, runtime, front end, exit code. Thin on purpose.
+
+mod demo;
+mod plain;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use actor_tui::runtime::{self, RuntimeConfig};
+
+/// A terminal console for debugging multi-process programs (actor trees).
+#[derive(Debug, Parser)]
+#[command(name = "actor-tui", version, about)]
+struct Cli {
+    /// JSON lines on stdout (events) and stdin (commands) instead of the console.
+    #[arg(long)]
+    headless: bool,
+    /// Socket path (default: a per-run path under $XDG_RUNTIME_DIR/actor-tui).
+    #[arg(long)]
+    socket: Option<PathBuf>,
+    /// Grace period in ms between Cancel, SIGTERM and SIGKILL during teardown.
+    #[arg(long, default_value_t = 2000)]
+    grace_ms: u64,
+    /// Log file (default: $XDG_STATE_HOME/actor-tui/actor-tui.log).
+    #[arg(long)]
+    log_file: Option<PathBuf>,
+    /// Display name of the first actor (default: the program's file name).
+    #[arg(long)]
+    name: Option<String>,
+    /// The program to run as the first actor, and its arguments; `demo` runs the built-in
+    /// demo tree.
+    #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
+    command: Vec<String>,
+}
+
+fn log_path(cli: &Cli) -> PathBuf {
+    if let Some(p) = &cli.log_file {
+        return p.clone();
+    }
+    let state = std::env::var_os("XDG_STATE_HOME")
+        .filter(|s| !s.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
+        .unwrap_or_else(std::env::temp_dir);
+    state.join("actor-tui").join("actor-tui.log")
+}
+
+fn init_logging(path: &std::path::Path) -> Option<tracing_appender::non_blocking::WorkerGuard> {
+    let dir = path.parent()?;
+    std::fs::create_dir_all(dir).ok()?;
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .ok()?;
+    let (writer, guard) = tracing_appender::non_blocking(file);
+    let filter = tracing_subscriber::EnvFilter::try_from_env("ACTOR_TUI_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt()
+        .with_writer(writer)
+        .with_ansi(false)
+        .with_env_filter(filter)
+        .init();
+    Some(guard)
+}
+
+fn main() {
+    // The binary doubles as the demo tree's actors: `actor-tui __demo ROLE`.
+    let argv: Vec<String> = std::env::args().collect();
+    if argv.get(1).map(String::as_str) == Some(demo::ROLE_FLAG) {
+        std::process::exit(demo::run_role(argv.get(2).map_or("", String::as_str)));
+    }
+    let cli = Cli::parse();
+    let _log_guard = init_logging(&log_path(&cli));
+    let code = match run(cli) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("actor-tui: {e}");
+            2
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run(cli: Cli) -> Result<i32, Box<dyn std::error::Error>> {
+    let (program, args, name) = if cli.command.len() == 1 && cli.command[0] == "demo" {
+        let exe = std::env::current_exe()?;
+        (
+            exe.to_string_lossy().into_owned(),
+            vec![demo::ROLE_FLAG.to_owned(), "top".to_owned()],
+            Some("demo".to_owned()),
+        )
+    } else {
+        let mut it = cli.command.iter().cloned();
+        let program = it.next().ok_or("no program given")?;
+        (program, it.collect(), cli.name.clone())
+    };
+    let mut cfg = RuntimeConfig::new(program, args);
+    cfg.name = name;
+    cfg.socket = cli.socket.clone();
+    cfg.grace = Duration::from_millis(cli.grace_ms);
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let runtime = runtime::start(cfg).await?;
+        let code = if cli.headless {
+            actor_tui::headless::run(runtime).await
+        } else {
+            plain::run(runtime).await
+        };
+        Ok(code)
+    })
+}

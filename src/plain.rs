@@ -1,0 +1,127 @@
+//! Interim line-mode front end for a terminal, used until the full-screen console lands:
+//! events as readable lines, REPL prompts inline, typed lines go to the lock holder, and a
+//! few `/` commands reach the rest of the runtime seam.
+
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+use actor_tui::runtime::{Runtime, RuntimeCommand, RuntimeEvent};
+
+const HELP: &str = "commands: /force (force-release the lock)  /dump ID  /cancel ID  /kill ID  /quit\n\
+                    any other line goes to the REPL of the lock holder\n";
+
+fn parse(line: &str) -> Result<RuntimeCommand, String> {
+    let mut words = line.split_whitespace();
+    let cmd = words.next().unwrap_or("");
+    let arg = words.next().map(str::to_owned);
+    let need = |a: Option<String>| a.ok_or_else(|| format!("{cmd} needs an actor id"));
+    match cmd {
+        "/force" => Ok(RuntimeCommand::ForceRelease),
+        "/dump" => Ok(RuntimeCommand::Dump { actor: need(arg)? }),
+        "/cancel" => Ok(RuntimeCommand::Cancel {
+            actor: need(arg)?,
+            force: false,
+        }),
+        "/kill" => Ok(RuntimeCommand::Cancel {
+            actor: need(arg)?,
+            force: true,
+        }),
+        "/quit" => Ok(RuntimeCommand::Quit),
+        _ => Err(HELP.to_owned()),
+    }
+}
+
+fn describe(ev: &RuntimeEvent) -> Option<String> {
+    Some(match ev {
+        RuntimeEvent::ActorStarted {
+            actor,
+            name,
+            pid,
+            parent,
+        } => format!(
+            "[actor {actor}] {name} started (pid {pid}{})",
+            parent.as_ref().map(|p| format!(", child of {p}")).unwrap_or_default()
+        ),
+        RuntimeEvent::ActorExited {
+            actor, code, signal, ..
+        } => format!("[actor {actor}] exited (code {code:?}, signal {signal:?})"),
+        RuntimeEvent::LockRequested {
+            actor,
+            task_name,
+            reason,
+            location,
+            ..
+        } => format!("[actor {actor}] {task_name} asks for the debug lock ({reason:?} at {location})"),
+        RuntimeEvent::LockGranted { actor, epoch, .. } => {
+            format!("[lock] granted to actor {actor} (epoch {epoch})")
+        }
+        RuntimeEvent::LockReleased { actor, cause, .. } => {
+            format!("[lock] released by actor {actor} ({})", cause.as_str())
+        }
+        RuntimeEvent::LockDropped { actor, .. } => format!("[lock] actor {actor} left the queue"),
+        RuntimeEvent::LockRefused { actor, error, .. } => {
+            format!("[lock] refused actor {actor}: {error}")
+        }
+        RuntimeEvent::ReplOutput { data, .. } => return Some(data.clone()),
+        RuntimeEvent::ReplReady { actor, prompt, .. } => return Some(format!("[{actor}] {prompt}")),
+        RuntimeEvent::Output { actor, data } => String::from_utf8_lossy(data)
+            .lines()
+            .map(|l| format!("  {actor} | {l}"))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        RuntimeEvent::Dump { actor, text } => format!("[dump of actor {actor}]\n{text}"),
+        RuntimeEvent::TeardownWaiting { actor } => {
+            format!("[teardown] actor {actor} waits: a debugger session is open in its subtree")
+        }
+        RuntimeEvent::Cancelling { actor, force } => {
+            format!("[teardown] cancelling actor {actor}{}", if *force { " (forced)" } else { "" })
+        }
+        RuntimeEvent::Notice { message, .. } => format!("[note] {message}"),
+        RuntimeEvent::Exit { code } => format!("[exit] code {code}"),
+    })
+}
+
+pub async fn run(mut rt: Runtime) -> i32 {
+    let commands = rt.commands.clone();
+    let input = tokio::spawn(async move {
+        let mut lines = BufReader::new(tokio::io::stdin()).lines();
+        let mut err = tokio::io::stderr();
+        while let Ok(Some(line)) = lines.next_line().await {
+            let cmd = if line.starts_with('/') {
+                match parse(&line) {
+                    Ok(c) => c,
+                    Err(help) => {
+                        // Nothing to do if stderr is gone.
+                        let _ = err.write_all(help.as_bytes()).await;
+                        continue;
+                    }
+                }
+            } else {
+                RuntimeCommand::Input {
+                    data: format!("{line}\n"),
+                }
+            };
+            if commands.send(cmd).await.is_err() {
+                return;
+            }
+        }
+        // Keep the sender alive after EOF: dropping it would quit the run.
+        std::future::pending::<()>().await;
+    });
+    let mut out = tokio::io::stdout();
+    let mut code = 1;
+    while let Some(ev) = rt.events.recv().await {
+        if let RuntimeEvent::Exit { code: c } = ev {
+            code = c;
+        }
+        if let Some(mut text) = describe(&ev) {
+            if !matches!(ev, RuntimeEvent::ReplReady { .. } | RuntimeEvent::ReplOutput { .. }) {
+                text.push('\n');
+            }
+            // A closed stdout only loses the display; the run itself goes on.
+            let _ = out.write_all(text.as_bytes()).await;
+            let _ = out.flush().await;
+        }
+    }
+    input.abort();
+    code
+}

@@ -1,0 +1,118 @@
+//! Framing: a 4-byte big-endian length, then that many bytes of msgpack. Frames larger than
+//! [`MAX_FRAME`] are refused before any allocation, so a peer cannot make us buffer garbage.
+
+use serde::{Serialize, de::DeserializeOwned};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Largest payload accepted or sent, in bytes. REPL output larger than this is split by the
+/// sender; nothing legitimate comes close.
+pub const MAX_FRAME: usize = 1 << 20;
+
+/// Why a frame could not be read, written or understood.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    #[error("frame of {0} bytes exceeds the maximum of {MAX_FRAME}")]
+    TooLarge(usize),
+    #[error("connection closed in the middle of a frame")]
+    Truncated,
+    #[error("malformed frame: {0}")]
+    Decode(#[from] rmp_serde::decode::Error),
+    #[error("cannot encode frame: {0}")]
+    Encode(#[from] rmp_serde::encode::Error),
+    #[error("i/o error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Encodes one message as a msgpack map with named fields (no length prefix).
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
+    let bytes = rmp_serde::to_vec_named(msg)?;
+    if bytes.len() > MAX_FRAME {
+        return Err(FrameError::TooLarge(bytes.len()));
+    }
+    Ok(bytes)
+}
+
+/// Decodes one message payload (no length prefix).
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, FrameError> {
+    Ok(rmp_serde::from_slice(bytes)?)
+}
+
+/// Reads one frame. `Ok(None)` is a clean end of stream between frames.
+pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
+    reader: &mut R,
+) -> Result<Option<T>, FrameError> {
+    let mut len = [0u8; 4];
+    match reader.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut buf = vec![0u8; len];
+    match reader.read_exact(&mut buf).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(FrameError::Truncated);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    decode(&buf).map(Some)
+}
+
+/// Writes one frame and flushes it.
+pub async fn write_frame<W: AsyncWrite + Unpin, T: Serialize>(
+    writer: &mut W,
+    msg: &T,
+) -> Result<(), FrameError> {
+    writer.write_all(&frame_bytes(msg)?).await?;
+    writer.flush().await?;
+    Ok(())
+}
+
+/// Blocking twin of [`read_frame`] for threads without an async runtime (the client).
+pub fn read_frame_sync<R: std::io::Read, T: DeserializeOwned>(
+    reader: &mut R,
+) -> Result<Option<T>, FrameError> {
+    let mut len = [0u8; 4];
+    match reader.read_exact(&mut len) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut buf = vec![0u8; len];
+    match reader.read_exact(&mut buf) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+            return Err(FrameError::Truncated);
+        }
+        Err(e) => return Err(e.into()),
+    }
+    decode(&buf).map(Some)
+}
+
+/// Blocking twin of [`write_frame`]; the whole frame goes out in one `write_all`.
+pub fn write_frame_sync<W: std::io::Write, T: Serialize>(
+    writer: &mut W,
+    msg: &T,
+) -> Result<(), FrameError> {
+    writer.write_all(&frame_bytes(msg)?)?;
+    writer.flush()?;
+    Ok(())
+}
+
+/// One complete frame: length prefix and payload.
+pub fn frame_bytes<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
+    let payload = encode(msg)?;
+    let mut frame = Vec::with_capacity(payload.len() + 4);
+    // Cannot truncate: `encode` refused anything over MAX_FRAME (1 MiB).
+    frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&payload);
+    Ok(frame)
+}

@@ -1,0 +1,144 @@
+//! Message enums. Every frame is one msgpack map with a `type` field in snake_case; fields
+//! are named. Messages only grow: new fields must be `Option` with `#[serde(default)]`, and
+//! nothing is renamed or renumbered.
+
+use serde::{Deserialize, Serialize};
+
+/// Why an actor asks for the debug lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// A deliberate breakpoint (`pause!`, `breakpoint()`).
+    Pause,
+    /// A post-mortem session after a panic or an uncaught exception.
+    Crash,
+}
+
+/// How the holder ended its session, as it reports it in `lock_release`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReleaseHow {
+    /// The user typed `c`/`continue`: the program goes on.
+    Continue,
+    /// The user typed `q`/`quit`: the actor is about to exit with status "quit".
+    Quit,
+}
+
+/// What an actor says about its coming exit, so its parent can tell a debugger quit from a
+/// crash or a normal end even when exit codes collide.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExitReason {
+    /// The program finished on its own.
+    Normal,
+    /// The user quit from the debugger.
+    Quit,
+    /// A panic or uncaught exception ends the process.
+    Crash,
+    /// The root cancelled the actor and it is complying.
+    Cancelled,
+}
+
+/// Frames an actor sends to the root.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToRoot {
+    /// First frame on every connection.
+    Hello { protocol: u32, agent: String },
+    /// Second frame: who this process is. `actor` is the id from `ACTOR_TUI_ACTOR` if set.
+    Register {
+        name: String,
+        pid: u32,
+        #[serde(default)]
+        actor: Option<String>,
+    },
+    /// Ask the root to start a subactor on its own PTY, as a child of the sender.
+    Spawn {
+        req: u64,
+        name: String,
+        program: String,
+        args: Vec<String>,
+        #[serde(default)]
+        env: Vec<(String, String)>,
+        #[serde(default)]
+        cwd: Option<String>,
+    },
+    /// Ask the root to cancel an actor and its subtree.
+    Cancel { actor: String, force: bool },
+    /// Ask for the tree-wide debug lock on behalf of one task (or thread) of the sender.
+    LockRequest {
+        task: u64,
+        task_name: String,
+        reason: Reason,
+        location: String,
+    },
+    /// Give the lock back. `epoch` is the one from `lock_granted`; a stale epoch is ignored.
+    LockRelease {
+        task: u64,
+        epoch: u64,
+        how: ReleaseHow,
+    },
+    /// Text the holder's debugger printed.
+    ReplOutput {
+        task: u64,
+        epoch: u64,
+        data: String,
+    },
+    /// The holder's debugger waits for one line of input; `prompt` is shown before it.
+    ReplWaiting {
+        task: u64,
+        epoch: u64,
+        prompt: String,
+    },
+    /// Answer to `dump_request`.
+    DumpReply { req: u64, text: String },
+    /// The actor is about to exit; sent best-effort before the process ends.
+    Exiting { code: i32, reason: ExitReason },
+}
+
+/// Frames the root sends to an actor.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToActor {
+    /// First frame on every connection.
+    Hello { protocol: u32, agent: String },
+    /// The actor's id in the tree and its parent's id.
+    Registered {
+        actor: String,
+        #[serde(default)]
+        parent: Option<String>,
+    },
+    /// A `spawn` succeeded.
+    Spawned { req: u64, actor: String, pid: u32 },
+    /// A `spawn` failed; nothing was started.
+    SpawnFailed { req: u64, error: String },
+    /// The lock is the task's; the REPL may open. Every later frame of the session quotes
+    /// `epoch`.
+    LockGranted { task: u64, epoch: u64 },
+    /// The request was refused (for example: the task already holds or waits for the lock).
+    LockRefused { task: u64, error: String },
+    /// The lock was taken away from the task (force-release); end the session.
+    LockRevoked { task: u64, epoch: u64 },
+    /// One chunk of user input for the session; usually one line ending in `\n`.
+    ReplInput {
+        task: u64,
+        epoch: u64,
+        data: String,
+    },
+    /// Report the task tree and threads with `dump_reply`.
+    DumpRequest { req: u64 },
+    /// Stop: finish up and exit. `force` means the root will not wait long.
+    Cancel { force: bool },
+    /// A subactor this actor spawned has exited.
+    ChildExited {
+        actor: String,
+        #[serde(default)]
+        code: Option<i32>,
+        #[serde(default)]
+        signal: Option<i32>,
+        #[serde(default)]
+        reason: Option<ExitReason>,
+    },
+    /// A fatal protocol error; the root closes the connection after it.
+    Error { message: String },
+}

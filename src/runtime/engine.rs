@@ -1,0 +1,861 @@
+//! The engine task: owns the lock table, the actor tree and every connection's sender, and
+//! turns frames, child exits, timers and front-end commands into frames and events. One task
+//! owns all of it, so there are no locks and every transition is seen in one order.
+
+use std::collections::{HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::ExitStatus;
+use std::sync::Arc;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, kill, killpg};
+use nix::unistd::Pid;
+use tokio::sync::mpsc;
+
+use super::event::{RuntimeCommand, RuntimeEvent};
+use super::lock::{LockKey, LockRequest, LockTable, ReleaseCause, Transition};
+use super::pty::{self, PtyMaster, SpawnSpec};
+use super::server::{ConnEvent, ConnId};
+use super::tree::{ActorTree, CancelState, ExitInfo};
+use super::RuntimeConfig;
+use crate::proto::{ReleaseHow, ToActor, ToRoot, env};
+
+/// Messages the engine sends itself from helper tasks.
+#[derive(Debug)]
+enum Internal {
+    ChildExited { actor: String, status: ExitStatus },
+    Escalate { actor: String, stage: CancelState },
+}
+
+#[derive(Debug)]
+struct Conn {
+    tx: mpsc::Sender<ToActor>,
+    actor: Option<String>,
+    peer_pid: Option<u32>,
+}
+
+pub(super) struct Engine {
+    grace: Duration,
+    rows: u16,
+    cols: u16,
+    socket: PathBuf,
+    events: mpsc::Sender<RuntimeEvent>,
+    /// Kept so the server's accept loop lives as long as the engine does.
+    _conn_tx: mpsc::Sender<ConnEvent>,
+    internal_tx: mpsc::Sender<Internal>,
+    internal_rx: Option<mpsc::Receiver<Internal>>,
+    tree: ActorTree,
+    lock: LockTable,
+    conns: HashMap<ConnId, Conn>,
+    /// actor id -> its connection, for actors that registered.
+    actor_conn: HashMap<String, ConnId>,
+    /// PTY masters of spawned actors, kept for input and resize.
+    ptys: HashMap<String, Arc<PtyMaster>>,
+    pending_dumps: HashMap<u64, String>,
+    next_dump: u64,
+    first: Option<String>,
+    first_code: Option<i32>,
+    quitting: bool,
+    /// Events produced while handling one input, sent in order before the next input.
+    outbox: Vec<RuntimeEvent>,
+}
+
+impl std::fmt::Debug for Engine {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Engine")
+            .field("socket", &self.socket)
+            .field("lock", &self.lock)
+            .finish_non_exhaustive()
+    }
+}
+
+fn exit_info(status: ExitStatus) -> ExitInfo {
+    use std::os::unix::process::ExitStatusExt;
+    ExitInfo {
+        code: status.code(),
+        signal: status.signal(),
+    }
+}
+
+impl Engine {
+    pub(super) fn new(
+        cfg: RuntimeConfig,
+        socket: PathBuf,
+        events: mpsc::Sender<RuntimeEvent>,
+        conn_tx: mpsc::Sender<ConnEvent>,
+    ) -> Self {
+        // Bounded (256): helper tasks (child waiters, timers) wait if the engine is busy.
+        let (internal_tx, internal_rx) = mpsc::channel(256);
+        Self {
+            grace: cfg.grace,
+            rows: cfg.rows,
+            cols: cfg.cols,
+            socket,
+            events,
+            _conn_tx: conn_tx,
+            internal_tx,
+            internal_rx: Some(internal_rx),
+            tree: ActorTree::new(),
+            lock: LockTable::new(),
+            conns: HashMap::new(),
+            actor_conn: HashMap::new(),
+            ptys: HashMap::new(),
+            pending_dumps: HashMap::new(),
+            next_dump: 0,
+            first: None,
+            first_code: None,
+            quitting: false,
+            outbox: Vec::new(),
+        }
+    }
+
+    pub(super) fn spawn_first(&mut self, cfg: &RuntimeConfig) -> std::io::Result<()> {
+        let name = cfg.name.clone().unwrap_or_else(|| {
+            Path::new(&cfg.program)
+                .file_name()
+                .map_or_else(|| cfg.program.clone(), |n| n.to_string_lossy().into_owned())
+        });
+        let id = self.spawn_actor(&name, &cfg.program, &cfg.args, &cfg.env, None, None)?;
+        self.first = Some(id);
+        Ok(())
+    }
+
+    /// Starts an actor on its own PTY and wires its output and exit into the engine.
+    fn spawn_actor(
+        &mut self,
+        name: &str,
+        program: &str,
+        args: &[String],
+        extra_env: &[(String, String)],
+        cwd: Option<&str>,
+        parent: Option<&str>,
+    ) -> std::io::Result<String> {
+        // The id is reserved before the process exists so it can be put in its environment.
+        let id = self.tree.peek_next_id();
+        let mut envs: Vec<(String, String)> = extra_env.to_vec();
+        envs.push((env::SOCKET.into(), self.socket.to_string_lossy().into_owned()));
+        envs.push((env::ACTOR.into(), id.clone()));
+        envs.push((env::NAME.into(), name.into()));
+        let spec = SpawnSpec {
+            program,
+            args,
+            env: &envs,
+            cwd: cwd.map(Path::new),
+            rows: self.rows,
+            cols: self.cols,
+        };
+        let (mut child, master) = pty::spawn_on_pty(&spec)?;
+        let pid = child.id().unwrap_or(0);
+        let added = self.tree.add(name, pid, parent, true);
+        debug_assert_eq!(added, id);
+        let master = Arc::new(master);
+        self.ptys.insert(id.clone(), master.clone());
+        self.queue_event(RuntimeEvent::ActorStarted {
+            actor: id.clone(),
+            name: name.into(),
+            pid,
+            parent: parent.map(str::to_owned),
+        });
+
+        // Output reader: straight to the front end, so output never waits on the engine.
+        let events = self.events.clone();
+        let out_actor = id.clone();
+        let (eof_tx, eof_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 64 * 1024];
+            loop {
+                match master.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        let ev = RuntimeEvent::Output {
+                            actor: out_actor.clone(),
+                            data: buf[..n].to_vec(),
+                        };
+                        if events.send(ev).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            }
+            // The waiter may have given up on us already.
+            let _ = eof_tx.send(());
+        });
+
+        // Waiter: reap, then give the output a moment to drain so `actor_exited` comes
+        // after the actor's last output (a non-actor grandchild may hold the PTY open).
+        let internal = self.internal_tx.clone();
+        let wait_actor = id.clone();
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            let _ = tokio::time::timeout(Duration::from_millis(200), eof_rx).await;
+            match status {
+                Ok(status) => {
+                    // Engine gone: the run is over and nobody needs the status.
+                    let _ = internal
+                        .send(Internal::ChildExited {
+                            actor: wait_actor,
+                            status,
+                        })
+                        .await;
+                }
+                Err(e) => tracing::error!(actor = %wait_actor, error = %e, "wait failed"),
+            }
+        });
+        Ok(id)
+    }
+
+    pub(super) async fn run(
+        mut self,
+        mut conn_rx: mpsc::Receiver<ConnEvent>,
+        mut cmd_rx: mpsc::Receiver<RuntimeCommand>,
+    ) -> i32 {
+        let Some(mut internal_rx) = self.internal_rx.take() else {
+            return 1;
+        };
+        let mut commands_open = true;
+        loop {
+            tokio::select! {
+                Some(ev) = conn_rx.recv() => self.on_conn(ev),
+                Some(msg) = internal_rx.recv() => self.on_internal(msg),
+                cmd = cmd_rx.recv(), if commands_open => match cmd {
+                    Some(cmd) => self.on_command(cmd),
+                    // The front end stopped listening: end the run as if it said quit.
+                    None => { commands_open = false; self.on_command(RuntimeCommand::Quit) }
+                },
+            }
+            self.flush().await;
+            if self.finished() {
+                break;
+            }
+        }
+        self.sweep_process_groups();
+        let code = self.first_code.unwrap_or(1);
+        self.queue_event(RuntimeEvent::Exit { code });
+        self.flush().await;
+        code
+    }
+
+    fn finished(&self) -> bool {
+        self.first_code.is_some() && !self.tree.any_live()
+    }
+
+    /// Kills whatever non-actor processes are left in the spawned actors' process groups.
+    fn sweep_process_groups(&self) {
+        for n in self.tree.iter().filter(|n| n.spawned && n.pid > 0) {
+            // ESRCH (group already empty) is the normal case.
+            let _ = killpg(Pid::from_raw(n.pid as i32), Signal::SIGKILL);
+        }
+    }
+
+    // ---- events ----
+
+    fn queue_event(&mut self, ev: RuntimeEvent) {
+        self.outbox.push(ev);
+    }
+
+    async fn flush(&mut self) {
+        for ev in std::mem::take(&mut self.outbox) {
+            if self.events.send(ev).await.is_err() {
+                // No front end left; keep running so the tree is still torn down properly.
+                break;
+            }
+        }
+    }
+
+    fn notice(&mut self, actor: Option<&str>, message: String) {
+        tracing::info!(actor, "{message}");
+        self.queue_event(RuntimeEvent::Notice {
+            actor: actor.map(str::to_owned),
+            message,
+        });
+    }
+
+    fn send_to_actor(&mut self, actor: &str, msg: ToActor) -> bool {
+        let Some(conn) = self.actor_conn.get(actor).copied() else {
+            return false;
+        };
+        self.send_to_conn(conn, msg)
+    }
+
+    fn send_to_conn(&mut self, conn: ConnId, msg: ToActor) -> bool {
+        let Some(c) = self.conns.get(&conn) else {
+            return false;
+        };
+        match c.tx.try_send(msg) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                // The peer has not read 256 frames: treat it as gone rather than stall.
+                let actor = c.actor.clone();
+                self.notice(actor.as_deref(), format!("connection {conn} stopped reading; dropped"));
+                self.close_conn(conn, None);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        }
+    }
+
+    // ---- connections ----
+
+    fn on_conn(&mut self, ev: ConnEvent) {
+        match ev {
+            ConnEvent::Opened { conn, tx, peer_pid } => {
+                self.conns.insert(
+                    conn,
+                    Conn {
+                        tx,
+                        actor: None,
+                        peer_pid,
+                    },
+                );
+            }
+            ConnEvent::Frame { conn, msg } => self.on_frame(conn, msg),
+            ConnEvent::Closed { conn, error } => self.close_conn(conn, error),
+        }
+    }
+
+    fn close_conn(&mut self, conn: ConnId, error: Option<String>) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        let Some(actor) = c.actor else {
+            if let Some(e) = error {
+                self.notice(None, format!("dropped unregistered connection: {e}"));
+            }
+            return;
+        };
+        self.actor_conn.remove(&actor);
+        if let Some(e) = error {
+            self.notice(Some(&actor), format!("dropped connection: {e}"));
+        }
+        let tr = self.lock.remove_actor(&actor, ReleaseCause::Disconnect);
+        self.apply(tr, ReleaseCause::Disconnect);
+        let Some(node) = self.tree.get_mut(&actor) else {
+            return;
+        };
+        node.connected = false;
+        if !node.spawned {
+            // We cannot reap a process we did not start: its connection is its life.
+            let reason = node.exit_reason;
+            self.queue_event(RuntimeEvent::ActorExited {
+                actor: actor.clone(),
+                code: None,
+                signal: None,
+                reason,
+            });
+            self.progress_cancels();
+        }
+    }
+
+    fn protocol_error(&mut self, conn: ConnId, message: String) {
+        self.send_to_conn(
+            conn,
+            ToActor::Error {
+                message: message.clone(),
+            },
+        );
+        self.close_conn(conn, Some(message));
+    }
+
+    fn on_frame(&mut self, conn: ConnId, msg: ToRoot) {
+        let actor = self.conns.get(&conn).and_then(|c| c.actor.clone());
+        let actor = match (msg, actor) {
+            (ToRoot::Register { name, pid, actor: claimed }, None) => {
+                self.register(conn, name, pid, claimed);
+                return;
+            }
+            (ToRoot::Register { .. }, Some(_)) => {
+                self.protocol_error(conn, "register sent twice".into());
+                return;
+            }
+            (ToRoot::Hello { .. }, _) => {
+                self.protocol_error(conn, "hello sent twice".into());
+                return;
+            }
+            (_, None) => {
+                self.protocol_error(conn, "first frame after hello must be register".into());
+                return;
+            }
+            (msg, Some(actor)) => (msg, actor),
+        };
+        let (msg, actor) = actor;
+        match msg {
+            ToRoot::Hello { .. } | ToRoot::Register { .. } => {}
+            ToRoot::Spawn {
+                req,
+                name,
+                program,
+                args,
+                env,
+                cwd,
+            } => {
+                let reply = if self.quitting || self.tree.get(&actor).is_some_and(|n| n.cancel != CancelState::None) {
+                    ToActor::SpawnFailed {
+                        req,
+                        error: "the tree is being torn down".into(),
+                    }
+                } else {
+                    match self.spawn_actor(&name, &program, &args, &env, cwd.as_deref(), Some(&actor)) {
+                        Ok(id) => ToActor::Spawned {
+                            req,
+                            pid: self.tree.get(&id).map_or(0, |n| n.pid),
+                            actor: id,
+                        },
+                        Err(e) => ToActor::SpawnFailed {
+                            req,
+                            error: format!("cannot start {program}: {e}"),
+                        },
+                    }
+                };
+                self.send_to_conn(conn, reply);
+            }
+            ToRoot::Cancel { actor: target, force } => self.cancel_subtree(&target, force),
+            ToRoot::LockRequest {
+                task,
+                task_name,
+                reason,
+                location,
+            } => {
+                self.queue_event(RuntimeEvent::LockRequested {
+                    actor: actor.clone(),
+                    task,
+                    task_name: task_name.clone(),
+                    reason,
+                    location: location.clone(),
+                });
+                if self.quitting {
+                    self.refuse(&actor, task, "actor-tui is quitting".into());
+                    return;
+                }
+                let req = LockRequest {
+                    key: LockKey {
+                        actor: actor.clone(),
+                        task,
+                    },
+                    task_name,
+                    reason,
+                    location,
+                };
+                match self.lock.request(req) {
+                    Ok(granted) => self.apply(
+                        Transition {
+                            granted,
+                            ..Transition::default()
+                        },
+                        ReleaseCause::Disconnect,
+                    ),
+                    Err(e) => self.refuse(&actor, task, e.to_string()),
+                }
+            }
+            ToRoot::LockRelease { task, epoch, how } => {
+                let cause = match how {
+                    ReleaseHow::Continue => ReleaseCause::Continue,
+                    ReleaseHow::Quit => ReleaseCause::Quit,
+                };
+                let key = LockKey {
+                    actor: actor.clone(),
+                    task,
+                };
+                match self.lock.release(&key, epoch, cause) {
+                    Ok(tr) => self.apply(tr, cause),
+                    Err(e) => self.notice(Some(&actor), format!("ignored release: {e}")),
+                }
+            }
+            ToRoot::ReplOutput { task, epoch, data } => {
+                if self.is_current(&actor, task, epoch) {
+                    self.queue_event(RuntimeEvent::ReplOutput { actor, task, data });
+                }
+            }
+            ToRoot::ReplWaiting {
+                task,
+                epoch,
+                prompt,
+            } => {
+                if self.is_current(&actor, task, epoch) {
+                    self.queue_event(RuntimeEvent::ReplReady {
+                        actor,
+                        task,
+                        prompt,
+                    });
+                }
+            }
+            ToRoot::DumpReply { req, text } => {
+                if let Some(target) = self.pending_dumps.remove(&req) {
+                    self.queue_event(RuntimeEvent::Dump {
+                        actor: target,
+                        text,
+                    });
+                }
+            }
+            ToRoot::Exiting { reason, .. } => {
+                if let Some(n) = self.tree.get_mut(&actor) {
+                    n.exit_reason = Some(reason);
+                }
+            }
+        }
+    }
+
+    /// Frames from an old holder (after force-release) are dropped: its session is over.
+    fn is_current(&self, actor: &str, task: u64, epoch: u64) -> bool {
+        self.lock.holder().is_some_and(|g| {
+            g.request.key.actor == actor && g.request.key.task == task && g.epoch == epoch
+        })
+    }
+
+    fn refuse(&mut self, actor: &str, task: u64, error: String) {
+        self.send_to_actor(
+            actor,
+            ToActor::LockRefused {
+                task,
+                error: error.clone(),
+            },
+        );
+        self.queue_event(RuntimeEvent::LockRefused {
+            actor: actor.into(),
+            task,
+            error,
+        });
+    }
+
+    fn register(&mut self, conn: ConnId, name: String, claimed_pid: u32, claimed: Option<String>) {
+        let pid = self
+            .conns
+            .get(&conn)
+            .and_then(|c| c.peer_pid)
+            .unwrap_or(claimed_pid);
+        let reserved = claimed.filter(|id| {
+            self.tree
+                .get(id)
+                .is_some_and(|n| n.spawned && n.pid == pid && !n.connected && n.exited.is_none())
+        });
+        let id = match reserved {
+            Some(id) => id,
+            None => {
+                // Not started by us (a fork, or a child an actor started itself): it goes
+                // under its nearest connected ancestor.
+                let parent = self.tree.nearest_ancestor(pid, pty::parent_pid);
+                let id = self.tree.add(&name, pid, parent.as_deref(), false);
+                self.queue_event(RuntimeEvent::ActorStarted {
+                    actor: id.clone(),
+                    name,
+                    pid,
+                    parent,
+                });
+                id
+            }
+        };
+        let parent = self.tree.get(&id).and_then(|n| n.parent.clone());
+        if let Some(n) = self.tree.get_mut(&id) {
+            n.connected = true;
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.actor = Some(id.clone());
+        }
+        self.actor_conn.insert(id.clone(), conn);
+        self.send_to_conn(
+            conn,
+            ToActor::Registered {
+                actor: id.clone(),
+                parent,
+            },
+        );
+        // An actor that registers after its teardown was asked for gets the word now.
+        if self.tree.get(&id).is_some_and(|n| n.cancel == CancelState::Requested) {
+            self.send_to_conn(conn, ToActor::Cancel { force: false });
+        }
+    }
+
+    /// Turns a lock transition into frames and events, then lets waiting teardowns move.
+    fn apply(&mut self, tr: Transition, drop_cause: ReleaseCause) {
+        if let Some(r) = tr.released {
+            let key = &r.grant.request.key;
+            if matches!(r.cause, ReleaseCause::Force | ReleaseCause::Cancel) {
+                self.send_to_actor(
+                    &key.actor.clone(),
+                    ToActor::LockRevoked {
+                        task: key.task,
+                        epoch: r.grant.epoch,
+                    },
+                );
+            }
+            self.queue_event(RuntimeEvent::LockReleased {
+                actor: key.actor.clone(),
+                task: key.task,
+                epoch: r.grant.epoch,
+                cause: r.cause,
+            });
+        }
+        for d in tr.dropped {
+            self.queue_event(RuntimeEvent::LockDropped {
+                actor: d.key.actor,
+                task: d.key.task,
+                cause: drop_cause,
+            });
+        }
+        if let Some(g) = tr.granted {
+            let key = g.request.key.clone();
+            self.queue_event(RuntimeEvent::LockGranted {
+                actor: key.actor.clone(),
+                task: key.task,
+                epoch: g.epoch,
+            });
+            if !self.send_to_actor(
+                &key.actor,
+                ToActor::LockGranted {
+                    task: key.task,
+                    epoch: g.epoch,
+                },
+            ) {
+                // Cannot happen while connection close removes the actor from the lock,
+                // but if it does, do not leave the tree stuck on a holder that is gone.
+                let tr = self.lock.remove_actor(&key.actor, ReleaseCause::Disconnect);
+                self.apply(tr, ReleaseCause::Disconnect);
+            }
+        }
+        self.progress_cancels();
+    }
+
+    // ---- children and teardown ----
+
+    fn on_internal(&mut self, msg: Internal) {
+        match msg {
+            Internal::ChildExited { actor, status } => self.child_exited(&actor, status),
+            Internal::Escalate { actor, stage } => self.escalate(&actor, stage),
+        }
+    }
+
+    fn child_exited(&mut self, actor: &str, status: ExitStatus) {
+        let info = exit_info(status);
+        self.ptys.remove(actor);
+        let tr = self.lock.remove_actor(actor, ReleaseCause::Exit);
+        self.apply(tr, ReleaseCause::Exit);
+        let Some(node) = self.tree.get_mut(actor) else {
+            return;
+        };
+        node.exited = Some(info);
+        let reason = node.exit_reason;
+        let parent = node.parent.clone();
+        if let Some(parent) = parent {
+            self.send_to_actor(
+                &parent,
+                ToActor::ChildExited {
+                    actor: actor.into(),
+                    code: info.code,
+                    signal: info.signal,
+                    reason,
+                },
+            );
+        }
+        self.queue_event(RuntimeEvent::ActorExited {
+            actor: actor.into(),
+            code: info.code,
+            signal: info.signal,
+            reason,
+        });
+        if self.first.as_deref() == Some(actor) {
+            self.first_code = Some(info.code.unwrap_or_else(|| 128 + info.signal.unwrap_or(0)));
+            // The program is over: whatever it left running is torn down, gently.
+            let live: Vec<String> = self
+                .tree
+                .iter()
+                .filter(|n| n.is_live())
+                .map(|n| n.id.clone())
+                .collect();
+            for id in live {
+                self.cancel_subtree(&id, false);
+            }
+        }
+        self.progress_cancels();
+    }
+
+    /// Actors that must not be signalled now: those that hold or wait for the lock, and all
+    /// their ancestors (killing a parent would take the debugging child's session with it).
+    fn protected(&self) -> HashSet<String> {
+        if self.quitting {
+            return HashSet::new();
+        }
+        let mut out = HashSet::new();
+        let involved = self
+            .lock
+            .holder()
+            .map(|g| g.request.key.actor.clone())
+            .into_iter()
+            .chain(self.lock.queue().map(|r| r.key.actor.clone()));
+        for a in involved {
+            out.extend(self.tree.lineage(&a));
+        }
+        out
+    }
+
+    fn cancel_subtree(&mut self, target: &str, force: bool) {
+        if self.tree.get(target).is_none() {
+            self.notice(None, format!("cancel: no actor {target}"));
+            return;
+        }
+        for id in self.tree.subtree(target) {
+            let Some(n) = self.tree.get(&id) else { continue };
+            if !n.is_live() {
+                continue;
+            }
+            if force {
+                let tr = self.lock.remove_actor(&id, ReleaseCause::Cancel);
+                self.apply(tr, ReleaseCause::Cancel);
+                self.send_to_actor(&id, ToActor::Cancel { force: true });
+                self.signal(&id, Signal::SIGKILL);
+                if let Some(n) = self.tree.get_mut(&id) {
+                    n.cancel = CancelState::Killed;
+                }
+                self.queue_event(RuntimeEvent::Cancelling { actor: id, force });
+            } else if n.cancel == CancelState::None {
+                if let Some(n) = self.tree.get_mut(&id) {
+                    n.cancel = CancelState::Pending;
+                }
+            }
+        }
+        self.progress_cancels();
+    }
+
+    /// Starts every pending teardown that the lock no longer protects.
+    fn progress_cancels(&mut self) {
+        let protected = self.protected();
+        let pending: Vec<String> = self
+            .tree
+            .iter()
+            .filter(|n| n.cancel == CancelState::Pending && n.is_live())
+            .map(|n| n.id.clone())
+            .collect();
+        for id in pending {
+            if protected.contains(&id) {
+                let Some(n) = self.tree.get_mut(&id) else { continue };
+                if !n.teardown_waiting {
+                    n.teardown_waiting = true;
+                    self.queue_event(RuntimeEvent::TeardownWaiting { actor: id });
+                }
+                continue;
+            }
+            if let Some(n) = self.tree.get_mut(&id) {
+                n.cancel = CancelState::Requested;
+                n.teardown_waiting = false;
+            }
+            self.send_to_actor(&id, ToActor::Cancel { force: false });
+            self.queue_event(RuntimeEvent::Cancelling {
+                actor: id.clone(),
+                force: false,
+            });
+            self.schedule(id, CancelState::Terminated);
+        }
+    }
+
+    fn schedule(&self, actor: String, stage: CancelState) {
+        let tx = self.internal_tx.clone();
+        let grace = self.grace;
+        tokio::spawn(async move {
+            tokio::time::sleep(grace).await;
+            // Engine gone: the run is over, nothing to escalate.
+            let _ = tx.send(Internal::Escalate { actor, stage }).await;
+        });
+    }
+
+    fn escalate(&mut self, actor: &str, stage: CancelState) {
+        let Some(n) = self.tree.get(actor) else { return };
+        if !n.is_live() || n.cancel == CancelState::Killed {
+            return;
+        }
+        if self.protected().contains(actor) {
+            // It entered the debugger while being torn down: wait for that session.
+            if !n.teardown_waiting {
+                self.queue_event(RuntimeEvent::TeardownWaiting {
+                    actor: actor.into(),
+                });
+                if let Some(n) = self.tree.get_mut(actor) {
+                    n.teardown_waiting = true;
+                }
+            }
+            self.schedule(actor.into(), stage);
+            return;
+        }
+        if let Some(n) = self.tree.get_mut(actor) {
+            n.teardown_waiting = false;
+            n.cancel = stage;
+        }
+        match stage {
+            CancelState::Terminated => {
+                self.signal(actor, Signal::SIGTERM);
+                self.schedule(actor.into(), CancelState::Killed);
+            }
+            _ => self.signal(actor, Signal::SIGKILL),
+        }
+    }
+
+    /// Signals a spawned actor's whole process group, or an unspawned actor's process.
+    fn signal(&self, actor: &str, sig: Signal) {
+        let Some(n) = self.tree.get(actor) else { return };
+        if n.pid == 0 {
+            return;
+        }
+        let pid = Pid::from_raw(n.pid as i32);
+        // ESRCH: it is already gone, which is what we wanted.
+        let _ = if n.spawned {
+            killpg(pid, sig).or_else(|_| kill(pid, sig))
+        } else {
+            kill(pid, sig)
+        };
+    }
+
+    // ---- commands ----
+
+    fn on_command(&mut self, cmd: RuntimeCommand) {
+        match cmd {
+            RuntimeCommand::Input { data } => match self.lock.holder().cloned() {
+                Some(g) => {
+                    let actor = g.request.key.actor.clone();
+                    self.send_to_actor(
+                        &actor,
+                        ToActor::ReplInput {
+                            task: g.request.key.task,
+                            epoch: g.epoch,
+                            data,
+                        },
+                    );
+                }
+                None => self.notice(None, "input ignored: nobody holds the debug lock".into()),
+            },
+            RuntimeCommand::ForceRelease => match self.lock.force_release() {
+                Some(tr) => self.apply(tr, ReleaseCause::Force),
+                None => self.notice(None, "force release: the lock is free".into()),
+            },
+            RuntimeCommand::Dump { actor } => {
+                self.next_dump += 1;
+                let req = self.next_dump;
+                if self.send_to_actor(&actor, ToActor::DumpRequest { req }) {
+                    self.pending_dumps.insert(req, actor);
+                } else {
+                    self.notice(Some(&actor), format!("dump: actor {actor} is not connected"));
+                }
+            }
+            RuntimeCommand::Cancel { actor, force } => self.cancel_subtree(&actor, force),
+            RuntimeCommand::Quit => {
+                self.quitting = true;
+                // Waiters first, so revoking the holder grants nobody.
+                let involved: Vec<String> = self
+                    .lock
+                    .queue()
+                    .map(|r| r.key.actor.clone())
+                    .chain(self.lock.holder().map(|g| g.request.key.actor.clone()))
+                    .collect();
+                for a in involved {
+                    let tr = self.lock.remove_actor(&a, ReleaseCause::Cancel);
+                    self.apply(tr, ReleaseCause::Cancel);
+                }
+                let tops: Vec<String> = self
+                    .tree
+                    .iter()
+                    .filter(|n| n.parent.is_none())
+                    .map(|n| n.id.clone())
+                    .collect();
+                for id in tops {
+                    self.cancel_subtree(&id, false);
+                }
+            }
+        }
+    }
+}

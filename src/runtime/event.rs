@@ -1,0 +1,106 @@
+//! The one seam between the engine and its front ends: `RuntimeEvent` out, `RuntimeCommand`
+//! in. Headless mode prints these as JSON lines; the console applies them to its state. Both
+//! front ends can do exactly what these types allow, no more.
+
+use crate::proto::{ExitReason, Reason};
+
+use super::lock::ReleaseCause;
+
+/// Something that happened in the tree, in the order the engine saw it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RuntimeEvent {
+    ActorStarted {
+        actor: String,
+        name: String,
+        pid: u32,
+        parent: Option<String>,
+    },
+    ActorExited {
+        actor: String,
+        code: Option<i32>,
+        signal: Option<i32>,
+        reason: Option<ExitReason>,
+    },
+    LockRequested {
+        actor: String,
+        task: u64,
+        task_name: String,
+        reason: Reason,
+        location: String,
+    },
+    LockGranted {
+        actor: String,
+        task: u64,
+        epoch: u64,
+    },
+    LockReleased {
+        actor: String,
+        task: u64,
+        epoch: u64,
+        cause: ReleaseCause,
+    },
+    /// A waiting request left the queue without being granted (its actor went away).
+    LockDropped {
+        actor: String,
+        task: u64,
+        cause: ReleaseCause,
+    },
+    LockRefused {
+        actor: String,
+        task: u64,
+        error: String,
+    },
+    ReplOutput {
+        actor: String,
+        task: u64,
+        data: String,
+    },
+    ReplReady {
+        actor: String,
+        task: u64,
+        prompt: String,
+    },
+    /// Bytes the actor wrote to its own PTY.
+    Output {
+        actor: String,
+        data: Vec<u8>,
+    },
+    Dump {
+        actor: String,
+        text: String,
+    },
+    /// Teardown of `actor` waits because it (or a descendant) holds or waits for the lock.
+    TeardownWaiting {
+        actor: String,
+    },
+    /// Teardown of `actor` has started: the Cancel frame was sent (or, forced, SIGKILL).
+    Cancelling {
+        actor: String,
+        force: bool,
+    },
+    /// Something the user should know that is not a state change (a dropped connection, an
+    /// ignored late release, a command that could not apply).
+    Notice {
+        actor: Option<String>,
+        message: String,
+    },
+    /// The run is over; the last event.
+    Exit {
+        code: i32,
+    },
+}
+
+/// What a front end asks of the engine.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RuntimeCommand {
+    /// Input for the lock holder's REPL session.
+    Input { data: String },
+    /// Take the lock from its holder and grant the next waiter.
+    ForceRelease,
+    /// Ask an actor for its task tree and threads.
+    Dump { actor: String },
+    /// Cancel an actor's subtree; `force` skips waiting for debugging actors.
+    Cancel { actor: String, force: bool },
+    /// End the run: revoke the lock and tear the whole tree down.
+    Quit,
+}

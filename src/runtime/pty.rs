@@ -1,0 +1,154 @@
+//! Starting actors on their own pseudo-terminals and reading what they write. The only
+//! module with `unsafe`: the `pre_exec` hook that makes the child a session leader with the
+//! PTY as its controlling terminal and ties its life to the root's.
+
+use std::ffi::OsStr;
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::path::Path;
+use std::process::Stdio;
+
+use nix::fcntl::{FcntlArg, FdFlag, OFlag, fcntl};
+use nix::pty::{Winsize, openpty};
+use tokio::io::unix::AsyncFd;
+use tokio::process::{Child, Command};
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct SpawnSpec<'a> {
+    pub program: &'a str,
+    pub args: &'a [String],
+    pub env: &'a [(String, String)],
+    pub cwd: Option<&'a Path>,
+    pub rows: u16,
+    pub cols: u16,
+}
+
+/// The root's end of an actor's PTY.
+#[derive(Debug)]
+pub struct PtyMaster {
+    fd: AsyncFd<OwnedFd>,
+}
+
+fn set_cloexec(fd: &OwnedFd) -> nix::Result<()> {
+    fcntl(fd, FcntlArg::F_SETFD(FdFlag::FD_CLOEXEC)).map(drop)
+}
+
+/// Spawns `spec` on a fresh PTY in its own session and process group. The child gets
+/// SIGKILL if the root dies (PR_SET_PDEATHSIG), so no actor outlives the root.
+pub fn spawn_on_pty(spec: &SpawnSpec<'_>) -> std::io::Result<(Child, PtyMaster)> {
+    let size = Winsize {
+        ws_row: spec.rows.max(1),
+        ws_col: spec.cols.max(1),
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    let pty = openpty(Some(&size), None).map_err(std::io::Error::from)?;
+    // Neither end may leak into other children: a leaked slave would keep the PTY open
+    // after the actor exits and hide its end of output.
+    set_cloexec(&pty.master)?;
+    set_cloexec(&pty.slave)?;
+    let root_pid = std::process::id();
+
+    let mut cmd = Command::new(spec.program);
+    cmd.args(spec.args)
+        .envs(spec.env.iter().map(|(k, v)| (OsStr::new(k), OsStr::new(v))))
+        .stdin(Stdio::from(pty.slave.try_clone()?))
+        .stdout(Stdio::from(pty.slave.try_clone()?))
+        .stderr(Stdio::from(pty.slave.try_clone()?))
+        .kill_on_drop(false);
+    if let Some(cwd) = spec.cwd {
+        cmd.current_dir(cwd);
+    }
+    // SAFETY: the closure runs in the forked child before exec and calls only
+    // async-signal-safe functions (setsid, ioctl, prctl, getppid, _exit).
+    unsafe {
+        cmd.pre_exec(move || {
+            if libc::setsid() < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // stdin is the PTY slave by now: make it our controlling terminal.
+            if libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) < 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            // The root may have died between fork and prctl; then nobody would kill us.
+            if libc::getppid() != root_pid as libc::pid_t {
+                libc::_exit(137);
+            }
+            Ok(())
+        });
+    }
+    let child = cmd.spawn()?;
+    drop(pty.slave);
+    let flags = OFlag::from_bits_truncate(fcntl(&pty.master, FcntlArg::F_GETFL)?);
+    fcntl(&pty.master, FcntlArg::F_SETFL(flags | OFlag::O_NONBLOCK))?;
+    // SAFETY: `OwnedFd` owns the master descriptor for the AsyncFd's whole life and always
+    // reports the same fd.
+    let fd = unsafe { AsyncFd::register(pty.master) }.map_err(std::io::Error::from)?;
+    Ok((child, PtyMaster { fd }))
+}
+
+impl PtyMaster {
+    /// Reads what the actor wrote. `Ok(0)` means every writer has closed the slave (EIO on
+    /// Linux is how a PTY master reports that).
+    pub async fn read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        loop {
+            let mut guard = self.fd.readable().await?;
+            match guard.try_io(|fd| {
+                nix::unistd::read(fd.get_ref().as_fd(), buf).map_err(std::io::Error::from)
+            }) {
+                Ok(Ok(n)) => return Ok(n),
+                Ok(Err(e)) if e.raw_os_error() == Some(libc::EIO) => return Ok(0),
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => continue,
+            }
+        }
+    }
+
+    /// Writes keystrokes to the actor's terminal.
+    pub async fn write_all(&self, mut data: &[u8]) -> std::io::Result<()> {
+        while !data.is_empty() {
+            let mut guard = self.fd.writable().await?;
+            match guard.try_io(|fd| {
+                nix::unistd::write(fd.get_ref().as_fd(), data).map_err(std::io::Error::from)
+            }) {
+                Ok(Ok(n)) => data = &data[n..],
+                Ok(Err(e)) => return Err(e),
+                Err(_would_block) => continue,
+            }
+        }
+        Ok(())
+    }
+
+    /// Tells the actor its terminal changed size (never to zero).
+    pub fn resize(&self, rows: u16, cols: u16) -> std::io::Result<()> {
+        let size = Winsize {
+            ws_row: rows.max(1),
+            ws_col: cols.max(1),
+            ws_xpixel: 0,
+            ws_ypixel: 0,
+        };
+        // SAFETY: TIOCSWINSZ reads one `winsize` from the pointer, which lives on our stack.
+        let rc = unsafe {
+            libc::ioctl(
+                self.fd.get_ref().as_raw_fd(),
+                libc::TIOCSWINSZ as _,
+                &size as *const Winsize,
+            )
+        };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+}
+
+/// The parent pid of `pid`, from /proc (None if the process is gone).
+pub fn parent_pid(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields resume after the last ')'.
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(1)?.parse().ok()
+}

@@ -1,0 +1,207 @@
+//! The actor tree as a pure structure: who exists, who is whose parent, what state each is
+//! in. No processes, sockets or clocks here; the engine drives it.
+
+use std::collections::{BTreeMap, HashMap};
+
+use crate::proto::ExitReason;
+
+/// Progress of an actor's teardown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CancelState {
+    None,
+    /// Asked for; waiting until the actor and its descendants are out of the debugger.
+    Pending,
+    /// Cancel frame sent; SIGTERM follows after the grace period.
+    Requested,
+    /// SIGTERM sent; SIGKILL follows after the grace period.
+    Terminated,
+    Killed,
+}
+
+/// How an actor ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ExitInfo {
+    pub code: Option<i32>,
+    pub signal: Option<i32>,
+}
+
+/// One actor.
+#[derive(Debug, Clone)]
+pub struct ActorNode {
+    pub id: String,
+    pub name: String,
+    pub pid: u32,
+    pub parent: Option<String>,
+    pub children: Vec<String>,
+    /// Started by the root on its own PTY (so the root reaps it and owns its process group).
+    pub spawned: bool,
+    pub connected: bool,
+    /// What the actor announced before exiting (`exiting` frame).
+    pub exit_reason: Option<ExitReason>,
+    pub exited: Option<ExitInfo>,
+    pub cancel: CancelState,
+    /// Set once the "teardown waits" event went out, so it is reported once per wait.
+    pub teardown_waiting: bool,
+}
+
+impl ActorNode {
+    /// Still has a process or a connection the run must wait for.
+    pub fn is_live(&self) -> bool {
+        if self.spawned {
+            self.exited.is_none()
+        } else {
+            self.connected
+        }
+    }
+}
+
+/// All actors of the run, including exited ones (the console shows them).
+#[derive(Debug, Default)]
+pub struct ActorTree {
+    nodes: BTreeMap<u64, ActorNode>,
+    by_pid: HashMap<u32, String>,
+    last_id: u64,
+}
+
+impl ActorTree {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The id the next `add` will return (so it can go in the environment of the process
+    /// before the process exists).
+    pub fn peek_next_id(&self) -> String {
+        (self.last_id + 1).to_string()
+    }
+
+    /// Adds an actor and returns its id ("1", "2", ... in order of arrival).
+    pub fn add(&mut self, name: &str, pid: u32, parent: Option<&str>, spawned: bool) -> String {
+        self.last_id += 1;
+        let id = self.last_id.to_string();
+        if let Some(p) = parent.and_then(|p| self.get_mut(p)) {
+            p.children.push(id.clone());
+        }
+        self.nodes.insert(
+            self.last_id,
+            ActorNode {
+                id: id.clone(),
+                name: name.to_owned(),
+                pid,
+                parent: parent.map(str::to_owned),
+                children: Vec::new(),
+                spawned,
+                connected: false,
+                exit_reason: None,
+                exited: None,
+                cancel: CancelState::None,
+                teardown_waiting: false,
+            },
+        );
+        self.by_pid.insert(pid, id.clone());
+        id
+    }
+
+    pub fn get(&self, id: &str) -> Option<&ActorNode> {
+        self.nodes.get(&id.parse().ok()?)
+    }
+
+    pub fn get_mut(&mut self, id: &str) -> Option<&mut ActorNode> {
+        self.nodes.get_mut(&id.parse().ok()?)
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &ActorNode> {
+        self.nodes.values()
+    }
+
+    /// The live actor with this pid, if any.
+    pub fn live_by_pid(&self, pid: u32) -> Option<&ActorNode> {
+        self.by_pid
+            .get(&pid)
+            .and_then(|id| self.get(id))
+            .filter(|n| n.is_live())
+    }
+
+    /// The nearest live actor among `pid`'s ancestors, walking parent pids with `ppid_of`.
+    pub fn nearest_ancestor(
+        &self,
+        pid: u32,
+        mut ppid_of: impl FnMut(u32) -> Option<u32>,
+    ) -> Option<String> {
+        let mut cur = pid;
+        // Bounded: pid chains end at 1, but a racing /proc read must not loop forever.
+        for _ in 0..64 {
+            cur = ppid_of(cur)?;
+            if cur <= 1 {
+                return None;
+            }
+            if let Some(n) = self.live_by_pid(cur) {
+                return Some(n.id.clone());
+            }
+        }
+        None
+    }
+
+    /// `id` and all its descendants, parents before children.
+    pub fn subtree(&self, id: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stack = vec![id.to_owned()];
+        while let Some(cur) = stack.pop() {
+            if let Some(n) = self.get(&cur) {
+                stack.extend(n.children.iter().rev().cloned());
+                out.push(cur);
+            }
+        }
+        out
+    }
+
+    /// `id` followed by its ancestors up to the top.
+    pub fn lineage(&self, id: &str) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut cur = Some(id.to_owned());
+        while let Some(c) = cur {
+            cur = self.get(&c).and_then(|n| n.parent.clone());
+            out.push(c);
+            if out.len() > self.nodes.len() {
+                break;
+            }
+        }
+        out
+    }
+
+    pub fn any_live(&self) -> bool {
+        self.nodes.values().any(ActorNode::is_live)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn subtree_and_lineage_follow_parent_links() {
+        let mut t = ActorTree::new();
+        let top = t.add("top", 10, None, true);
+        let mid = t.add("mid", 11, Some(&top), true);
+        let leaf = t.add("leaf", 12, Some(&mid), true);
+        let other = t.add("other", 13, Some(&top), true);
+        assert_eq!(t.subtree(&mid), vec![mid.clone(), leaf.clone()]);
+        assert_eq!(t.subtree(&top), vec![top.clone(), mid.clone(), leaf.clone(), other]);
+        assert_eq!(t.lineage(&leaf), vec![leaf, mid, top]);
+    }
+
+    #[test]
+    fn unspawned_process_lands_under_nearest_live_ancestor() {
+        let mut t = ActorTree::new();
+        let top = t.add("top", 100, None, true);
+        let ppids = HashMap::from([(300, 200), (200, 100), (100, 1)]);
+        assert_eq!(
+            t.nearest_ancestor(300, |p| ppids.get(&p).copied()),
+            Some(top.clone())
+        );
+        t.get_mut(&top).expect("exists").exited = Some(ExitInfo {
+            code: Some(0),
+            signal: None,
+        });
+        assert_eq!(t.nearest_ancestor(300, |p| ppids.get(&p).copied()), None);
+    }
+}
