@@ -1,13 +1,16 @@
-//! The built-in demo tree (`actor-tui demo`): the binary re-runs itself in several roles,
-//! so the demo needs nothing built beyond `actor-tui`. It shows concurrent pauses from
+//! The built-in demo tree (`actor-tui demo`, and `examples/demo.rs`): the executable
+//! re-runs itself in several roles (`EXE __demo ROLE`), so the demo needs nothing built
+//! beyond `actor-tui`. It shows concurrent pauses from
 //! subactors and threads, a queue, a crash with a post-mortem, and output while debugging.
 
 use std::time::Duration;
 
-use actor_tui::{client, pause, pause_sync};
+use crate::{client, pause, pause_sync};
 
+/// First argument that selects a demo role.
 pub const ROLE_FLAG: &str = "__demo";
 
+/// Runs one role of the demo tree; returns the process exit code.
 pub fn run_role(role: &str) -> i32 {
     client::init();
     match role {
@@ -24,16 +27,20 @@ pub fn run_role(role: &str) -> i32 {
 fn top() -> i32 {
     println!("demo: starting two workers, a crasher and a background thread");
     let spawn = |name: &str, role: &str| client::spawn_self(name, &[ROLE_FLAG, role]);
-    let handles: Vec<_> = [("worker-a", "worker"), ("worker-b", "worker"), ("crasher", "crasher")]
-        .into_iter()
-        .filter_map(|(n, r)| match spawn(n, r) {
-            Ok(h) => Some(h),
-            Err(e) => {
-                eprintln!("demo: cannot spawn {n}: {e}");
-                None
-            }
-        })
-        .collect();
+    let handles: Vec<_> = [
+        ("worker-a", "worker"),
+        ("worker-b", "worker"),
+        ("crasher", "crasher"),
+    ]
+    .into_iter()
+    .filter_map(|(n, r)| match spawn(n, r) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            eprintln!("demo: cannot spawn {n}: {e}");
+            None
+        }
+    })
+    .collect();
     let bg = client::spawn_thread("bg-indexer", || {
         let indexed_files = 1234_u32;
         std::thread::sleep(Duration::from_millis(200));
@@ -55,7 +62,10 @@ fn top() -> i32 {
 }
 
 fn worker() -> i32 {
-    let rt = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("worker: {e}");
@@ -63,7 +73,9 @@ fn worker() -> i32 {
         }
     };
     rt.block_on(async {
-        let name = client::global().map(|c| c.name().to_owned()).unwrap_or_default();
+        let name = client::global()
+            .map(|c| c.name().to_owned())
+            .unwrap_or_default();
         for round in 1..=2u32 {
             let progress = round * 50;
             println!("{name}: round {round}, progress {progress}%");

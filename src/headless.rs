@@ -33,7 +33,9 @@ pub fn event_json(ev: &RuntimeEvent) -> Value {
             name,
             pid,
             parent,
-        } => json!({"event": "actor_started", "actor": actor, "name": name, "pid": pid, "parent": parent}),
+        } => {
+            json!({"event": "actor_started", "actor": actor, "name": name, "pid": pid, "parent": parent})
+        }
         RuntimeEvent::ActorExited {
             actor,
             code,
@@ -47,8 +49,10 @@ pub fn event_json(ev: &RuntimeEvent) -> Value {
             task_name,
             reason,
             location,
-        } => json!({"event": "lock_requested", "actor": actor, "task": task, "task_name": task_name,
-                    "reason": reason_str(*reason), "location": location}),
+        } => {
+            json!({"event": "lock_requested", "actor": actor, "task": task, "task_name": task_name,
+                    "reason": reason_str(*reason), "location": location})
+        }
         RuntimeEvent::LockGranted { actor, task, epoch } => {
             json!({"event": "lock_granted", "actor": actor, "task": task, "epoch": epoch})
         }
@@ -76,7 +80,9 @@ pub fn event_json(ev: &RuntimeEvent) -> Value {
         RuntimeEvent::Output { actor, data } => {
             json!({"event": "output", "actor": actor, "data": String::from_utf8_lossy(data)})
         }
-        RuntimeEvent::Dump { actor, text } => json!({"event": "dump", "actor": actor, "text": text}),
+        RuntimeEvent::Dump { actor, text } => {
+            json!({"event": "dump", "actor": actor, "text": text})
+        }
         RuntimeEvent::TeardownWaiting { actor } => {
             json!({"event": "teardown_waiting", "actor": actor})
         }

@@ -27,6 +27,7 @@
 //! [`proto`] and [`client`].
 
 pub mod client;
+pub mod demo;
 pub mod proto;
 
 #[cfg(feature = "runtime")]
@@ -35,9 +36,10 @@ pub mod headless;
 pub mod runtime;
 
 pub use client::{
-    ActorHandle, ChildExit, Client, ClientError, PauseError, pause_here, pause_here_sync,
-    spawn_actor, spawn_self, spawn_task, spawn_thread,
+    ActorHandle, ChildExit, Client, ClientError, LockGuard, PauseError, acquire_lock, pause_here,
+    pause_here_sync, spawn_actor, spawn_self, spawn_task, spawn_thread,
 };
+pub use proto::{ExitReason, Reason};
 
 /// Pauses the calling async task in the debugger: `pause!()` or `pause!(a, b)` to capture
 /// values (by `Debug`) for `p a` / `locals`. Evaluates to a future of

@@ -1,6 +1,5 @@
 //! The `actor-tui` binary: CLI, logging, runtime, front end, exit code. Thin on purpose.
 
-mod demo;
 mod plain;
 
 use std::path::PathBuf;
@@ -8,6 +7,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use actor_tui::demo;
 use actor_tui::runtime::{self, RuntimeConfig};
 
 /// A terminal console for debugging multi-process programs (actor trees).

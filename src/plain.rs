@@ -39,10 +39,16 @@ fn describe(ev: &RuntimeEvent) -> Option<String> {
             parent,
         } => format!(
             "[actor {actor}] {name} started (pid {pid}{})",
-            parent.as_ref().map(|p| format!(", child of {p}")).unwrap_or_default()
+            parent
+                .as_ref()
+                .map(|p| format!(", child of {p}"))
+                .unwrap_or_default()
         ),
         RuntimeEvent::ActorExited {
-            actor, code, signal, ..
+            actor,
+            code,
+            signal,
+            ..
         } => format!("[actor {actor}] exited (code {code:?}, signal {signal:?})"),
         RuntimeEvent::LockRequested {
             actor,
@@ -50,7 +56,9 @@ fn describe(ev: &RuntimeEvent) -> Option<String> {
             reason,
             location,
             ..
-        } => format!("[actor {actor}] {task_name} asks for the debug lock ({reason:?} at {location})"),
+        } => format!(
+            "[actor {actor}] {task_name} asks for the debug lock ({reason:?} at {location})"
+        ),
         RuntimeEvent::LockGranted { actor, epoch, .. } => {
             format!("[lock] granted to actor {actor} (epoch {epoch})")
         }
@@ -62,7 +70,9 @@ fn describe(ev: &RuntimeEvent) -> Option<String> {
             format!("[lock] refused actor {actor}: {error}")
         }
         RuntimeEvent::ReplOutput { data, .. } => return Some(data.clone()),
-        RuntimeEvent::ReplReady { actor, prompt, .. } => return Some(format!("[{actor}] {prompt}")),
+        RuntimeEvent::ReplReady { actor, prompt, .. } => {
+            return Some(format!("[{actor}] {prompt}"));
+        }
         RuntimeEvent::Output { actor, data } => String::from_utf8_lossy(data)
             .lines()
             .map(|l| format!("  {actor} | {l}"))
@@ -73,7 +83,10 @@ fn describe(ev: &RuntimeEvent) -> Option<String> {
             format!("[teardown] actor {actor} waits: a debugger session is open in its subtree")
         }
         RuntimeEvent::Cancelling { actor, force } => {
-            format!("[teardown] cancelling actor {actor}{}", if *force { " (forced)" } else { "" })
+            format!(
+                "[teardown] cancelling actor {actor}{}",
+                if *force { " (forced)" } else { "" }
+            )
         }
         RuntimeEvent::Notice { message, .. } => format!("[note] {message}"),
         RuntimeEvent::Exit { code } => format!("[exit] code {code}"),
@@ -114,7 +127,10 @@ pub async fn run(mut rt: Runtime) -> i32 {
             code = c;
         }
         if let Some(mut text) = describe(&ev) {
-            if !matches!(ev, RuntimeEvent::ReplReady { .. } | RuntimeEvent::ReplOutput { .. }) {
+            if !matches!(
+                ev,
+                RuntimeEvent::ReplReady { .. } | RuntimeEvent::ReplOutput { .. }
+            ) {
                 text.push('\n');
             }
             // A closed stdout only loses the display; the run itself goes on.

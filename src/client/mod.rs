@@ -23,8 +23,8 @@ use crate::proto::{self, ExitReason, PROTOCOL_VERSION, ToActor, ToRoot, env};
 
 pub use mailbox::Mailbox;
 pub use pause::{
-    PauseError, PauseSite, QUIT_EXIT_CODE, install_crash_handler, pause_at, pause_at_sync,
-    pause_here, pause_here_sync,
+    LockGuard, PauseError, PauseSite, QUIT_EXIT_CODE, acquire_lock, install_crash_handler,
+    pause_at, pause_at_sync, pause_here, pause_here_sync,
 };
 pub use registry::{spawn_task, spawn_thread};
 
@@ -93,12 +93,15 @@ impl std::fmt::Display for ChildExit {
     }
 }
 
+/// `spawned` (actor id, pid) or `spawn_failed` (error).
+type SpawnReply = Result<(String, u32), String>;
+
 #[derive(Debug, Default)]
 struct Routes {
     /// In-flight lock requests by task. Normally one per task; a second is a double
     /// request the root will refuse, and that refusal belongs to the newest entry.
     locks: HashMap<u64, Vec<Arc<Mailbox<LockMsg>>>>,
-    spawns: HashMap<u64, Arc<Mailbox<Result<(String, u32), String>>>>,
+    spawns: HashMap<u64, Arc<Mailbox<SpawnReply>>>,
     children: HashMap<String, Arc<Mailbox<ChildExit>>>,
     closed: bool,
 }
@@ -145,9 +148,7 @@ pub fn init() -> Option<Arc<Client>> {
 pub fn global() -> Option<Arc<Client>> {
     GLOBAL
         .get_or_init(|| {
-            if std::env::var_os(env::SOCKET).is_none() {
-                return None;
-            }
+            std::env::var_os(env::SOCKET)?;
             registry::register_current_thread();
             match Client::connect_from_env() {
                 Ok(c) => Some(c),
@@ -168,14 +169,22 @@ impl Client {
         let name = std::env::var(env::NAME).ok().unwrap_or_else(|| {
             std::env::args()
                 .next()
-                .and_then(|a| Path::new(&a).file_name().map(|n| n.to_string_lossy().into_owned()))
+                .and_then(|a| {
+                    Path::new(&a)
+                        .file_name()
+                        .map(|n| n.to_string_lossy().into_owned())
+                })
                 .unwrap_or_else(|| "actor".into())
         });
         Self::connect(Path::new(&path), &name, claimed)
     }
 
     /// Connects to the root at `path` and registers as `name`.
-    pub fn connect(path: &Path, name: &str, claimed: Option<String>) -> Result<Arc<Self>, ClientError> {
+    pub fn connect(
+        path: &Path,
+        name: &str,
+        claimed: Option<String>,
+    ) -> Result<Arc<Self>, ClientError> {
         let stream = UnixStream::connect(path).map_err(|source| ClientError::Connect {
             path: path.display().to_string(),
             source,
@@ -198,7 +207,11 @@ impl Client {
                     "root {agent} speaks protocol {protocol}, this client speaks {PROTOCOL_VERSION}"
                 )));
             }
-            other => return Err(ClientError::Protocol(format!("expected hello, got {other:?}"))),
+            other => {
+                return Err(ClientError::Protocol(format!(
+                    "expected hello, got {other:?}"
+                )));
+            }
         }
         proto::write_frame_sync(
             &mut writer,
@@ -212,7 +225,9 @@ impl Client {
             Some(ToActor::Registered { actor, parent }) => (actor, parent),
             Some(ToActor::Error { message }) => return Err(ClientError::Protocol(message)),
             other => {
-                return Err(ClientError::Protocol(format!("expected registered, got {other:?}")));
+                return Err(ClientError::Protocol(format!(
+                    "expected registered, got {other:?}"
+                )));
             }
         };
         reader.set_read_timeout(None)?;
@@ -292,7 +307,12 @@ impl Client {
     }
 
     /// Asks the root to start `program` as a subactor of this one, on its own PTY.
-    pub fn spawn(&self, name: &str, program: &str, args: &[String]) -> Result<ActorHandle, ClientError> {
+    pub fn spawn(
+        &self,
+        name: &str,
+        program: &str,
+        args: &[String],
+    ) -> Result<ActorHandle, ClientError> {
         let req = self.next_req();
         let mb = Arc::new(Mailbox::default());
         {
@@ -307,7 +327,7 @@ impl Client {
             name: name.into(),
             program: program.into(),
             args: args.to_vec(),
-            env: Vec::new(),
+            env: None,
             cwd: None,
         })?;
         match mb.recv() {
@@ -347,9 +367,15 @@ impl Client {
 
     fn on_frame(&self, msg: ToActor) {
         match msg {
-            ToActor::LockGranted { task, epoch } => self.route_lock(task, LockMsg::Granted(epoch), false),
-            ToActor::LockRefused { task, error } => self.route_lock(task, LockMsg::Refused(error), true),
-            ToActor::ReplInput { task, data, .. } => self.route_lock(task, LockMsg::Input(data), false),
+            ToActor::LockGranted { task, epoch } => {
+                self.route_lock(task, LockMsg::Granted(epoch), false)
+            }
+            ToActor::LockRefused { task, error } => {
+                self.route_lock(task, LockMsg::Refused(error), true)
+            }
+            ToActor::ReplInput { task, data, .. } => {
+                self.route_lock(task, LockMsg::Input(data), false)
+            }
             ToActor::LockRevoked { task, .. } => self.route_lock(task, LockMsg::Revoked, false),
             ToActor::Spawned { req, actor, pid } => {
                 let mut r = lock_ok(&self.routes);
@@ -371,7 +397,11 @@ impl Client {
                 signal,
                 reason,
             } => {
-                let mb = lock_ok(&self.routes).children.entry(actor).or_default().clone();
+                let mb = lock_ok(&self.routes)
+                    .children
+                    .entry(actor)
+                    .or_default()
+                    .clone();
                 mb.push(ChildExit {
                     code,
                     signal,
@@ -401,6 +431,7 @@ impl Client {
             ToActor::Error { message } => {
                 tracing::error!(%message, "actor-tui root reported an error");
             }
+            ToActor::Unknown => tracing::debug!("ignoring a message type from a newer root"),
             ToActor::Hello { .. } | ToActor::Registered { .. } => {
                 tracing::warn!("unexpected handshake frame after registration");
             }
@@ -440,7 +471,9 @@ impl Client {
 fn reader_loop(mut reader: UnixStream, client: std::sync::Weak<Client>) {
     loop {
         let frame = proto::read_frame_sync::<_, ToActor>(&mut reader);
-        let Some(client) = client.upgrade() else { return };
+        let Some(client) = client.upgrade() else {
+            return;
+        };
         match frame {
             Ok(Some(msg)) => client.on_frame(msg),
             Ok(None) => {
@@ -511,7 +544,9 @@ impl ActorHandle {
     /// Waits asynchronously until the subactor exits.
     pub async fn wait_async(&self) -> Result<ChildExit, ClientError> {
         match &self.inner {
-            HandleInner::Remote { exit, .. } => exit.recv_async().await.ok_or(ClientError::Disconnected),
+            HandleInner::Remote { exit, .. } => {
+                exit.recv_async().await.ok_or(ClientError::Disconnected)
+            }
             HandleInner::Local(_) => {
                 // Rare path (no root): poll without blocking the executor.
                 loop {

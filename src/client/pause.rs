@@ -9,7 +9,7 @@ use std::io::{BufRead, Write as _};
 use std::panic::Location;
 use std::sync::{Arc, Mutex, Once};
 
-use nix::sys::signal::{SigAction, SigHandler, SaFlags, SigSet, Signal, sigaction};
+use nix::sys::signal::{SaFlags, SigAction, SigHandler, SigSet, Signal, sigaction};
 
 use crate::proto::{ExitReason, Reason, ReleaseHow, ToRoot};
 
@@ -73,7 +73,14 @@ pub fn pause_here() -> impl std::future::Future<Output = Result<(), PauseError>>
 /// What `pause_sync!` expands to.
 pub fn pause_at_sync(site: PauseSite, values: Vec<(String, String)>) -> Result<(), PauseError> {
     let task = registry::current_task_id();
-    let ctx = context(Reason::Pause, &site, task, values, None, Backtrace::force_capture());
+    let ctx = context(
+        Reason::Pause,
+        &site,
+        task,
+        values,
+        None,
+        Backtrace::force_capture(),
+    );
     session(task, ctx)
 }
 
@@ -82,9 +89,19 @@ pub fn pause_at_sync(site: PauseSite, values: Vec<(String, String)>) -> Result<(
 pub async fn pause_at(site: PauseSite, values: Vec<(String, String)>) -> Result<(), PauseError> {
     let (task, anonymous) = match registry::current_async_task() {
         Some(id) => (id, false),
-        None => (registry::anonymous_task(&Location::caller()), true),
+        None => (
+            registry::anonymous_task(format!("async task at {}", site.render())),
+            true,
+        ),
     };
-    let ctx = context(Reason::Pause, &site, task, values, None, Backtrace::force_capture());
+    let ctx = context(
+        Reason::Pause,
+        &site,
+        task,
+        values,
+        None,
+        Backtrace::force_capture(),
+    );
     if global().is_none() && !local_repl_possible() {
         return warn_skipped(&ctx);
     }
@@ -115,11 +132,7 @@ fn context(
     backtrace: Backtrace,
 ) -> PauseCtx {
     let actor_name = global().map_or_else(
-        || {
-            std::env::args()
-                .next()
-                .unwrap_or_else(|| "actor".into())
-        },
+        || std::env::args().next().unwrap_or_else(|| "actor".into()),
         |c| c.name().to_owned(),
     );
     PauseCtx {
@@ -399,15 +412,17 @@ fn post_mortem(info: &std::panic::PanicHookInfo<'_>) {
     } else {
         "(non-string panic payload)".to_owned()
     };
-    let site = info.location().map_or(PauseSite::new("<unknown>", 0, 0), |l| {
-        PauseSite::new(
-            // The location borrows from the panic; the site needs 'static, so leak the
-            // file name once per crash (a handful of bytes, and the process is failing).
-            Box::leak(l.file().to_owned().into_boxed_str()),
-            l.line(),
-            l.column(),
-        )
-    });
+    let site = info
+        .location()
+        .map_or(PauseSite::new("<unknown>", 0, 0), |l| {
+            PauseSite::new(
+                // The location borrows from the panic; the site needs 'static, so leak the
+                // file name once per crash (a handful of bytes, and the process is failing).
+                Box::leak(l.file().to_owned().into_boxed_str()),
+                l.line(),
+                l.column(),
+            )
+        });
     let task = registry::current_task_id();
     let ctx = context(
         Reason::Crash,
@@ -423,4 +438,88 @@ fn post_mortem(info: &std::panic::PanicHookInfo<'_>) {
     }
     // Errors were already reported to stderr; the panic proceeds either way.
     let _ = session(task, ctx);
+}
+
+// ---- the lock without a REPL ----
+
+/// The debug lock held without a REPL, for code that needs the console to itself for a
+/// while. Released on [`LockGuard::release`] or drop. If it is force-released meanwhile,
+/// the later release quotes an old epoch and the root ignores it.
+#[derive(Debug)]
+pub struct LockGuard {
+    client: Arc<Client>,
+    task: u64,
+    epoch: u64,
+    mb: Arc<Mailbox<LockMsg>>,
+    released: bool,
+}
+
+/// Blocks until the calling task holds the tree-wide debug lock.
+pub fn acquire_lock(reason: Reason, location: &str) -> Result<LockGuard, PauseError> {
+    let client = global().ok_or(PauseError::NoTerminal)?;
+    let task = registry::current_task_id();
+    let mb = client.lock_route(task);
+    let sent = client.send(&ToRoot::LockRequest {
+        task,
+        task_name: registry::task_name(task),
+        reason,
+        location: location.into(),
+    });
+    if let Err(e) = sent {
+        client.drop_lock_route(task, &mb);
+        return Err(PauseError::Send(e.to_string()));
+    }
+    loop {
+        match mb.recv() {
+            Some(LockMsg::Granted(epoch)) => {
+                return Ok(LockGuard {
+                    client,
+                    task,
+                    epoch,
+                    mb,
+                    released: false,
+                });
+            }
+            Some(LockMsg::Refused(e)) => {
+                client.drop_lock_route(task, &mb);
+                return Err(PauseError::Refused(e));
+            }
+            Some(_) => continue,
+            None => return Err(PauseError::Disconnected),
+        }
+    }
+}
+
+impl LockGuard {
+    /// The grant's epoch.
+    pub fn epoch(&self) -> u64 {
+        self.epoch
+    }
+
+    /// Gives the lock back.
+    pub fn release(mut self) -> Result<(), PauseError> {
+        self.release_inner()
+    }
+
+    fn release_inner(&mut self) -> Result<(), PauseError> {
+        if self.released {
+            return Ok(());
+        }
+        self.released = true;
+        self.client.drop_lock_route(self.task, &self.mb);
+        self.client
+            .send(&ToRoot::LockRelease {
+                task: self.task,
+                epoch: self.epoch,
+                how: ReleaseHow::Continue,
+            })
+            .map_err(|e| PauseError::Send(e.to_string()))
+    }
+}
+
+impl Drop for LockGuard {
+    fn drop(&mut self) {
+        // Errors mean the root is gone, and with it the lock.
+        let _ = self.release_inner();
+    }
 }

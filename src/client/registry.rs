@@ -73,7 +73,13 @@ fn fresh_id() -> u64 {
     NEXT_ID.fetch_add(1, Ordering::Relaxed)
 }
 
-fn add(name: String, kind: TaskKind, parent: Option<u64>, at: &Location<'_>, tid: Option<i32>) -> u64 {
+fn add(
+    name: String,
+    kind: TaskKind,
+    parent: Option<u64>,
+    at: &Location<'_>,
+    tid: Option<i32>,
+) -> u64 {
     let id = fresh_id();
     registry().entries.insert(
         id,
@@ -97,7 +103,13 @@ pub fn thread_task_id() -> u64 {
         }
         let t = std::thread::current();
         let name = t.name().unwrap_or("unnamed").to_owned();
-        let id = add(name, TaskKind::Thread, None, Location::caller(), Some(os_tid()));
+        let id = add(
+            name,
+            TaskKind::Thread,
+            None,
+            Location::caller(),
+            Some(os_tid()),
+        );
         c.set(Some(id));
         id
     })
@@ -109,7 +121,9 @@ pub fn current_task_id() -> u64 {
     if let Some(id) = OVERRIDE.with(Cell::get) {
         return id;
     }
-    TASK_ID.try_with(|id| *id).unwrap_or_else(|_| thread_task_id())
+    TASK_ID
+        .try_with(|id| *id)
+        .unwrap_or_else(|_| thread_task_id())
 }
 
 /// The registered async task the caller runs in, if any.
@@ -119,8 +133,9 @@ pub fn current_async_task() -> Option<u64> {
 
 /// A fresh id for an async pause outside any registered task (two such tasks may share a
 /// worker thread, so the thread id would wrongly make them one task).
-pub fn anonymous_task(at: &Location<'_>) -> u64 {
-    add("anonymous async task".into(), TaskKind::Task, None, at, None)
+#[track_caller]
+pub fn anonymous_task(name: String) -> u64 {
+    add(name, TaskKind::Task, None, Location::caller(), None)
 }
 
 /// Runs `f` with the caller's task id set to `id`.
@@ -162,7 +177,13 @@ where
     F::Output: Send + 'static,
 {
     let parent = Some(current_task_id());
-    let id = add(name.into(), TaskKind::Task, parent, Location::caller(), None);
+    let id = add(
+        name.into(),
+        TaskKind::Task,
+        parent,
+        Location::caller(),
+        None,
+    );
     tokio::spawn(TASK_ID.scope(id, async move {
         let _done = Finished(id);
         fut.await
@@ -171,7 +192,10 @@ where
 
 /// Spawns a named OS thread that shows up in dumps, its parent being the calling task.
 #[track_caller]
-pub fn spawn_thread<F, T>(name: impl Into<String>, f: F) -> std::io::Result<std::thread::JoinHandle<T>>
+pub fn spawn_thread<F, T>(
+    name: impl Into<String>,
+    f: F,
+) -> std::io::Result<std::thread::JoinHandle<T>>
 where
     F: FnOnce() -> T + Send + 'static,
     T: Send + 'static,
@@ -211,7 +235,9 @@ pub fn task_tree() -> String {
         .collect();
     let mut stack: Vec<(u64, usize)> = roots.into_iter().rev().map(|id| (id, 0)).collect();
     while let Some((id, depth)) = stack.pop() {
-        let Some(e) = reg.entries.get(&id) else { continue };
+        let Some(e) = reg.entries.get(&id) else {
+            continue;
+        };
         let kind = match e.kind {
             TaskKind::Thread => "thread",
             TaskKind::Task => "task",
@@ -253,8 +279,10 @@ pub fn os_threads() -> String {
         .collect();
     tids.sort_unstable();
     for tid in tids {
-        let comm = std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).unwrap_or_default();
-        let stat = std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
+        let comm =
+            std::fs::read_to_string(format!("/proc/self/task/{tid}/comm")).unwrap_or_default();
+        let stat =
+            std::fs::read_to_string(format!("/proc/self/task/{tid}/stat")).unwrap_or_default();
         let state = stat
             .rfind(')')
             .and_then(|i| stat[i + 1..].split_whitespace().next())

@@ -156,11 +156,13 @@ fn is_internal(func: &str) -> bool {
         "rust_begin_unwind",
         "__rustc::",
         "core::ops::function",
-        "<alloc::boxed::Box<F,A> as core::ops::function",
         "__libc_start",
         "_start",
     ];
-    HIDDEN.iter().any(|h| func.starts_with(h))
+    // Closure-call shims (`<Box<dyn Fn..> as Fn>::call`) and the C entry point say nothing
+    // about the user's code.
+    let shim = func.starts_with('<') && func.contains(" as core::ops::function::Fn");
+    shim || func == "main" || HIDDEN.iter().any(|h| func.starts_with(h))
 }
 
 /// Renders `bt` with internal frames removed and the rest renumbered.

@@ -59,7 +59,7 @@ pub enum ToRoot {
         program: String,
         args: Vec<String>,
         #[serde(default)]
-        env: Vec<(String, String)>,
+        env: Option<Vec<(String, String)>>,
         #[serde(default)]
         cwd: Option<String>,
     },
@@ -79,11 +79,7 @@ pub enum ToRoot {
         how: ReleaseHow,
     },
     /// Text the holder's debugger printed.
-    ReplOutput {
-        task: u64,
-        epoch: u64,
-        data: String,
-    },
+    ReplOutput { task: u64, epoch: u64, data: String },
     /// The holder's debugger waits for one line of input; `prompt` is shown before it.
     ReplWaiting {
         task: u64,
@@ -94,6 +90,9 @@ pub enum ToRoot {
     DumpReply { req: u64, text: String },
     /// The actor is about to exit; sent best-effort before the process ends.
     Exiting { code: i32, reason: ExitReason },
+    /// A message type from a newer protocol revision: ignored, never sent.
+    #[serde(other)]
+    Unknown,
 }
 
 /// Frames the root sends to an actor.
@@ -120,11 +119,7 @@ pub enum ToActor {
     /// The lock was taken away from the task (force-release); end the session.
     LockRevoked { task: u64, epoch: u64 },
     /// One chunk of user input for the session; usually one line ending in `\n`.
-    ReplInput {
-        task: u64,
-        epoch: u64,
-        data: String,
-    },
+    ReplInput { task: u64, epoch: u64, data: String },
     /// Report the task tree and threads with `dump_reply`.
     DumpRequest { req: u64 },
     /// Stop: finish up and exit. `force` means the root will not wait long.
@@ -141,4 +136,7 @@ pub enum ToActor {
     },
     /// A fatal protocol error; the root closes the connection after it.
     Error { message: String },
+    /// A message type from a newer protocol revision: ignored, never sent.
+    #[serde(other)]
+    Unknown,
 }

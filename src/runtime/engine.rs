@@ -12,19 +12,30 @@ use nix::sys::signal::{Signal, kill, killpg};
 use nix::unistd::Pid;
 use tokio::sync::mpsc;
 
+use super::RuntimeConfig;
 use super::event::{RuntimeCommand, RuntimeEvent};
 use super::lock::{LockKey, LockRequest, LockTable, ReleaseCause, Transition};
 use super::pty::{self, PtyMaster, SpawnSpec};
 use super::server::{ConnEvent, ConnId};
 use super::tree::{ActorTree, CancelState, ExitInfo};
-use super::RuntimeConfig;
 use crate::proto::{ReleaseHow, ToActor, ToRoot, env};
 
 /// Messages the engine sends itself from helper tasks.
 #[derive(Debug)]
 enum Internal {
-    ChildExited { actor: String, status: ExitStatus },
-    Escalate { actor: String, stage: CancelState },
+    ChildExited {
+        actor: String,
+        status: ExitStatus,
+    },
+    /// The connection of an exited actor did not close in time (a forked child may hold
+    /// its socket): finish the exit anyway.
+    ExitDeadline {
+        actor: String,
+    },
+    Escalate {
+        actor: String,
+        stage: CancelState,
+    },
 }
 
 #[derive(Debug)]
@@ -32,6 +43,8 @@ struct Conn {
     tx: mpsc::Sender<ToActor>,
     actor: Option<String>,
     peer_pid: Option<u32>,
+    /// Dropping it makes the connection's reader stop.
+    _hangup: tokio::sync::oneshot::Sender<()>,
 }
 
 pub(super) struct Engine {
@@ -58,6 +71,9 @@ pub(super) struct Engine {
     quitting: bool,
     /// Events produced while handling one input, sent in order before the next input.
     outbox: Vec<RuntimeEvent>,
+    /// Exits reaped while the actor's connection was still open: handled when it closes,
+    /// so frames the actor sent before dying (its `exiting` reason) are seen first.
+    pending_exits: HashMap<String, ExitStatus>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -106,6 +122,7 @@ impl Engine {
             first_code: None,
             quitting: false,
             outbox: Vec::new(),
+            pending_exits: HashMap::new(),
         }
     }
 
@@ -133,7 +150,10 @@ impl Engine {
         // The id is reserved before the process exists so it can be put in its environment.
         let id = self.tree.peek_next_id();
         let mut envs: Vec<(String, String)> = extra_env.to_vec();
-        envs.push((env::SOCKET.into(), self.socket.to_string_lossy().into_owned()));
+        envs.push((
+            env::SOCKET.into(),
+            self.socket.to_string_lossy().into_owned(),
+        ));
         envs.push((env::ACTOR.into(), id.clone()));
         envs.push((env::NAME.into(), name.into()));
         let spec = SpawnSpec {
@@ -286,7 +306,10 @@ impl Engine {
             Err(mpsc::error::TrySendError::Full(_)) => {
                 // The peer has not read 256 frames: treat it as gone rather than stall.
                 let actor = c.actor.clone();
-                self.notice(actor.as_deref(), format!("connection {conn} stopped reading; dropped"));
+                self.notice(
+                    actor.as_deref(),
+                    format!("connection {conn} stopped reading; dropped"),
+                );
                 self.close_conn(conn, None);
                 false
             }
@@ -298,13 +321,19 @@ impl Engine {
 
     fn on_conn(&mut self, ev: ConnEvent) {
         match ev {
-            ConnEvent::Opened { conn, tx, peer_pid } => {
+            ConnEvent::Opened {
+                conn,
+                tx,
+                peer_pid,
+                hangup,
+            } => {
                 self.conns.insert(
                     conn,
                     Conn {
                         tx,
                         actor: None,
                         peer_pid,
+                        _hangup: hangup,
                     },
                 );
             }
@@ -326,6 +355,9 @@ impl Engine {
         self.actor_conn.remove(&actor);
         if let Some(e) = error {
             self.notice(Some(&actor), format!("dropped connection: {e}"));
+        }
+        if let Some(status) = self.pending_exits.remove(&actor) {
+            self.child_exited(&actor, status);
         }
         let tr = self.lock.remove_actor(&actor, ReleaseCause::Disconnect);
         self.apply(tr, ReleaseCause::Disconnect);
@@ -357,9 +389,20 @@ impl Engine {
     }
 
     fn on_frame(&mut self, conn: ConnId, msg: ToRoot) {
-        let actor = self.conns.get(&conn).and_then(|c| c.actor.clone());
+        let Some(c) = self.conns.get(&conn) else {
+            // Frames already in flight from a connection we dropped.
+            return;
+        };
+        let actor = c.actor.clone();
         let actor = match (msg, actor) {
-            (ToRoot::Register { name, pid, actor: claimed }, None) => {
+            (
+                ToRoot::Register {
+                    name,
+                    pid,
+                    actor: claimed,
+                },
+                None,
+            ) => {
                 self.register(conn, name, pid, claimed);
                 return;
             }
@@ -380,6 +423,9 @@ impl Engine {
         let (msg, actor) = actor;
         match msg {
             ToRoot::Hello { .. } | ToRoot::Register { .. } => {}
+            ToRoot::Unknown => {
+                tracing::debug!(%actor, "ignoring a message type from a newer client")
+            }
             ToRoot::Spawn {
                 req,
                 name,
@@ -388,13 +434,26 @@ impl Engine {
                 env,
                 cwd,
             } => {
-                let reply = if self.quitting || self.tree.get(&actor).is_some_and(|n| n.cancel != CancelState::None) {
+                let reply = if self.quitting
+                    || self
+                        .tree
+                        .get(&actor)
+                        .is_some_and(|n| n.cancel != CancelState::None)
+                {
                     ToActor::SpawnFailed {
                         req,
                         error: "the tree is being torn down".into(),
                     }
                 } else {
-                    match self.spawn_actor(&name, &program, &args, &env, cwd.as_deref(), Some(&actor)) {
+                    let env = env.unwrap_or_default();
+                    match self.spawn_actor(
+                        &name,
+                        &program,
+                        &args,
+                        &env,
+                        cwd.as_deref(),
+                        Some(&actor),
+                    ) {
                         Ok(id) => ToActor::Spawned {
                             req,
                             pid: self.tree.get(&id).map_or(0, |n| n.pid),
@@ -408,7 +467,10 @@ impl Engine {
                 };
                 self.send_to_conn(conn, reply);
             }
-            ToRoot::Cancel { actor: target, force } => self.cancel_subtree(&target, force),
+            ToRoot::Cancel {
+                actor: target,
+                force,
+            } => self.cancel_subtree(&target, force),
             ToRoot::LockRequest {
                 task,
                 task_name,
@@ -559,7 +621,11 @@ impl Engine {
             },
         );
         // An actor that registers after its teardown was asked for gets the word now.
-        if self.tree.get(&id).is_some_and(|n| n.cancel == CancelState::Requested) {
+        if self
+            .tree
+            .get(&id)
+            .is_some_and(|n| n.cancel == CancelState::Requested)
+        {
             self.send_to_conn(conn, ToActor::Cancel { force: false });
         }
     }
@@ -585,6 +651,17 @@ impl Engine {
             });
         }
         for d in tr.dropped {
+            if drop_cause == ReleaseCause::Cancel {
+                // The actor may still be alive and waiting: tell it instead of leaving it
+                // blocked until the kill.
+                self.send_to_actor(
+                    &d.key.actor,
+                    ToActor::LockRefused {
+                        task: d.key.task,
+                        error: "request dropped: the actor is being cancelled".into(),
+                    },
+                );
+            }
             self.queue_event(RuntimeEvent::LockDropped {
                 actor: d.key.actor,
                 task: d.key.task,
@@ -618,7 +695,24 @@ impl Engine {
 
     fn on_internal(&mut self, msg: Internal) {
         match msg {
-            Internal::ChildExited { actor, status } => self.child_exited(&actor, status),
+            Internal::ChildExited { actor, status } => {
+                if self.actor_conn.contains_key(&actor) {
+                    self.pending_exits.insert(actor.clone(), status);
+                    let tx = self.internal_tx.clone();
+                    tokio::spawn(async move {
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        // Engine gone: nothing left to finish.
+                        let _ = tx.send(Internal::ExitDeadline { actor }).await;
+                    });
+                } else {
+                    self.child_exited(&actor, status);
+                }
+            }
+            Internal::ExitDeadline { actor } => {
+                if let Some(status) = self.pending_exits.remove(&actor) {
+                    self.child_exited(&actor, status);
+                }
+            }
             Internal::Escalate { actor, stage } => self.escalate(&actor, stage),
         }
     }
@@ -692,7 +786,9 @@ impl Engine {
             return;
         }
         for id in self.tree.subtree(target) {
-            let Some(n) = self.tree.get(&id) else { continue };
+            let Some(n) = self.tree.get(&id) else {
+                continue;
+            };
             if !n.is_live() {
                 continue;
             }
@@ -705,10 +801,10 @@ impl Engine {
                     n.cancel = CancelState::Killed;
                 }
                 self.queue_event(RuntimeEvent::Cancelling { actor: id, force });
-            } else if n.cancel == CancelState::None {
-                if let Some(n) = self.tree.get_mut(&id) {
-                    n.cancel = CancelState::Pending;
-                }
+            } else if n.cancel == CancelState::None
+                && let Some(n) = self.tree.get_mut(&id)
+            {
+                n.cancel = CancelState::Pending;
             }
         }
         self.progress_cancels();
@@ -725,7 +821,9 @@ impl Engine {
             .collect();
         for id in pending {
             if protected.contains(&id) {
-                let Some(n) = self.tree.get_mut(&id) else { continue };
+                let Some(n) = self.tree.get_mut(&id) else {
+                    continue;
+                };
                 if !n.teardown_waiting {
                     n.teardown_waiting = true;
                     self.queue_event(RuntimeEvent::TeardownWaiting { actor: id });
@@ -756,7 +854,9 @@ impl Engine {
     }
 
     fn escalate(&mut self, actor: &str, stage: CancelState) {
-        let Some(n) = self.tree.get(actor) else { return };
+        let Some(n) = self.tree.get(actor) else {
+            return;
+        };
         if !n.is_live() || n.cancel == CancelState::Killed {
             return;
         }
@@ -788,7 +888,9 @@ impl Engine {
 
     /// Signals a spawned actor's whole process group, or an unspawned actor's process.
     fn signal(&self, actor: &str, sig: Signal) {
-        let Some(n) = self.tree.get(actor) else { return };
+        let Some(n) = self.tree.get(actor) else {
+            return;
+        };
         if n.pid == 0 {
             return;
         }
@@ -829,7 +931,10 @@ impl Engine {
                 if self.send_to_actor(&actor, ToActor::DumpRequest { req }) {
                     self.pending_dumps.insert(req, actor);
                 } else {
-                    self.notice(Some(&actor), format!("dump: actor {actor} is not connected"));
+                    self.notice(
+                        Some(&actor),
+                        format!("dump: actor {actor} is not connected"),
+                    );
                 }
             }
             RuntimeCommand::Cancel { actor, force } => self.cancel_subtree(&actor, force),

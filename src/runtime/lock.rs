@@ -75,7 +75,11 @@ pub struct Transition {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum LockError {
     #[error("task {task} of actor {actor} already holds the debug lock (epoch {epoch})")]
-    AlreadyHolding { actor: String, task: u64, epoch: u64 },
+    AlreadyHolding {
+        actor: String,
+        task: u64,
+        epoch: u64,
+    },
     #[error("task {task} of actor {actor} is already waiting for the debug lock")]
     AlreadyQueued { actor: String, task: u64 },
     #[error("task {task} of actor {actor} does not hold the debug lock")]
@@ -247,7 +251,9 @@ mod tests {
         assert_eq!(g.epoch, 1);
         assert_eq!(t.request(req("b", 1)), Ok(None));
         assert_eq!(t.request(req("c", 1)), Ok(None));
-        let tr = t.release(&g.request.key, 1, ReleaseCause::Continue).expect("holder");
+        let tr = t
+            .release(&g.request.key, 1, ReleaseCause::Continue)
+            .expect("holder");
         assert_eq!(tr.granted.expect("next").request.key.actor, "b");
         assert_eq!(t.queue().len(), 1);
     }

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
 
 use crate::proto::{self, FrameError, PROTOCOL_VERSION, ToActor, ToRoot};
 
@@ -24,6 +24,8 @@ pub enum ConnEvent {
         tx: mpsc::Sender<ToActor>,
         /// The peer's pid from SO_PEERCRED, trusted over what it claims.
         peer_pid: Option<u32>,
+        /// Dropped by the engine to close the connection (after a protocol error).
+        hangup: oneshot::Sender<()>,
     },
     Frame {
         conn: ConnId,
@@ -136,8 +138,14 @@ async fn connection(conn: ConnId, stream: UnixStream, engine: mpsc::Sender<ConnE
     }
 
     let (tx, mut rx) = mpsc::channel::<ToActor>(256);
+    let (hangup, mut hung_up) = oneshot::channel();
     if engine
-        .send(ConnEvent::Opened { conn, tx, peer_pid })
+        .send(ConnEvent::Opened {
+            conn,
+            tx,
+            peer_pid,
+            hangup,
+        })
         .await
         .is_err()
     {
@@ -153,13 +161,26 @@ async fn connection(conn: ConnId, stream: UnixStream, engine: mpsc::Sender<ConnE
     });
 
     let error = loop {
-        match proto::read_frame::<_, ToRoot>(&mut rd).await {
+        let frame = tokio::select! {
+            f = proto::read_frame::<_, ToRoot>(&mut rd) => f,
+            // The engine dropped this connection: let the writer flush its last frame (an
+            // error message, usually), then close.
+            _ = &mut hung_up => {
+                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), writer).await;
+                return;
+            }
+        };
+        match frame {
             Ok(Some(msg)) => {
                 if engine.send(ConnEvent::Frame { conn, msg }).await.is_err() {
                     break None;
                 }
             }
             Ok(None) => break None,
+            // A peer killed mid-connection resets it; that is an ordinary end.
+            Err(FrameError::Io(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => {
+                break None;
+            }
             Err(e) => {
                 tracing::warn!(conn, error = %e, "dropping connection");
                 break Some(e.to_string());

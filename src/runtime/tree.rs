@@ -121,12 +121,16 @@ impl ActorTree {
             .filter(|n| n.is_live())
     }
 
-    /// The nearest live actor among `pid`'s ancestors, walking parent pids with `ppid_of`.
+    /// The nearest live actor among `pid` itself (a process that connects twice) and its
+    /// ancestors, walking parent pids with `ppid_of`.
     pub fn nearest_ancestor(
         &self,
         pid: u32,
         mut ppid_of: impl FnMut(u32) -> Option<u32>,
     ) -> Option<String> {
+        if let Some(n) = self.live_by_pid(pid) {
+            return Some(n.id.clone());
+        }
         let mut cur = pid;
         // Bounded: pid chains end at 1, but a racing /proc read must not loop forever.
         for _ in 0..64 {
@@ -185,7 +189,10 @@ mod tests {
         let leaf = t.add("leaf", 12, Some(&mid), true);
         let other = t.add("other", 13, Some(&top), true);
         assert_eq!(t.subtree(&mid), vec![mid.clone(), leaf.clone()]);
-        assert_eq!(t.subtree(&top), vec![top.clone(), mid.clone(), leaf.clone(), other]);
+        assert_eq!(
+            t.subtree(&top),
+            vec![top.clone(), mid.clone(), leaf.clone(), other]
+        );
         assert_eq!(t.lineage(&leaf), vec![leaf, mid, top]);
     }
 

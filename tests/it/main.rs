@@ -1,1 +1,6 @@
-//! Integration tests.
+//! The one integration-test binary: protocol golden bytes and bad input against a live
+//! root, and the SCENARIOS.md acceptance scenarios in headless mode with real processes.
+
+mod harness;
+mod protocol;
+mod scenarios;

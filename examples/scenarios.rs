@@ -1,0 +1,129 @@
+//! One program, many small roles: the actor side of the acceptance scenarios that need no
+//! example of their own. `scenarios ROLE`; the integration tests drive each role through
+//! `actor-tui --headless`.
+//!
+//! Roles: `pause_once`, `crash`, `loop_pause`, `quit_parent`, `threads_tasks`, `pair`,
+//! `dump_tree`, `busy`.
+
+use std::time::{Duration, Instant};
+
+use actor_tui::{client, pause, pause_sync};
+
+fn main() {
+    client::init();
+    let role = std::env::args().nth(1).unwrap_or_default();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let code = rt.block_on(run(&role));
+    std::process::exit(code);
+}
+
+async fn run(role: &str) -> i32 {
+    match role {
+        "pause_once" => {
+            let answer = 42;
+            let name = "deep thought";
+            println!("pause_once: before the pause");
+            let r = pause!(answer, name).await;
+            println!("pause_once: after the pause ({r:?})");
+            0
+        }
+        "crash" => {
+            let plan = Plan { steps: vec![] };
+            plan.first_step();
+            0
+        }
+        "loop_pause" => {
+            for i in 0.. {
+                pause_sync!(i).expect("pause");
+            }
+            0
+        }
+        "quit_parent" => {
+            let child = client::spawn_self("looper", &["loop_pause"]).expect("spawn");
+            let exit = child.wait_async().await.expect("wait");
+            println!("quit_parent: child ended: {exit}");
+            if exit.quit_from_debugger() { 3 } else { 4 }
+        }
+        "threads_tasks" => {
+            let sub = client::spawn_self("sub", &["pause_once"]).expect("spawn");
+            let threads: Vec<_> = (1..=2)
+                .map(|n| {
+                    client::spawn_thread(format!("thread-{n}"), move || {
+                        pause_sync!(n).expect("thread pause");
+                    })
+                    .expect("thread")
+                })
+                .collect();
+            let task = client::spawn_task("async-worker", async {
+                let in_task = "yes";
+                pause!(in_task).await.expect("task pause");
+            });
+            task.await.expect("task");
+            for t in threads {
+                t.join().expect("join");
+            }
+            let exit = sub.wait_async().await.expect("wait");
+            if exit.success() { 0 } else { 1 }
+        }
+        "pair" => {
+            let a = client::spawn_self("first", &["pause_once"]).expect("spawn");
+            let b = client::spawn_self("second", &["pause_once"]).expect("spawn");
+            let ea = a.wait_async().await.expect("wait");
+            let eb = b.wait_async().await.expect("wait");
+            println!("pair: first {ea}, second {eb}");
+            0
+        }
+        "dump_tree" => {
+            let busy = client::spawn_self("busy", &["busy"]).expect("spawn");
+            let note = "dump busy while I am paused";
+            pause!(note).await.expect("pause");
+            busy.cancel(false).expect("cancel");
+            let exit = busy.wait_async().await.expect("wait");
+            println!("dump_tree: busy ended: {exit}");
+            0
+        }
+        "busy" => {
+            let server = client::spawn_task("server", async {
+                let conns: Vec<_> = (1..=2)
+                    .map(|n| {
+                        client::spawn_task(format!("conn-{n}"), async {
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                        })
+                    })
+                    .collect();
+                for c in conns {
+                    let _ = c.await;
+                }
+            });
+            let _worker = client::spawn_thread("hasher", || {
+                let start = Instant::now();
+                while start.elapsed() < Duration::from_secs(3600) {
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            });
+            let _ = server.await;
+            0
+        }
+        other => {
+            eprintln!("unknown role {other:?}");
+            2
+        }
+    }
+}
+
+struct Plan {
+    steps: Vec<String>,
+}
+
+impl Plan {
+    fn first_step(&self) -> &str {
+        self.steps
+            .first()
+            .map(String::as_str)
+            .expect("the plan has no steps")
+    }
+}

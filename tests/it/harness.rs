@@ -1,0 +1,348 @@
+//! Runs the real `actor-tui --headless` binary on real example programs, reads its JSON
+//! event stream, sends commands, and checks the scenario invariants over the whole stream.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_actor-tui");
+
+/// Path of a built example (cargo builds examples before running integration tests).
+pub fn example(name: &str) -> String {
+    let bin = Path::new(BIN);
+    let dir = bin.parent().expect("target dir");
+    let p = dir.join("examples").join(name);
+    assert!(p.exists(), "example {name} not built at {}", p.display());
+    p.to_string_lossy().into_owned()
+}
+
+/// A fresh private directory for this test's socket.
+pub fn tempdir() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("actor-tui-it")
+        .tempdir()
+        .expect("tempdir")
+}
+
+pub struct Run {
+    pub child: Child,
+    stdin: Option<ChildStdin>,
+    rx: mpsc::Receiver<Value>,
+    pub events: Vec<Value>,
+    pub socket: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+pub const TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Run {
+    pub fn start(program: &str, args: &[&str]) -> Self {
+        let dir = tempdir();
+        let socket = dir.path().join("root.sock");
+        Self::start_at(program, args, dir, socket)
+    }
+
+    pub fn start_at(program: &str, args: &[&str], dir: tempfile::TempDir, socket: PathBuf) -> Self {
+        let mut child = Command::new(BIN)
+            .arg("--headless")
+            .arg("--grace-ms")
+            .arg("500")
+            .arg("--socket")
+            .arg(&socket)
+            .arg("--log-file")
+            .arg(dir.path().join("log"))
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start actor-tui");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines() {
+                let Ok(line) = line else { break };
+                let v: Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
+                if tx.send(v).is_err() {
+                    break;
+                }
+            }
+        });
+        Self {
+            stdin: child.stdin.take(),
+            child,
+            rx,
+            events: Vec::new(),
+            socket,
+            _dir: dir,
+        }
+    }
+
+    fn pull(&mut self, deadline: Instant) -> Option<Value> {
+        let left = deadline.checked_duration_since(Instant::now())?;
+        let v = self.rx.recv_timeout(left).ok()?;
+        self.events.push(v.clone());
+        Some(v)
+    }
+
+    /// The first event seen so far that matches, else the next one to arrive that does.
+    pub fn seen_or_wait(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        if let Some(v) = self.events.iter().find(|e| pred(e)) {
+            return v.clone();
+        }
+        self.wait_for(what, pred)
+    }
+
+    /// Consumes events until one matches; panics with the log if none does in time.
+    pub fn wait_for(&mut self, what: &str, pred: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let Some(v) = self.pull(deadline) else {
+                panic!("timed out waiting for {what}; events:\n{}", self.log());
+            };
+            if pred(&v) {
+                return v;
+            }
+        }
+    }
+
+    pub fn wait_event(&mut self, event: &str) -> Value {
+        self.wait_for(event, |v| v["event"] == event)
+    }
+
+    pub fn send(&mut self, cmd: Value) {
+        let stdin = self.stdin.as_mut().expect("stdin open");
+        writeln!(stdin, "{cmd}").expect("write command");
+        stdin.flush().expect("flush");
+    }
+
+    pub fn input(&mut self, data: &str) {
+        self.send(json!({"cmd": "input", "data": data}));
+    }
+
+    /// Answers every REPL with `c` until the run ends; returns the exit code. Panics if the
+    /// run does not end in time.
+    pub fn continue_all(&mut self) -> i32 {
+        loop {
+            let v = self.wait_for("repl_ready or exit", |v| {
+                v["event"] == "repl_ready" || v["event"] == "exit"
+            });
+            if v["event"] == "exit" {
+                return v["code"].as_i64().expect("code") as i32;
+            }
+            self.input("c\n");
+        }
+    }
+
+    /// Waits for the `exit` event and for the process, and checks the invariants.
+    pub fn finish(mut self) -> (i32, Vec<Value>) {
+        let code = if let Some(e) = self.events.iter().find(|e| e["event"] == "exit") {
+            e["code"].as_i64().expect("code") as i32
+        } else {
+            self.wait_event("exit")["code"].as_i64().expect("code") as i32
+        };
+        // Drain whatever is left until stdout closes.
+        while self.pull(Instant::now() + Duration::from_secs(5)).is_some() {}
+        drop(self.stdin.take());
+        let status = wait_timeout(&mut self.child, TIMEOUT).expect("actor-tui did not exit");
+        assert_eq!(
+            status.code(),
+            Some(code),
+            "process exit code differs from exit event"
+        );
+        check_invariants(&self.events);
+        (code, std::mem::take(&mut self.events))
+    }
+
+    pub fn log(&self) -> String {
+        self.events
+            .iter()
+            .map(|e| {
+                let mut s = e.to_string();
+                s.truncate(300);
+                s
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Actor id of the actor with this name (from `actor_started`).
+    pub fn actor_named(&mut self, name: &str) -> String {
+        let e = self.seen_or_wait(&format!("actor {name}"), |e| {
+            e["event"] == "actor_started" && e["name"] == name
+        });
+        e["actor"].as_str().expect("id").to_owned()
+    }
+}
+
+impl Drop for Run {
+    fn drop(&mut self) {
+        // A failed test must not leave the tree running.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<std::process::ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            return Some(st);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// True if `pid` is still a live (non-zombie) process.
+pub fn alive(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => {
+            let state = stat
+                .rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next())
+                .unwrap_or("?");
+            state != "Z" && state != "X"
+        }
+        Err(_) => false,
+    }
+}
+
+pub fn pids(events: &[Value]) -> Vec<u32> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "actor_started")
+        .map(|e| e["pid"].as_u64().expect("pid") as u32)
+        .collect()
+}
+
+/// The SCENARIOS.md invariants over a whole event stream.
+pub fn check_invariants(events: &[Value]) {
+    let dump = || {
+        events
+            .iter()
+            .map(Value::to_string)
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let key = |e: &Value| {
+        (
+            e["actor"].as_str().unwrap_or("").to_owned(),
+            e["task"].as_u64().unwrap_or(0),
+        )
+    };
+    let mut holder: Option<((String, u64), u64)> = None;
+    let mut waiting: VecDeque<(String, u64)> = VecDeque::new();
+    let mut released: HashMap<u64, usize> = HashMap::new();
+    let mut granted = Vec::new();
+    for e in events {
+        match e["event"].as_str().unwrap_or("") {
+            "lock_requested" => waiting.push_back(key(e)),
+            "lock_refused" => {
+                // The refused request is the newest one with that key.
+                let k = key(e);
+                if let Some(i) = waiting.iter().rposition(|w| *w == k) {
+                    waiting.remove(i);
+                }
+            }
+            "lock_dropped" => {
+                let k = key(e);
+                if let Some(i) = waiting.iter().position(|w| *w == k) {
+                    waiting.remove(i);
+                }
+            }
+            "lock_granted" => {
+                assert!(holder.is_none(), "two REPLs open at once:\n{}", dump());
+                let k = key(e);
+                assert_eq!(
+                    waiting.pop_front(),
+                    Some(k.clone()),
+                    "grant out of request order:\n{}",
+                    dump()
+                );
+                let epoch = e["epoch"].as_u64().expect("epoch");
+                holder = Some((k, epoch));
+                granted.push(epoch);
+            }
+            "lock_released" => {
+                let epoch = e["epoch"].as_u64().expect("epoch");
+                let (k, held) = holder
+                    .take()
+                    .unwrap_or_else(|| panic!("release without grant:\n{}", dump()));
+                assert_eq!(
+                    (k, held),
+                    (key(e), epoch),
+                    "release of a grant not held:\n{}",
+                    dump()
+                );
+                *released.entry(epoch).or_default() += 1;
+            }
+            "repl_output" | "repl_ready" => {
+                let h = holder.as_ref().map(|(k, _)| k.clone());
+                assert_eq!(h, Some(key(e)), "REPL frame from a non-holder:\n{}", dump());
+            }
+            "output" => {
+                let data = e["data"].as_str().unwrap_or("");
+                assert!(
+                    !data.contains("(actor-tui) "),
+                    "REPL prompt leaked into PTY output"
+                );
+            }
+            _ => {}
+        }
+    }
+    if events.iter().any(|e| e["event"] == "exit") {
+        assert!(
+            holder.is_none(),
+            "run ended with the lock held:\n{}",
+            dump()
+        );
+        for g in &granted {
+            assert_eq!(
+                released.get(g),
+                Some(&1),
+                "grant {g} not released exactly once:\n{}",
+                dump()
+            );
+        }
+        // No process of the tree outlives the run.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        for pid in pids(events) {
+            while alive(pid) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            assert!(!alive(pid), "actor pid {pid} outlived the run");
+        }
+    }
+}
+
+/// REPL text of one actor, concatenated.
+pub fn repl_text(events: &[Value], actor: &str) -> String {
+    events
+        .iter()
+        .filter(|e| e["event"] == "repl_output" && e["actor"] == actor)
+        .filter_map(|e| e["data"].as_str())
+        .collect()
+}
+
+/// PTY output of one actor, concatenated.
+pub fn output_text(events: &[Value], actor: &str) -> String {
+    events
+        .iter()
+        .filter(|e| e["event"] == "output" && e["actor"] == actor)
+        .filter_map(|e| e["data"].as_str())
+        .collect()
+}
+
+pub fn count(events: &[Value], event: &str) -> usize {
+    events.iter().filter(|e| e["event"] == event).count()
+}
