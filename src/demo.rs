@@ -17,6 +17,9 @@ pub fn run_role(role: &str) -> i32 {
         "top" => top(),
         "worker" => worker(),
         "crasher" => crasher(),
+        // Used by the handoff benchmark (`cargo bench --bench handoff`).
+        "bench_top" => bench_top(),
+        "bench_pauser" => bench_pauser(),
         other => {
             eprintln!("unknown demo role {other}");
             2
@@ -96,5 +99,40 @@ fn crasher() -> i32 {
     // A real out-of-bounds panic: opens a post-mortem session, then the process fails.
     let value = readings[index.min(7)];
     println!("never printed: {value}");
+    0
+}
+
+fn arg(n: usize, default: u32) -> u32 {
+    std::env::args()
+        .nth(n)
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(default)
+}
+
+/// `__demo bench_top N K`: N subactors that each pause K times, all queueing at once.
+fn bench_top() -> i32 {
+    let (n, k) = (arg(3, 4), arg(4, 50));
+    let handles: Vec<_> = (0..n)
+        .filter_map(|i| {
+            client::spawn_self(
+                &format!("pauser-{i}"),
+                &[ROLE_FLAG, "bench_pauser", &k.to_string()],
+            )
+            .ok()
+        })
+        .collect();
+    let failed = handles
+        .iter()
+        .filter(|h| !h.wait().is_ok_and(|e| e.success()))
+        .count();
+    i32::from(failed > 0 || handles.len() != n as usize)
+}
+
+fn bench_pauser() -> i32 {
+    for round in 0..arg(3, 50) {
+        if pause_sync!(round).is_err() {
+            return 1;
+        }
+    }
     0
 }

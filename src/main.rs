@@ -105,13 +105,16 @@ fn run(cli: Cli) -> Result<i32, Box<dyn std::error::Error>> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    rt.block_on(async move {
+    let result = rt.block_on(async move {
         let runtime = runtime::start(cfg).await?;
         let code = if cli.headless {
             actor_tui::headless::run(runtime).await
         } else {
             plain::run(runtime).await
         };
-        Ok(code)
-    })
+        Ok::<_, Box<dyn std::error::Error>>(code)
+    });
+    // A blocking stdin read may still be in flight: do not wait for it.
+    rt.shutdown_background();
+    result
 }

@@ -117,7 +117,9 @@ pub async fn run(mut rt: Runtime) -> i32 {
                 return;
             }
         }
-        // Keep the sender alive after EOF: dropping it would quit the run.
+        // End of input (Ctrl-D, or no terminal at all): nobody can answer a REPL any more,
+        // so end the run instead of waiting forever at the next prompt.
+        let _ = commands.send(RuntimeCommand::Quit).await;
         std::future::pending::<()>().await;
     });
     let mut out = tokio::io::stdout();

@@ -148,9 +148,9 @@ impl Run {
         } else {
             self.wait_event("exit")["code"].as_i64().expect("code") as i32
         };
-        // Drain whatever is left until stdout closes.
+        // Drain whatever is left until stdout closes. Stdin stays open: the root must exit
+        // on its own, not because its input ended.
         while self.pull(Instant::now() + Duration::from_secs(5)).is_some() {}
-        drop(self.stdin.take());
         let status = wait_timeout(&mut self.child, TIMEOUT).expect("actor-tui did not exit");
         assert_eq!(
             status.code(),
