@@ -101,7 +101,7 @@ pub fn event_json(ev: &RuntimeEvent) -> Value {
 pub enum CommandError {
     #[error("not JSON: {0}")]
     Json(#[from] serde_json::Error),
-    #[error("missing or non-string field `{0}`")]
+    #[error("missing or mistyped field `{0}`")]
     Field(&'static str),
     #[error("unknown cmd `{0}`")]
     Unknown(String),
@@ -130,6 +130,18 @@ pub fn parse_command(line: &str) -> Result<RuntimeCommand, CommandError> {
             force: v.get("force").and_then(Value::as_bool).unwrap_or(false),
         },
         "quit" => RuntimeCommand::Quit,
+        "resize" => {
+            let dim = |name: &'static str| {
+                v.get(name)
+                    .and_then(Value::as_u64)
+                    .and_then(|n| u16::try_from(n).ok())
+                    .ok_or(CommandError::Field(name))
+            };
+            RuntimeCommand::Resize {
+                rows: dim("rows")?,
+                cols: dim("cols")?,
+            }
+        }
         _ => return Err(CommandError::Unknown(cmd)),
     })
 }

@@ -31,6 +31,8 @@ pub mod demo;
 pub mod proto;
 
 #[cfg(feature = "runtime")]
+pub mod console;
+#[cfg(feature = "runtime")]
 pub mod headless;
 #[cfg(feature = "runtime")]
 pub mod runtime;

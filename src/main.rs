@@ -17,6 +17,10 @@ struct Cli {
     /// JSON lines on stdout (events) and stdin (commands) instead of the console.
     #[arg(long)]
     headless: bool,
+    /// Line-mode front end: events as text lines, typed lines go to the REPL (for dumb
+    /// terminals and screen readers).
+    #[arg(long, conflicts_with = "headless")]
+    plain: bool,
     /// Socket path (default: a per-run path under $XDG_RUNTIME_DIR/actor-tui).
     #[arg(long)]
     socket: Option<PathBuf>,
@@ -101,6 +105,12 @@ fn run(cli: Cli) -> Result<i32, Box<dyn std::error::Error>> {
     cfg.name = name;
     cfg.socket = cli.socket.clone();
     cfg.grace = Duration::from_millis(cli.grace_ms);
+    let console = !cli.headless && !cli.plain;
+    if console && let Ok((cols, rows)) = crossterm::terminal::size() {
+        // Start actors at the size their output pane will have, not at 80x24.
+        let (out, _) = actor_tui::console::pane_sizes(cols, rows);
+        (cfg.rows, cfg.cols) = out;
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -109,8 +119,10 @@ fn run(cli: Cli) -> Result<i32, Box<dyn std::error::Error>> {
         let runtime = runtime::start(cfg).await?;
         let code = if cli.headless {
             actor_tui::headless::run(runtime).await
-        } else {
+        } else if cli.plain {
             plain::run(runtime).await
+        } else {
+            actor_tui::console::run(runtime).await
         };
         Ok::<_, Box<dyn std::error::Error>>(code)
     });

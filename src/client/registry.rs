@@ -249,12 +249,16 @@ pub fn task_tree() -> String {
             TaskState::Finished => "finished".to_owned(),
         };
         let tid = e.os_tid.map(|t| format!(" tid {t}")).unwrap_or_default();
+        let at = if e.spawned_at.is_empty() {
+            String::new()
+        } else {
+            format!(" (spawned at {})", e.spawned_at)
+        };
         let _ = writeln!(
             out,
-            "{:indent$}#{id} {} [{kind}{tid}] {state} (spawned at {})",
+            "{:indent$}#{id} {} [{kind}{tid}] {state}{at}",
             "",
             e.name,
-            e.spawned_at,
             indent = depth * 2
         );
         let children: Vec<u64> = reg

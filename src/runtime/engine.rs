@@ -938,6 +938,15 @@ impl Engine {
                 }
             }
             RuntimeCommand::Cancel { actor, force } => self.cancel_subtree(&actor, force),
+            RuntimeCommand::Resize { rows, cols } => {
+                self.rows = rows.max(1);
+                self.cols = cols.max(1);
+                for (actor, pty) in &self.ptys {
+                    if let Err(e) = pty.resize(self.rows, self.cols) {
+                        tracing::debug!(%actor, error = %e, "resize failed");
+                    }
+                }
+            }
             RuntimeCommand::Quit => {
                 self.quitting = true;
                 // Waiters first, so revoking the holder grants nobody.

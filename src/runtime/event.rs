@@ -103,4 +103,6 @@ pub enum RuntimeCommand {
     Cancel { actor: String, force: bool },
     /// End the run: revoke the lock and tear the whole tree down.
     Quit,
+    /// Set the size of every actor's PTY (and of those spawned later); never zero.
+    Resize { rows: u16, cols: u16 },
 }

@@ -1,0 +1,546 @@
+"""The process's one connection to the root: handshake, the reader thread that routes root
+frames, lock requests and REPL sessions, cancellation and exit notices, and what happens to
+all of that across os.fork().
+
+Threads never read the socket themselves: only the reader thread does, and it hands lock
+and REPL frames to the waiting thread through a per-task queue. So a thread blocked in the
+debugger never stops dump requests, cancels or other threads' grants from being handled.
+"""
+
+import collections
+import os
+import queue
+import sys
+import threading
+
+from . import _shield, _wire
+
+# How long to wait for each handshake reply (PROTOCOL.md 4.1): a root that accepts but
+# never answers must not hang the program.
+HANDSHAKE_TIMEOUT = 10.0
+# Largest repl_output piece, in characters: at most 4 bytes each, far below 1 MiB.
+OUTPUT_PIECE = 64 * 1024
+
+CANCEL_EXIT = 143
+QUIT_EXIT = 113
+
+
+def warn(text):
+    """One line on the process's own stderr (its output pane under actor-tui)."""
+    try:
+        sys.stderr.write("actor-tui: %s\n" % text)
+        sys.stderr.flush()
+    except Exception:  # stderr closed or broken: nothing better to do
+        pass
+
+
+class Disconnected(Exception):
+    """The connection to the root is gone."""
+
+
+class Session:
+    """One grant of the debug lock to one task of this process."""
+
+    def __init__(self, task, task_name, epoch, channel, shield_token):
+        self.task = task
+        self.task_name = task_name
+        self.epoch = epoch
+        self.channel = channel
+        self.thread = threading.get_ident()
+        # Lines of a multi-line repl_input chunk not read yet.
+        self.lines = collections.deque()
+        # Set when the root revoked the grant or the connection closed: the session is
+        # over and no lock_release may be sent for it.
+        self.over = False
+        self.shield_token = shield_token
+        self.ended = False
+
+
+class _Channel:
+    """Root frames for one task, handed from the reader thread to the thread that waits."""
+
+    def __init__(self):
+        self.queue = queue.Queue()
+        self.thread = threading.get_ident()
+        self.session = None
+        # The waiting thread gave up (an exception interrupted it): a late grant is given
+        # straight back instead of leaving the whole tree stuck on it.
+        self.abandoned = False
+
+
+def _split_lines(data):
+    """A repl_input chunk as lines (PROTOCOL.md 6.3): a trailing piece without a newline is a
+    line, and an empty chunk is one empty line."""
+    parts = data.split("\n")
+    if parts[-1] == "":
+        parts.pop()
+    if not parts:
+        parts = [""]
+    return [p + "\n" for p in parts]
+
+
+class Client:
+    def __init__(self, sock, actor, parent, sent_name):
+        self._sock = sock
+        self.actor = actor
+        self.parent = parent
+        self.pid = os.getpid()
+        reserved = os.environ.get("ACTOR_TUI_ACTOR")
+        # A reserved actor keeps the name its spawner chose; a new one the name we sent.
+        self.name = (os.environ.get("ACTOR_TUI_NAME") or sent_name) if actor == reserved else sent_name
+        self.closed = False
+        # One frame at a time on the socket, whichever thread sends it (PROTOCOL.md 2).
+        self._write_lock = threading.Lock()
+        # Guards _channels and _sessions, shared by the reader and the debugging threads.
+        self._lock = threading.Lock()
+        self._channels = {}  # task id -> _Channel, from lock_request to the session's end
+        self._sessions = {}  # thread ident -> Session that thread holds
+        self.child_exits = {}  # actor id -> last child_exited frame (no spawn API yet)
+        self._reader = threading.Thread(target=self._read_loop, name="actor-tui-reader", daemon=True)
+
+    # ---- connecting --------------------------------------------------------------------
+
+    @classmethod
+    def connect(cls, path, name):
+        sock = _wire.connect_unix(path, HANDSHAKE_TIMEOUT)
+        try:
+            sock.sendall(_wire.frame({"type": "hello", "protocol": _wire.PROTOCOL_VERSION, "agent": _wire.AGENT}))
+            hello = cls._expect(sock, "hello")
+            if hello.get("protocol") != _wire.PROTOCOL_VERSION:
+                raise ConnectionError("the root speaks protocol %r, this client %d"
+                                      % (hello.get("protocol"), _wire.PROTOCOL_VERSION))
+            sock.sendall(_wire.frame({
+                "type": "register",
+                "name": name,
+                "pid": os.getpid(),
+                # Always what we inherited, unchanged: the root decides (PROTOCOL.md 1.2).
+                "actor": os.environ.get("ACTOR_TUI_ACTOR") or None,
+            }))
+            registered = cls._expect(sock, "registered")
+            sock.settimeout(None)
+        except BaseException:
+            sock.close()
+            raise
+        client = cls(sock, str(registered.get("actor")), registered.get("parent"), name)
+        # Dispatch starts at once: `cancel` may follow `registered` immediately.
+        client._reader.start()
+        return client
+
+    @staticmethod
+    def _expect(sock, kind):
+        while True:
+            msg = _wire.read_frame(sock)
+            if msg is None:
+                raise ConnectionError("the root closed the connection during the handshake")
+            if msg["type"] == "error":
+                raise ConnectionError("the root refused us: %s" % msg.get("message"))
+            if msg["type"] == kind:
+                return msg
+            # Anything else before registration is from a newer root: skip it.
+
+    # ---- sending -----------------------------------------------------------------------
+
+    def send(self, msg):
+        data = _wire.frame(msg)
+        with self._write_lock:
+            if self.closed:
+                raise Disconnected()
+            try:
+                self._sock.sendall(data)
+            except OSError:
+                self.closed = True
+                raise Disconnected()
+
+    def send_quietly(self, msg):
+        """Best effort: for frames whose loss changes nothing (the root is gone)."""
+        try:
+            self.send(msg)
+        except Disconnected:
+            pass
+
+    # ---- the reader thread ---------------------------------------------------------------
+
+    def _read_loop(self):
+        try:
+            while True:
+                msg = _wire.read_frame(self._sock)
+                if msg is None:
+                    break
+                try:
+                    self._dispatch(msg)
+                except Disconnected:
+                    break
+                except Exception as e:  # a bug here must not kill the reader
+                    warn("internal error handling %s: %r" % (msg.get("type"), e))
+        except _wire.FrameError as e:
+            warn("bad frame from the root (%s); continuing without it" % e)
+        except OSError:
+            pass  # reset or closed: the root is gone
+        finally:
+            self._on_closed()
+
+    def _dispatch(self, msg):
+        kind = msg["type"]
+        if kind in ("lock_granted", "lock_refused", "lock_revoked", "repl_input"):
+            self._route(kind, msg)
+        elif kind == "dump_request":
+            from . import _dump
+
+            try:
+                text = _dump.build(self)
+            except Exception as e:
+                text = "actor %s (pid %d): dump failed: %r\n" % (self.name, self.pid, e)
+            self.send({"type": "dump_reply", "req": msg.get("req"), "text": text})
+        elif kind == "cancel":
+            self._on_cancel(bool(msg.get("force")))
+        elif kind == "child_exited":
+            self.child_exits[msg.get("actor")] = msg
+        elif kind == "error":
+            warn("the root reported a protocol error: %s" % msg.get("message"))
+        # spawned, spawn_failed, and types from a newer root: nothing to do (PROTOCOL.md 9).
+
+    def _route(self, kind, msg):
+        task = msg.get("task")
+        give_back = None
+        with self._lock:
+            ch = self._channels.get(task)
+            if ch is None or ch.abandoned:
+                if kind == "lock_granted":
+                    give_back = msg.get("epoch")
+                    if ch is not None:
+                        del self._channels[task]
+            else:
+                if kind == "lock_revoked" and ch.session is not None and ch.session.epoch == msg.get("epoch"):
+                    ch.session.over = True  # output stops at once, before the thread wakes
+                ch.queue.put(msg)
+        if give_back is not None:
+            # Nobody waits for this grant any more: hand it on rather than hold the tree.
+            self.send({"type": "lock_release", "task": task, "epoch": give_back, "how": "continue"})
+
+    def _on_closed(self):
+        with self._write_lock:
+            self.closed = True
+        with self._lock:
+            channels = list(self._channels.values())
+            for s in self._sessions.values():
+                s.over = True
+        for ch in channels:
+            ch.queue.put({"type": "closed"})
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+
+    # ---- cancellation and exits ------------------------------------------------------------
+
+    def _on_cancel(self, force):
+        handler = _cancel_handler
+        if handler is not None and not force:
+            # The program's own handler runs on its own thread, so this reader keeps
+            # serving frames (the program may want to pause while shutting down).
+            threading.Thread(target=handler, name="actor-tui-cancel", daemon=True).start()
+            return
+        self.exit_now(CANCEL_EXIT, "cancelled")
+
+    def exit_now(self, code, reason=None):
+        """Announces the exit (unless `reason` is None: already announced) and ends the
+        process at once, running no more program code."""
+        if reason is not None:
+            self.send_quietly({"type": "exiting", "code": code, "reason": reason})
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # a closed or broken stream must not stop the exit
+                pass
+        os._exit(code)
+
+    # ---- the debug lock ------------------------------------------------------------------
+
+    def thread_session(self):
+        """The session the calling thread holds, if any."""
+        with self._lock:
+            return self._sessions.get(threading.get_ident())
+
+    def request_lock(self, task, task_name, reason, location):
+        """Asks for the lock and waits as long as the queue takes. Returns the Session, or
+        None (after a warning on stderr) if the root refused or went away."""
+        ch = _Channel()
+        with self._lock:
+            if self.closed:
+                return None
+            self._channels[task] = ch
+        token = _shield.enter()
+        session = None
+        try:
+            self.send({"type": "lock_request", "task": task, "task_name": task_name,
+                       "reason": reason, "location": location})
+            while session is None:
+                msg = ch.queue.get()
+                kind = msg["type"]
+                if kind == "lock_granted":
+                    session = Session(task, task_name, msg.get("epoch"), ch, token)
+                    with self._lock:
+                        ch.session = session
+                        self._sessions[session.thread] = session
+                elif kind == "lock_refused":
+                    warn("debug lock refused at %s: %s" % (location, msg.get("error")))
+                    return None
+                elif kind == "closed":
+                    warn("lost the actor-tui root while waiting for the debug lock at %s; continuing"
+                         % location)
+                    return None
+                # Anything else (a stale revoke or input) belongs to no session: skip it.
+            return session
+        except Disconnected:
+            warn("lost the actor-tui root; the pause at %s is skipped" % location)
+            return None
+        except BaseException:
+            self._abandon(task, ch)
+            raise
+        finally:
+            if session is None:
+                with self._lock:
+                    if self._channels.get(task) is ch:
+                        del self._channels[task]
+                _shield.leave(token)
+
+    def _abandon(self, task, ch):
+        with self._lock:
+            ch.abandoned = True
+            if self._channels.get(task) is ch:
+                del self._channels[task]
+        # A grant already queued for us must not stay held by nobody.
+        while True:
+            try:
+                msg = ch.queue.get_nowait()
+            except queue.Empty:
+                break
+            if msg["type"] == "lock_granted":
+                self.send_quietly({"type": "lock_release", "task": task, "epoch": msg.get("epoch"),
+                                   "how": "continue"})
+
+    def next_line(self, session, prompt):
+        """One line of user input for the session, or None once the session is over
+        (revoked, or the root is gone)."""
+        self._take_queued_input(session)
+        if session.lines:
+            return session.lines.popleft()
+        if session.over:
+            return None
+        try:
+            self.send({"type": "repl_waiting", "task": session.task, "epoch": session.epoch,
+                       "prompt": prompt})
+        except Disconnected:
+            session.over = True
+            return None
+        while not session.lines:
+            if not self._handle_session_frame(session, session.channel.queue.get()):
+                return None
+        return session.lines.popleft()
+
+    def _take_queued_input(self, session):
+        # Input the user typed ahead is answered without another repl_waiting.
+        while not session.lines and not session.over:
+            try:
+                msg = session.channel.queue.get_nowait()
+            except queue.Empty:
+                return
+            self._handle_session_frame(session, msg)
+
+    def _handle_session_frame(self, session, msg):
+        kind = msg["type"]
+        if kind == "repl_input" and msg.get("epoch") == session.epoch:
+            data = msg.get("data")
+            session.lines.extend(_split_lines(data if isinstance(data, str) else ""))
+        elif kind == "lock_revoked" and msg.get("epoch") == session.epoch:
+            session.over = True
+            return False
+        elif kind == "closed":
+            session.over = True
+            return False
+        return True
+
+    def output(self, session, text):
+        if session.over or not text:
+            return
+        try:
+            for i in range(0, len(text), OUTPUT_PIECE):
+                self.send({"type": "repl_output", "task": session.task, "epoch": session.epoch,
+                           "data": text[i:i + OUTPUT_PIECE]})
+        except Disconnected:
+            session.over = True
+
+    def end_session(self, session, how=None):
+        """Ends the session: sends lock_release with `how` unless the session is already over
+        (revoked or disconnected), then lifts the SIGINT shield."""
+        if session.ended:
+            return
+        session.ended = True
+        with self._lock:
+            if self._channels.get(session.task) is session.channel:
+                del self._channels[session.task]
+            if self._sessions.get(session.thread) is session:
+                del self._sessions[session.thread]
+        if how is not None and not session.over:
+            self.send_quietly({"type": "lock_release", "task": session.task, "epoch": session.epoch,
+                               "how": how})
+        session.over = True
+        _shield.leave(session.shield_token)
+
+    def quit_process(self, session):
+        """`q` in the debugger: exiting, then lock_release, then exit 113 (PROTOCOL.md 8.1)."""
+        self.send_quietly({"type": "exiting", "code": QUIT_EXIT, "reason": "quit"})
+        if not session.over:
+            self.send_quietly({"type": "lock_release", "task": session.task, "epoch": session.epoch,
+                               "how": "quit"})
+        self.exit_now(QUIT_EXIT)
+
+    def end_thread(self, ident):
+        """A thread ended while holding a session (it stepped off the end of its function):
+        give the lock back so the tree is not stuck on a thread that no longer exists."""
+        with self._lock:
+            session = self._sessions.get(ident)
+        if session is not None:
+            self.end_session(session, "continue")
+
+    def lock_states(self):
+        """thread ident -> what it is doing with the lock, for dumps."""
+        out = {}
+        with self._lock:
+            for task, ch in self._channels.items():
+                if ch.session is None:
+                    out[ch.thread] = "waiting for the debug lock (task %d)" % task
+            for ident, s in self._sessions.items():
+                out[ident] = "in a debugger session (task %d, epoch %d)" % (s.task, s.epoch)
+        return out
+
+    def forget_after_fork(self):
+        """In a forked child: this connection is the parent's. Close our copy of the socket
+        (never shutdown(), which would cut the parent off) and never use it again."""
+        self.closed = True
+        try:
+            self._sock.close()
+        except OSError:
+            pass
+
+
+# ---- the process's client ---------------------------------------------------------------------
+
+_cancel_handler = None
+
+
+def on_cancel(handler):
+    """Installs `handler()` to run (on its own thread) when the root asks this actor politely
+    to stop, instead of the default exit with status 143. It should make the program finish
+    within the grace period and may call `announce_exit(143, "cancelled")` first. A forced
+    cancel always exits at once. Pass None to restore the default."""
+    global _cancel_handler
+    _cancel_handler = handler
+
+
+class _State:
+    def __init__(self, forked):
+        self.lock = threading.Lock()
+        self.client = None
+        # Connecting failed or the connection was lost: warned once, never retried.
+        self.given_up = False
+        self.forked = forked
+        self.pid = os.getpid()
+
+
+_state = _State(forked=False)
+
+
+def _after_fork_in_child():
+    global _state
+    old = _state
+    _state = _State(forked=True)
+    if old.client is not None:
+        old.client.forget_after_fork()
+    _shield.reset_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def under_root():
+    return bool(os.environ.get("ACTOR_TUI_SOCKET"))
+
+
+def current(connect=True):
+    """This process's client, connecting on first use. None without a root, or when the
+    root cannot be reached (warned once)."""
+    st = _state
+    if st.pid != os.getpid():
+        # A fork that bypassed os.register_at_fork (a C extension calling fork()).
+        _after_fork_in_child()
+        st = _state
+    path = os.environ.get("ACTOR_TUI_SOCKET")
+    if not path:
+        return None
+    c = st.client
+    if c is None and connect and not st.given_up:
+        with st.lock:
+            if st.client is None and not st.given_up:
+                try:
+                    st.client = Client.connect(path, register_name())
+                except Exception as e:
+                    st.given_up = True
+                    warn("cannot reach the actor-tui root at %s (%s); breakpoints will be skipped"
+                         % (path, e))
+            c = st.client
+    if c is None:
+        return None
+    if c.closed:
+        if not st.given_up:
+            st.given_up = True
+            warn("the connection to the actor-tui root is gone; breakpoints will be skipped")
+        return None
+    return c
+
+
+def announce_exit(code, reason):
+    """Sends `exiting {code, reason}` if connected; best effort."""
+    c = current(connect=False)
+    if c is not None:
+        c.send_quietly({"type": "exiting", "code": code, "reason": reason})
+
+
+def is_session_leader():
+    try:
+        return os.getsid(0) == os.getpid()
+    except OSError:
+        return False
+
+
+def program_name():
+    argv0 = sys.argv[0] if sys.argv and sys.argv[0] else ""
+    if argv0 in ("", "-c", "-m", "-"):
+        return "python"
+    base = os.path.basename(argv0)
+    if base == "__main__.py":  # python -m package
+        return os.path.basename(os.path.dirname(argv0)) or "python"
+    return base
+
+
+def register_name():
+    """The `name` sent in `register`. It only names *new* actors (the root keeps the spawn-time
+    name of a reserved one), and a new actor is a process that merely inherited
+    ACTOR_TUI_NAME from its parent: naming it like the parent would mislead, so a
+    multiprocessing child uses its Process name, a fork gets its pid appended, and any
+    other process that is not the session leader the root created uses its program name."""
+    mp = sys.modules.get("multiprocessing.process")
+    if mp is not None:
+        try:
+            name = mp.current_process().name
+        except Exception:
+            name = None
+        if name and name != "MainProcess":
+            return name
+    inherited = os.environ.get("ACTOR_TUI_NAME")
+    if _state.forked:
+        return "%s[%d]" % (inherited or program_name(), os.getpid())
+    if inherited and is_session_leader():
+        return inherited
+    return program_name()

@@ -1,0 +1,206 @@
+//! Keys and mouse to actions. Pure: which action a key means depends only on the mode and
+//! on whether an overlay is open; what an action does is the console loop's business.
+
+use crossterm::event::{
+    Event, KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEventKind,
+};
+
+/// Where keystrokes go.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Typing into the REPL input line.
+    Input,
+    /// Moving around the panes.
+    Nav,
+}
+
+/// What an overlay is open, as far as keys are concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverlayKind {
+    None,
+    Help,
+    Confirm,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    None,
+    Help,
+    CloseOverlay,
+    Confirmed,
+    Dump,
+    ForceRelease,
+    Cancel,
+    Quit,
+    ToNav,
+    ToInput,
+    Submit,
+    ClearLine,
+    HistoryPrev,
+    HistoryNext,
+    /// A key for the input line's editor.
+    Edit(KeyEvent),
+    Move(i32),
+    Collapse,
+    Expand,
+    CyclePane,
+    /// Scroll the focused pane (positive: towards older lines).
+    Scroll(i32),
+    /// Scroll the pane under the mouse.
+    Wheel {
+        up: bool,
+        x: u16,
+        y: u16,
+    },
+    Click {
+        x: u16,
+        y: u16,
+    },
+    Resize,
+}
+
+fn global(code: KeyCode) -> Option<Action> {
+    Some(match code {
+        KeyCode::F(1) => Action::Help,
+        KeyCode::F(5) => Action::Dump,
+        KeyCode::F(8) => Action::ForceRelease,
+        KeyCode::F(9) => Action::Cancel,
+        KeyCode::F(10) => Action::Quit,
+        KeyCode::PageUp => Action::Scroll(10),
+        KeyCode::PageDown => Action::Scroll(-10),
+        _ => return None,
+    })
+}
+
+/// The action for one terminal event.
+pub fn map(ev: &Event, mode: Mode, overlay: OverlayKind) -> Action {
+    match ev {
+        Event::Key(k) if k.kind != KeyEventKind::Release => map_key(*k, mode, overlay),
+        Event::Mouse(m) => match m.kind {
+            MouseEventKind::Down(MouseButton::Left) => Action::Click {
+                x: m.column,
+                y: m.row,
+            },
+            MouseEventKind::ScrollUp => Action::Wheel {
+                up: true,
+                x: m.column,
+                y: m.row,
+            },
+            MouseEventKind::ScrollDown => Action::Wheel {
+                up: false,
+                x: m.column,
+                y: m.row,
+            },
+            _ => Action::None,
+        },
+        Event::Resize(..) => Action::Resize,
+        _ => Action::None,
+    }
+}
+
+fn map_key(k: KeyEvent, mode: Mode, overlay: OverlayKind) -> Action {
+    match overlay {
+        OverlayKind::Confirm => {
+            return match k.code {
+                KeyCode::Char('y') | KeyCode::Char('Y') => Action::Confirmed,
+                // F9 twice means "force": the loop turns a pending cancel into a forced one.
+                KeyCode::F(9) => Action::Cancel,
+                _ => Action::CloseOverlay,
+            };
+        }
+        OverlayKind::Help => return Action::CloseOverlay,
+        OverlayKind::None => {}
+    }
+    if let Some(a) = global(k.code) {
+        return a;
+    }
+    let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+    match mode {
+        Mode::Input => match k.code {
+            KeyCode::Esc => Action::ToNav,
+            KeyCode::Enter => Action::Submit,
+            KeyCode::Char('c') if ctrl => Action::ClearLine,
+            KeyCode::Up => Action::HistoryPrev,
+            KeyCode::Down => Action::HistoryNext,
+            _ => Action::Edit(k),
+        },
+        Mode::Nav => match k.code {
+            KeyCode::Char('i') | KeyCode::Enter => Action::ToInput,
+            KeyCode::Char('?') => Action::Help,
+            KeyCode::Char('t') => Action::Dump,
+            KeyCode::Char('r') => Action::ForceRelease,
+            KeyCode::Char('x') => Action::Cancel,
+            KeyCode::Char('q') => Action::Quit,
+            KeyCode::Up | KeyCode::Char('k') => Action::Move(-1),
+            KeyCode::Down | KeyCode::Char('j') => Action::Move(1),
+            KeyCode::Left | KeyCode::Char('h') => Action::Collapse,
+            KeyCode::Right | KeyCode::Char('l') => Action::Expand,
+            KeyCode::Tab => Action::CyclePane,
+            _ => Action::None,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(code: KeyCode) -> Event {
+        Event::Key(KeyEvent::new(code, KeyModifiers::NONE))
+    }
+
+    #[test]
+    fn function_keys_work_in_both_modes() {
+        for mode in [Mode::Input, Mode::Nav] {
+            assert_eq!(
+                map(&key(KeyCode::F(8)), mode, OverlayKind::None),
+                Action::ForceRelease
+            );
+            assert_eq!(
+                map(&key(KeyCode::F(10)), mode, OverlayKind::None),
+                Action::Quit
+            );
+        }
+    }
+
+    #[test]
+    fn letters_type_in_input_mode_and_navigate_otherwise() {
+        let q = key(KeyCode::Char('q'));
+        assert!(matches!(
+            map(&q, Mode::Input, OverlayKind::None),
+            Action::Edit(_)
+        ));
+        assert_eq!(map(&q, Mode::Nav, OverlayKind::None), Action::Quit);
+        assert_eq!(
+            map(&key(KeyCode::Esc), Mode::Input, OverlayKind::None),
+            Action::ToNav
+        );
+        assert_eq!(
+            map(&key(KeyCode::Char('i')), Mode::Nav, OverlayKind::None),
+            Action::ToInput
+        );
+    }
+
+    #[test]
+    fn ctrl_c_only_clears_the_line() {
+        let ev = Event::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL));
+        assert_eq!(map(&ev, Mode::Input, OverlayKind::None), Action::ClearLine);
+        assert_eq!(map(&ev, Mode::Nav, OverlayKind::None), Action::None);
+    }
+
+    #[test]
+    fn confirmation_needs_y() {
+        assert_eq!(
+            map(&key(KeyCode::Char('y')), Mode::Nav, OverlayKind::Confirm),
+            Action::Confirmed
+        );
+        assert_eq!(
+            map(&key(KeyCode::Char('n')), Mode::Nav, OverlayKind::Confirm),
+            Action::CloseOverlay
+        );
+        assert_eq!(
+            map(&key(KeyCode::F(9)), Mode::Nav, OverlayKind::Confirm),
+            Action::Cancel
+        );
+    }
+}

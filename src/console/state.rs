@@ -1,0 +1,599 @@
+//! The console's picture of the run, built only from runtime events: actors and their
+//! terminals, the lock holder and queue, dumps, messages. Pure: no terminal, and time comes
+//! in as an argument, so every rule here is unit-tested.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::time::{Duration, Instant};
+
+use actor_tui_ui::ActorStatus;
+
+use crate::proto::{ExitReason, Reason};
+use crate::runtime::RuntimeEvent;
+use crate::runtime::lock::ReleaseCause;
+
+/// Lines of scrollback kept per actor terminal. Bounded so a flooding actor cannot grow the
+/// console's memory: 2,000 lines of 120 columns is about 5 MB of cells at most.
+pub const SCROLLBACK: usize = 2_000;
+
+/// A holder that shows no sign of life (no REPL output or prompt) for this long is marked
+/// suspect in the lock pane.
+pub const SUSPECT_AFTER: Duration = Duration::from_secs(5);
+
+/// How long the lock pane keeps saying that the last holder vanished.
+const STALE_NOTE_FOR: Duration = Duration::from_secs(15);
+
+pub struct Actor {
+    pub id: String,
+    pub name: String,
+    pub pid: u32,
+    pub parent: Option<String>,
+    pub children: Vec<String>,
+    pub exited: Option<(Option<i32>, Option<i32>, Option<ExitReason>)>,
+    /// Asked for a post-mortem at some point.
+    pub crashed: bool,
+    pub cancelling: bool,
+    pub teardown_waiting: bool,
+    pub collapsed: bool,
+    /// Its own PTY output; created on first output so idle actors cost nothing.
+    pub output: Option<vt100::Parser>,
+    /// Its REPL sessions, one after the other, with scrollback.
+    pub repl: Option<vt100::Parser>,
+    pub dump: Option<String>,
+    /// Lines typed into its sessions, oldest first.
+    pub history: Vec<String>,
+}
+
+impl std::fmt::Debug for Actor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Actor")
+            .field("id", &self.id)
+            .field("name", &self.name)
+            .field("pid", &self.pid)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    pub actor: String,
+    pub task: u64,
+    pub task_name: String,
+    pub reason: Reason,
+    pub location: String,
+    pub since: Instant,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    pub request: Request,
+    pub epoch: u64,
+    pub granted: Instant,
+    /// Last REPL output or prompt from the holder.
+    pub last_sign: Instant,
+    /// The session waits for a line (a prompt came and no line was sent since).
+    pub waiting: bool,
+}
+
+#[derive(Debug)]
+pub struct ConsoleState {
+    actors: BTreeMap<u64, Actor>,
+    pub holder: Option<Holder>,
+    pub queue: Vec<Request>,
+    /// The last grant that ended because its holder vanished: (actor, cause, when).
+    pub stale: Option<(String, &'static str, Instant)>,
+    pub messages: VecDeque<(Instant, String)>,
+    pub exit_code: Option<i32>,
+    /// Size of actor PTYs (the output pane) and of REPL screens (the REPL pane).
+    pub output_size: (u16, u16),
+    pub repl_size: (u16, u16),
+}
+
+fn numeric(id: &str) -> u64 {
+    id.parse().unwrap_or(u64::MAX)
+}
+
+/// REPL text arrives with bare `\n`; a terminal needs `\r\n` to return to column 0.
+fn crlf(data: &str) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + 16);
+    let mut prev = 0u8;
+    for &b in data.as_bytes() {
+        if b == b'\n' && prev != b'\r' {
+            out.push(b'\r');
+        }
+        out.push(b);
+        prev = b;
+    }
+    out
+}
+
+impl ConsoleState {
+    pub fn new(output_size: (u16, u16), repl_size: (u16, u16)) -> Self {
+        Self {
+            actors: BTreeMap::new(),
+            holder: None,
+            queue: Vec::new(),
+            stale: None,
+            messages: VecDeque::new(),
+            exit_code: None,
+            output_size,
+            repl_size,
+        }
+    }
+
+    pub fn actor(&self, id: &str) -> Option<&Actor> {
+        self.actors.get(&numeric(id))
+    }
+
+    pub fn actor_mut(&mut self, id: &str) -> Option<&mut Actor> {
+        self.actors.get_mut(&numeric(id))
+    }
+
+    pub fn actors(&self) -> impl Iterator<Item = &Actor> {
+        self.actors.values()
+    }
+
+    fn note(&mut self, now: Instant, msg: String) {
+        self.messages.push_back((now, msg));
+        // Only the latest few are ever shown.
+        while self.messages.len() > 50 {
+            self.messages.pop_front();
+        }
+    }
+
+    /// Applies one runtime event.
+    pub fn apply(&mut self, ev: RuntimeEvent, now: Instant) {
+        match ev {
+            RuntimeEvent::ActorStarted {
+                actor,
+                name,
+                pid,
+                parent,
+            } => {
+                if let Some(p) = parent.as_deref().and_then(|p| self.actor_mut(p)) {
+                    p.children.push(actor.clone());
+                }
+                self.actors.insert(
+                    numeric(&actor),
+                    Actor {
+                        id: actor,
+                        name,
+                        pid,
+                        parent,
+                        children: Vec::new(),
+                        exited: None,
+                        crashed: false,
+                        cancelling: false,
+                        teardown_waiting: false,
+                        collapsed: false,
+                        output: None,
+                        repl: None,
+                        dump: None,
+                        history: Vec::new(),
+                    },
+                );
+            }
+            RuntimeEvent::ActorExited {
+                actor,
+                code,
+                signal,
+                reason,
+            } => {
+                if let Some(a) = self.actor_mut(&actor) {
+                    a.exited = Some((code, signal, reason));
+                    a.teardown_waiting = false;
+                }
+            }
+            RuntimeEvent::LockRequested {
+                actor,
+                task,
+                task_name,
+                reason,
+                location,
+            } => {
+                if reason == Reason::Crash
+                    && let Some(a) = self.actor_mut(&actor)
+                {
+                    a.crashed = true;
+                }
+                self.queue.push(Request {
+                    actor,
+                    task,
+                    task_name,
+                    reason,
+                    location,
+                    since: now,
+                });
+            }
+            RuntimeEvent::LockGranted { actor, task, epoch } => {
+                let pos = self
+                    .queue
+                    .iter()
+                    .position(|r| r.actor == actor && r.task == task);
+                let request = match pos {
+                    Some(i) => self.queue.remove(i),
+                    None => Request {
+                        actor: actor.clone(),
+                        task,
+                        task_name: format!("task {task}"),
+                        reason: Reason::Pause,
+                        location: String::new(),
+                        since: now,
+                    },
+                };
+                self.holder = Some(Holder {
+                    request,
+                    epoch,
+                    granted: now,
+                    last_sign: now,
+                    waiting: false,
+                });
+                self.stale = None;
+                let name = self
+                    .actor(&actor)
+                    .map(|a| a.name.clone())
+                    .unwrap_or_default();
+                self.note(now, format!("lock granted to {actor} {name}"));
+            }
+            RuntimeEvent::LockReleased {
+                actor,
+                epoch,
+                cause,
+                ..
+            } => {
+                if self.holder.as_ref().is_some_and(|h| h.epoch == epoch) {
+                    self.holder = None;
+                }
+                if matches!(cause, ReleaseCause::Disconnect | ReleaseCause::Exit) {
+                    self.stale = Some((actor.clone(), cause.as_str(), now));
+                }
+                self.note(
+                    now,
+                    format!("lock released by {actor} ({})", cause.as_str()),
+                );
+            }
+            RuntimeEvent::LockDropped { actor, task, .. }
+            | RuntimeEvent::LockRefused { actor, task, .. } => {
+                // A refusal concerns the newest request with that key.
+                if let Some(i) = self
+                    .queue
+                    .iter()
+                    .rposition(|r| r.actor == actor && r.task == task)
+                {
+                    self.queue.remove(i);
+                }
+            }
+            RuntimeEvent::ReplOutput { actor, data, .. } => {
+                self.sign_of_life(&actor, now);
+                let size = self.repl_size;
+                if let Some(a) = self.actor_mut(&actor) {
+                    a.repl
+                        .get_or_insert_with(|| vt100::Parser::new(size.0, size.1, SCROLLBACK))
+                        .process(&crlf(&data));
+                }
+            }
+            RuntimeEvent::ReplReady { actor, prompt, .. } => {
+                self.sign_of_life(&actor, now);
+                if let Some(h) = &mut self.holder {
+                    h.waiting = true;
+                }
+                let size = self.repl_size;
+                if let Some(a) = self.actor_mut(&actor) {
+                    a.repl
+                        .get_or_insert_with(|| vt100::Parser::new(size.0, size.1, SCROLLBACK))
+                        .process(prompt.as_bytes());
+                }
+            }
+            RuntimeEvent::Output { actor, data } => {
+                let size = self.output_size;
+                if let Some(a) = self.actor_mut(&actor) {
+                    a.output
+                        .get_or_insert_with(|| vt100::Parser::new(size.0, size.1, SCROLLBACK))
+                        .process(&data);
+                }
+            }
+            RuntimeEvent::Dump { actor, text } => {
+                if let Some(a) = self.actor_mut(&actor) {
+                    a.dump = Some(text);
+                }
+                self.note(now, format!("dump of {actor} received"));
+            }
+            RuntimeEvent::TeardownWaiting { actor } => {
+                if let Some(a) = self.actor_mut(&actor) {
+                    a.teardown_waiting = true;
+                }
+                self.note(
+                    now,
+                    format!("teardown of {actor} waits for a debugging session (F9 again forces)"),
+                );
+            }
+            RuntimeEvent::Cancelling { actor, .. } => {
+                if let Some(a) = self.actor_mut(&actor) {
+                    a.cancelling = true;
+                    a.teardown_waiting = false;
+                }
+            }
+            RuntimeEvent::Notice { message, .. } => self.note(now, message),
+            RuntimeEvent::Exit { code } => self.exit_code = Some(code),
+        }
+    }
+
+    fn sign_of_life(&mut self, actor: &str, now: Instant) {
+        if let Some(h) = &mut self.holder
+            && h.request.actor == actor
+        {
+            h.last_sign = now;
+        }
+    }
+
+    /// Records a line the user sent to the holder: echo it in the session, keep it in that
+    /// actor's history. Returns the holder's id.
+    pub fn sent_line(&mut self, line: &str) -> Option<String> {
+        let h = self.holder.as_mut()?;
+        h.waiting = false;
+        let actor = h.request.actor.clone();
+        if let Some(a) = self.actor_mut(&actor) {
+            if let Some(p) = &mut a.repl {
+                p.process(&crlf(&format!("{line}\n")));
+            }
+            if !line.trim().is_empty() && a.history.last().map(String::as_str) != Some(line) {
+                a.history.push(line.to_owned());
+            }
+        }
+        Some(actor)
+    }
+
+    /// What the tree shows for an actor.
+    pub fn status(&self, a: &Actor) -> ActorStatus {
+        if let Some((code, signal, reason)) = a.exited {
+            return match reason {
+                Some(ExitReason::Quit) => ActorStatus::Quit,
+                _ => ActorStatus::Exited { code, signal },
+            };
+        }
+        if self
+            .holder
+            .as_ref()
+            .is_some_and(|h| h.request.actor == a.id)
+        {
+            return ActorStatus::InRepl;
+        }
+        if a.teardown_waiting {
+            return ActorStatus::TeardownWaiting;
+        }
+        if self.queue.iter().any(|r| r.actor == a.id) {
+            return if a.crashed {
+                ActorStatus::Crashed
+            } else {
+                ActorStatus::Queued
+            };
+        }
+        if a.cancelling {
+            return ActorStatus::Cancelling;
+        }
+        if a.crashed {
+            return ActorStatus::Crashed;
+        }
+        ActorStatus::Running
+    }
+
+    /// Why the lock deserves attention, if it does.
+    pub fn lock_warning(&self, now: Instant) -> Option<String> {
+        if let Some(h) = &self.holder {
+            let quiet = now.saturating_duration_since(h.last_sign);
+            if !h.waiting && quiet >= SUSPECT_AFTER {
+                return Some(format!(
+                    "suspect: no sign of life for {}s (F8 releases)",
+                    quiet.as_secs()
+                ));
+            }
+            return None;
+        }
+        let (actor, cause, when) = self.stale.as_ref()?;
+        (now.saturating_duration_since(*when) < STALE_NOTE_FOR)
+            .then(|| format!("last holder {actor} gone ({cause}): released"))
+    }
+
+    /// The tree in display order (parents before children, collapsed subtrees hidden), with
+    /// depths.
+    pub fn visible(&self) -> Vec<(u16, &Actor)> {
+        let mut out = Vec::with_capacity(self.actors.len());
+        let mut stack: Vec<(u16, &Actor)> = self
+            .actors
+            .values()
+            .filter(|a| a.parent.as_deref().and_then(|p| self.actor(p)).is_none())
+            .rev()
+            .map(|a| (0, a))
+            .collect();
+        while let Some((depth, a)) = stack.pop() {
+            out.push((depth, a));
+            if !a.collapsed {
+                for c in a.children.iter().rev() {
+                    if let Some(child) = self.actor(c) {
+                        stack.push((depth + 1, child));
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// Resizes every actor terminal of one kind (output or REPL).
+    pub fn resize(&mut self, output: (u16, u16), repl: (u16, u16)) {
+        self.output_size = output;
+        self.repl_size = repl;
+        for a in self.actors.values_mut() {
+            if let Some(p) = &mut a.output {
+                p.screen_mut().set_size(output.0, output.1);
+            }
+            if let Some(p) = &mut a.repl {
+                p.screen_mut().set_size(repl.0, repl.1);
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn started(id: &str, parent: Option<&str>) -> RuntimeEvent {
+        RuntimeEvent::ActorStarted {
+            actor: id.into(),
+            name: format!("n{id}"),
+            pid: 100 + numeric(id) as u32,
+            parent: parent.map(str::to_owned),
+        }
+    }
+
+    fn requested(id: &str, reason: Reason) -> RuntimeEvent {
+        RuntimeEvent::LockRequested {
+            actor: id.into(),
+            task: 1,
+            task_name: "main".into(),
+            reason,
+            location: "x.rs:1".into(),
+        }
+    }
+
+    fn state() -> (ConsoleState, Instant) {
+        let mut s = ConsoleState::new((10, 40), (10, 40));
+        let t = Instant::now();
+        s.apply(started("1", None), t);
+        s.apply(started("2", Some("1")), t);
+        s.apply(started("3", Some("2")), t);
+        s.apply(started("4", Some("1")), t);
+        (s, t)
+    }
+
+    #[test]
+    fn tree_order_and_collapse() {
+        let (mut s, _) = state();
+        let ids: Vec<(u16, &str)> = s
+            .visible()
+            .iter()
+            .map(|(d, a)| (*d, a.id.as_str()))
+            .collect();
+        assert_eq!(ids, [(0, "1"), (1, "2"), (2, "3"), (1, "4")]);
+        s.actor_mut("2").expect("2").collapsed = true;
+        let ids: Vec<&str> = s.visible().iter().map(|(_, a)| a.id.as_str()).collect();
+        assert_eq!(ids, ["1", "2", "4"]);
+    }
+
+    #[test]
+    fn holder_and_queue_follow_lock_events() {
+        let (mut s, t) = state();
+        s.apply(requested("2", Reason::Pause), t);
+        s.apply(requested("3", Reason::Crash), t);
+        s.apply(
+            RuntimeEvent::LockGranted {
+                actor: "2".into(),
+                task: 1,
+                epoch: 1,
+            },
+            t,
+        );
+        assert_eq!(s.queue.len(), 1);
+        let a2 = s.actor("2").expect("2");
+        assert_eq!(s.status(a2), ActorStatus::InRepl);
+        assert_eq!(s.status(s.actor("3").expect("3")), ActorStatus::Crashed);
+        assert_eq!(s.status(s.actor("4").expect("4")), ActorStatus::Running);
+        s.apply(
+            RuntimeEvent::LockReleased {
+                actor: "2".into(),
+                task: 1,
+                epoch: 1,
+                cause: ReleaseCause::Continue,
+            },
+            t,
+        );
+        assert!(s.holder.is_none());
+        assert_eq!(s.lock_warning(t), None);
+    }
+
+    #[test]
+    fn silent_holder_becomes_suspect_but_a_waiting_one_does_not() {
+        let (mut s, t) = state();
+        s.apply(requested("2", Reason::Pause), t);
+        s.apply(
+            RuntimeEvent::LockGranted {
+                actor: "2".into(),
+                task: 1,
+                epoch: 1,
+            },
+            t,
+        );
+        assert_eq!(s.lock_warning(t + Duration::from_secs(1)), None);
+        let w = s.lock_warning(t + Duration::from_secs(7)).expect("suspect");
+        assert!(w.contains("no sign of life for 7s"), "{w}");
+        s.apply(
+            RuntimeEvent::ReplReady {
+                actor: "2".into(),
+                task: 1,
+                prompt: "(actor-tui) ".into(),
+            },
+            t + Duration::from_secs(8),
+        );
+        assert_eq!(s.lock_warning(t + Duration::from_secs(60)), None);
+    }
+
+    #[test]
+    fn vanished_holder_is_reported_stale() {
+        let (mut s, t) = state();
+        s.apply(requested("2", Reason::Pause), t);
+        s.apply(
+            RuntimeEvent::LockGranted {
+                actor: "2".into(),
+                task: 1,
+                epoch: 1,
+            },
+            t,
+        );
+        s.apply(
+            RuntimeEvent::LockReleased {
+                actor: "2".into(),
+                task: 1,
+                epoch: 1,
+                cause: ReleaseCause::Disconnect,
+            },
+            t,
+        );
+        let w = s.lock_warning(t).expect("stale note");
+        assert!(w.contains("gone (disconnect)"), "{w}");
+        assert_eq!(s.lock_warning(t + Duration::from_secs(60)), None);
+    }
+
+    #[test]
+    fn repl_text_gets_carriage_returns_and_history_dedups() {
+        let (mut s, t) = state();
+        s.apply(requested("2", Reason::Pause), t);
+        s.apply(
+            RuntimeEvent::LockGranted {
+                actor: "2".into(),
+                task: 1,
+                epoch: 1,
+            },
+            t,
+        );
+        s.apply(
+            RuntimeEvent::ReplOutput {
+                actor: "2".into(),
+                task: 1,
+                data: "one\ntwo\n".into(),
+            },
+            t,
+        );
+        let screen = s
+            .actor("2")
+            .and_then(|a| a.repl.as_ref())
+            .expect("repl")
+            .screen();
+        assert!(
+            screen.contents().starts_with("one\ntwo"),
+            "{:?}",
+            screen.contents()
+        );
+        assert_eq!(s.sent_line("p x"), Some("2".into()));
+        s.sent_line("p x");
+        assert_eq!(s.actor("2").expect("2").history, ["p x"]);
+    }
+}

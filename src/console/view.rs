@@ -1,0 +1,204 @@
+//! Console state to the `ui` crate's view-models. No drawing and no terminal here.
+
+use std::time::{Duration, Instant};
+
+use actor_tui_ui::{
+    BottomModel, BottomTab, LockEntry, LockModel, Overlay, Pane, ReplModel, ScreenModel,
+    StatusModel, TreeModel, TreeRow,
+};
+use ratatui_textarea::TextArea;
+
+use super::input::Mode;
+use super::state::{ConsoleState, Request};
+use crate::proto::Reason;
+
+/// The parts of the console that are about presentation, not the run.
+#[derive(Debug)]
+pub struct UiState {
+    pub selected: Option<String>,
+    pub focus: Pane,
+    pub mode: Mode,
+    pub overlay: Overlay,
+    pub tab: BottomTab,
+    pub dump_scroll: u16,
+    /// Scrollback offsets (lines up from the bottom) of the output and REPL screens.
+    pub output_scroll: usize,
+    pub repl_scroll: usize,
+    pub input: TextArea<'static>,
+    /// Position while browsing input history.
+    pub history_pos: Option<usize>,
+    /// A transient message for the status bar, newer than the state's.
+    pub flash: Option<(Instant, String)>,
+}
+
+impl UiState {
+    pub fn new() -> Self {
+        Self {
+            selected: None,
+            focus: Pane::Repl,
+            mode: Mode::Input,
+            overlay: Overlay::None,
+            tab: BottomTab::Output,
+            dump_scroll: 0,
+            output_scroll: 0,
+            repl_scroll: 0,
+            input: new_input(""),
+            history_pos: None,
+            flash: None,
+        }
+    }
+}
+
+/// A one-line input field holding `text`, cursor at the end.
+pub fn new_input(text: &str) -> TextArea<'static> {
+    let mut t = TextArea::new(vec![text.to_owned()]);
+    t.move_cursor(ratatui_textarea::CursorMove::End);
+    t.set_cursor_line_style(ratatui::style::Style::default());
+    t
+}
+
+fn reason(r: Reason) -> &'static str {
+    match r {
+        Reason::Pause => "pause",
+        Reason::Crash => "crash",
+    }
+}
+
+fn entry(s: &ConsoleState, r: &Request, elapsed: Duration) -> LockEntry {
+    LockEntry {
+        actor: r.actor.clone(),
+        name: s
+            .actor(&r.actor)
+            .map(|a| a.name.clone())
+            .unwrap_or_default(),
+        task: r.task_name.clone(),
+        reason: reason(r.reason).into(),
+        location: r.location.clone(),
+        elapsed,
+    }
+}
+
+/// Applies the scroll offsets to the screens about to be shown (vt100 keeps the view
+/// offset inside the parser).
+pub fn apply_scroll(s: &mut ConsoleState, ui: &UiState) {
+    let holder = s.holder.as_ref().map(|h| h.request.actor.clone());
+    let selected = ui.selected.clone();
+    if let Some(a) = holder.as_deref().and_then(|h| s.actor_mut(h))
+        && let Some(p) = &mut a.repl
+    {
+        p.screen_mut().set_scrollback(ui.repl_scroll);
+    }
+    if let Some(a) = selected.as_deref().and_then(|id| s.actor_mut(id))
+        && let Some(p) = &mut a.output
+    {
+        p.screen_mut().set_scrollback(ui.output_scroll);
+    }
+}
+
+/// Builds one frame's model.
+pub fn model<'a>(s: &'a ConsoleState, ui: &'a UiState, now: Instant) -> ScreenModel<'a> {
+    let visible = s.visible();
+    let rows: Vec<TreeRow> = visible
+        .iter()
+        .map(|(depth, a)| TreeRow {
+            depth: *depth,
+            id: a.id.clone(),
+            name: a.name.clone(),
+            pid: a.pid,
+            status: s.status(a),
+            has_children: !a.children.is_empty(),
+            collapsed: a.collapsed,
+        })
+        .collect();
+    let selected_idx = ui
+        .selected
+        .as_deref()
+        .and_then(|sel| visible.iter().position(|(_, a)| a.id == sel));
+    let lock = LockModel {
+        holder: s
+            .holder
+            .as_ref()
+            .map(|h| entry(s, &h.request, now.saturating_duration_since(h.granted))),
+        warning: s.lock_warning(now),
+        queue: s
+            .queue
+            .iter()
+            .map(|r| entry(s, r, now.saturating_duration_since(r.since)))
+            .collect(),
+    };
+    let selected = ui.selected.as_deref().and_then(|id| s.actor(id));
+    let repl = match &s.holder {
+        Some(h) => {
+            let a = s.actor(&h.request.actor);
+            ReplModel {
+                title: format!(
+                    " REPL · {} {} · {} at {} ",
+                    h.request.actor,
+                    a.map(|a| a.name.as_str()).unwrap_or(""),
+                    reason(h.request.reason),
+                    h.request.location
+                ),
+                screen: a.and_then(|a| a.repl.as_ref()).map(vt100::Parser::screen),
+                notice: None,
+                input: &ui.input,
+                input_enabled: h.waiting,
+            }
+        }
+        None => ReplModel {
+            title: " REPL · lock free ".into(),
+            screen: selected
+                .and_then(|a| a.output.as_ref())
+                .map(vt100::Parser::screen),
+            notice: Some(match selected {
+                Some(a) => format!(
+                    "Nobody holds the debug lock. Output of {} {}:",
+                    a.id, a.name
+                ),
+                None => "Nobody holds the debug lock.".into(),
+            }),
+            input: &ui.input,
+            input_enabled: false,
+        },
+    };
+    let bottom = BottomModel {
+        tab: ui.tab,
+        title: selected.map_or_else(String::new, |a| {
+            format!("· {} {} · pid {}", a.id, a.name, a.pid)
+        }),
+        output: selected
+            .and_then(|a| a.output.as_ref())
+            .map(vt100::Parser::screen),
+        dump: selected.and_then(|a| a.dump.as_deref()),
+        dump_scroll: ui.dump_scroll,
+    };
+    let fresh = |t: &Instant| now.saturating_duration_since(*t) < Duration::from_secs(8);
+    let message = ui
+        .flash
+        .as_ref()
+        .filter(|(t, _)| fresh(t))
+        .map(|(_, m)| m.clone())
+        .or_else(|| {
+            s.messages
+                .back()
+                .filter(|(t, _)| fresh(t))
+                .map(|(_, m)| m.clone())
+        });
+    ScreenModel {
+        tree: TreeModel {
+            rows,
+            selected: selected_idx,
+        },
+        lock,
+        repl,
+        bottom,
+        status: StatusModel {
+            mode: match ui.mode {
+                Mode::Input => "INPUT".into(),
+                Mode::Nav => "NAV".into(),
+            },
+            message,
+        },
+        focus: ui.focus,
+        overlay: ui.overlay.clone(),
+    }
+}
