@@ -81,7 +81,9 @@ class _SessionIO(object):
         if not isinstance(text, str):
             text = str(text)
         self._buf += text
-        if "\n" in text:
+        # Coalesced: pdb's answer to a command goes out as one frame when it reads the next
+        # line; only long output (a loop printing under `!`) is sent as it comes.
+        if len(self._buf) > 8192:
             self._send_complete_lines()
         return len(text)
 

@@ -132,9 +132,11 @@ pub fn model<'a>(s: &'a ConsoleState, ui: &'a UiState, now: Instant) -> ScreenMo
             let a = s.actor(&h.request.actor);
             ReplModel {
                 title: format!(
-                    " REPL · {} {} · {} at {} ",
+                    " REPL #{} · {} {} · {} · {} at {} ",
+                    h.epoch,
                     h.request.actor,
                     a.map(|a| a.name.as_str()).unwrap_or(""),
+                    h.request.task_name,
                     reason(h.request.reason),
                     h.request.location
                 ),

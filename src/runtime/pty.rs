@@ -122,6 +122,15 @@ impl PtyMaster {
         Ok(())
     }
 
+    /// True when the terminal is in canonical mode with echo on: what a shell expects, and
+    /// what a full-screen program must leave behind.
+    pub fn is_cooked(&self) -> std::io::Result<bool> {
+        use nix::sys::termios::{LocalFlags, tcgetattr};
+        let t = tcgetattr(self.fd.get_ref()).map_err(std::io::Error::from)?;
+        Ok(t.local_flags
+            .contains(LocalFlags::ICANON | LocalFlags::ECHO))
+    }
+
     /// Tells the actor its terminal changed size (never to zero).
     pub fn resize(&self, rows: u16, cols: u16) -> std::io::Result<()> {
         let size = Winsize {

@@ -1,0 +1,277 @@
+//! The console end to end: the real binary on a real PTY, its screen reconstructed with
+//! vt100, driven by real keystrokes. Every test also checks that the terminal was restored.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actor_tui::runtime::pty::{PtyMaster, SpawnSpec, spawn_on_pty};
+
+use crate::harness::{BIN, alive, example, tempdir};
+
+const F5: &str = "\x1b[15~";
+const F8: &str = "\x1b[19~";
+const F9: &str = "\x1b[20~";
+const F10: &str = "\x1b[21~";
+
+struct Console {
+    rt: tokio::runtime::Runtime,
+    child: Option<tokio::process::Child>,
+    master: Arc<PtyMaster>,
+    screen: Arc<Mutex<vt100::Parser>>,
+    raw: Arc<Mutex<Vec<u8>>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Console {
+    fn start(program: &str, args: &[&str]) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let dir = tempdir();
+        let mut argv: Vec<String> = vec![
+            "--grace-ms".into(),
+            "500".into(),
+            "--socket".into(),
+            dir.path().join("root.sock").to_string_lossy().into_owned(),
+            "--log-file".into(),
+            dir.path().join("log").to_string_lossy().into_owned(),
+            program.into(),
+        ];
+        argv.extend(args.iter().map(|a| (*a).to_owned()));
+        let env = vec![("TERM".to_owned(), "xterm-256color".to_owned())];
+        let (rows, cols) = (30u16, 110u16);
+        let (child, master) = rt
+            .block_on(async {
+                spawn_on_pty(&SpawnSpec {
+                    program: BIN,
+                    args: &argv,
+                    env: &env,
+                    cwd: None,
+                    rows,
+                    cols,
+                })
+            })
+            .expect("spawn console");
+        let master = Arc::new(master);
+        let screen = Arc::new(Mutex::new(vt100::Parser::new(rows, cols, 0)));
+        let raw = Arc::new(Mutex::new(Vec::new()));
+        let (m, s, r) = (master.clone(), screen.clone(), raw.clone());
+        rt.spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            while let Ok(n) = m.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                s.lock().expect("screen").process(&buf[..n]);
+                r.lock().expect("raw").extend_from_slice(&buf[..n]);
+            }
+        });
+        Self {
+            rt,
+            child: Some(child),
+            master,
+            screen,
+            raw,
+            _dir: dir,
+        }
+    }
+
+    fn contents(&self) -> String {
+        self.screen.lock().expect("screen").screen().contents()
+    }
+
+    /// Waits until the screen satisfies `pred`; panics with the screen if it never does.
+    fn wait(&self, what: &str, pred: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let c = self.contents();
+            if pred(&c) {
+                return c;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out waiting for {what}; screen:\n{c}"
+            );
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
+    fn wait_text(&self, text: &str) -> String {
+        self.wait(text, |c| c.contains(text))
+    }
+
+    fn keys(&self, keys: &str) {
+        let m = self.master.clone();
+        let bytes = keys.as_bytes().to_vec();
+        self.rt
+            .block_on(async move { m.write_all(&bytes).await })
+            .expect("write keys");
+        // Let crossterm see an escape sequence as one key before the next one starts.
+        std::thread::sleep(Duration::from_millis(60));
+    }
+
+    /// Waits for the console to exit; checks that it left the terminal as it found it.
+    fn finish(mut self) -> i32 {
+        let mut child = self.child.take().expect("child");
+        let status = self
+            .rt
+            .block_on(async { tokio::time::timeout(Duration::from_secs(30), child.wait()).await })
+            .expect("console did not exit")
+            .expect("wait");
+        std::thread::sleep(Duration::from_millis(100));
+        let raw = self.raw.lock().expect("raw").clone();
+        let text = String::from_utf8_lossy(&raw);
+        let enter = text
+            .rfind("\x1b[?1049h")
+            .expect("entered the alternate screen");
+        let leave = text
+            .rfind("\x1b[?1049l")
+            .expect("left the alternate screen");
+        assert!(leave > enter, "alternate screen left after entering");
+        assert!(text[enter..].contains("\x1b[?25h"), "cursor shown again");
+        assert!(text[enter..].contains("\x1b[?1000l"), "mouse capture off");
+        assert!(self.master.is_cooked().expect("termios"), "raw mode undone");
+        status.code().unwrap_or(-1)
+    }
+}
+
+/// The session number in the REPL pane's title (`REPL #3 · ...`), if a session is shown.
+fn session(screen: &str) -> Option<u64> {
+    let title = screen.lines().next()?;
+    let rest = title.split("REPL #").nth(1)?;
+    rest.split_whitespace().next()?.parse().ok()
+}
+
+#[test]
+fn c01_tree_lock_queue_and_handoff_by_typing_c() {
+    let con = Console::start(&example("concurrent_pause"), &[]);
+    let s = con.wait("a REPL and a queue", |c| {
+        c.contains("in REPL") && c.contains("queued")
+    });
+    assert!(
+        s.contains("concurrent_pause") && s.contains(" a ") && s.contains(" b "),
+        "{s}"
+    );
+    assert!(s.contains("holder"), "lock pane shows the holder:\n{s}");
+    let mut last = 0;
+    let mut holders = Vec::new();
+    for _ in 0..6 {
+        let s = con.wait("the next session waiting for input", |c| {
+            c.contains("› ") && session(c).is_some_and(|n| n > last)
+        });
+        last = session(&s).unwrap_or(last);
+        holders.push(s.lines().next().unwrap_or("").to_owned());
+        con.keys("c\r");
+    }
+    assert_eq!(con.finish(), 0);
+    assert!(holders.iter().any(|h| h.contains(" 2 a ")), "{holders:#?}");
+    assert!(holders.iter().any(|h| h.contains(" 3 b ")), "{holders:#?}");
+    assert!(holders.iter().any(|h| h.contains("bg-1")), "{holders:#?}");
+}
+
+#[test]
+fn c02_force_release_a_stale_lock_with_f8() {
+    let con = Console::start(&example("stale_lock"), &[]);
+    con.wait("hung holds, waiter queued", |c| {
+        c.contains("holder 2 hung") && c.contains("1. 3 waiter")
+    });
+    con.keys(F8);
+    con.wait_text("Force-release the lock held by 2 hung?");
+    con.keys("y");
+    let s = con.wait("waiter's session", |c| {
+        c.contains("waiter paused at") && c.contains("› ")
+    });
+    assert!(s.contains(" 3 waiter · "), "{s}");
+    con.keys("p turn\r");
+    con.wait_text("turn = \"after the force-release\"");
+    con.keys("c\r");
+    assert_eq!(con.finish(), 0);
+}
+
+#[test]
+fn c03_dump_with_f5_while_a_repl_is_open() {
+    let con = Console::start(&example("scenarios"), &["dump_tree"]);
+    con.wait("top in REPL and busy running", |c| {
+        c.contains("in REPL") && c.contains("busy")
+    });
+    std::thread::sleep(Duration::from_millis(400));
+    // Leave the input, select `busy` (second row), ask for its dump.
+    con.keys("\x1b");
+    con.keys("j");
+    con.keys(F5);
+    let s = con.wait("the dump", |c| c.contains("conn-1") && c.contains("hasher"));
+    assert!(s.contains("server"), "{s}");
+    // Back to the input: the session was not disturbed.
+    con.keys("i");
+    con.keys("p note\r");
+    con.wait_text("note = \"dump busy while I am paused\"");
+    con.keys("c\r");
+    assert_eq!(con.finish(), 0);
+}
+
+#[test]
+fn c04_ctrl_c_clears_the_line_and_signals_nobody() {
+    let con = Console::start(&example("scenarios"), &["pause_once"]);
+    con.wait("a session", |c| c.contains("› ") && c.contains("paused at"));
+    con.keys("p nothing-to-see");
+    con.wait_text("nothing-to-see");
+    con.keys("\x03");
+    con.wait("the line cleared", |c| !c.contains("nothing-to-see"));
+    con.keys("p answer\r");
+    con.wait_text("answer = 42");
+    con.keys("c\r");
+    assert_eq!(con.finish(), 0);
+}
+
+#[test]
+fn c05_quit_with_f10_tears_the_tree_down() {
+    let con = Console::start(&example("scenarios"), &["pair"]);
+    let s = con.wait("two actors, one in REPL", |c| {
+        c.contains("in REPL") && c.contains("queued")
+    });
+    let pids: Vec<u32> = std::fs::read_dir("/proc")
+        .expect("proc")
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .filter(|pid: &u32| {
+            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
+                .is_ok_and(|c| c.contains("examples/scenarios"))
+        })
+        .collect();
+    assert!(pids.len() >= 3, "tree running: {pids:?}\n{s}");
+    con.keys(F10);
+    con.wait_text("Quit actor-tui and tear the tree down?");
+    con.keys("y");
+    let code = con.finish();
+    assert_ne!(code, 0, "the first actor was cancelled");
+    std::thread::sleep(Duration::from_millis(300));
+    for pid in pids {
+        assert!(!alive(pid), "{pid} outlived the console");
+    }
+}
+
+#[test]
+fn c06_cancel_with_f9_waits_then_forces() {
+    let con = Console::start(&example("cancel_during_debug"), &[]);
+    con.wait("leaf in REPL", |c| {
+        c.contains("leaf paused at") && c.contains("› ")
+    });
+    con.wait("teardown waits", |c| c.contains("teardown waits"));
+    // Select mid (second row) and force its cancel: F9 on a waiting teardown forces.
+    con.keys("\x1b");
+    con.keys("j");
+    con.keys(F9);
+    con.wait_text("Force-cancel 2 mid");
+    con.keys("y");
+    con.wait("leaf and mid gone", |c| {
+        c.matches("killed (9)").count() >= 2
+    });
+    // top expected a polite cancel and fails on the kill: its post-mortem opens.
+    con.wait("top's post-mortem", |c| {
+        c.contains("cancel_during_debug crashed at") && c.contains("› ")
+    });
+    con.keys("i");
+    con.keys("c\r");
+    assert_eq!(con.finish(), 101);
+}
