@@ -20,6 +20,9 @@ pub fn run_role(role: &str) -> i32 {
         // Used by the handoff benchmark (`cargo bench --bench handoff`).
         "bench_top" => bench_top(),
         "bench_pauser" => bench_pauser(),
+        // Used by the console flood benchmark (`cargo bench --bench console`).
+        "flood_top" => flood_top(),
+        "flooder" => flooder(),
         other => {
             eprintln!("unknown demo role {other}");
             2
@@ -135,4 +138,55 @@ fn bench_pauser() -> i32 {
         }
     }
     0
+}
+
+/// `__demo flood_top MB RESULT_FILE`: spawns `flooder`, then pauses (a REPL stays open while
+/// the flood runs); after `c`, waits for the flooder.
+fn flood_top() -> i32 {
+    let mb = arg(3, 100);
+    let result = std::env::args()
+        .nth(4)
+        .unwrap_or_else(|| "/dev/null".into());
+    let Ok(flooder) =
+        client::spawn_self("flooder", &[ROLE_FLAG, "flooder", &mb.to_string(), &result])
+    else {
+        return 1;
+    };
+    let flooding = "yes";
+    let _ = pause_sync!(flooding);
+    i32::from(!flooder.wait().is_ok_and(|e| e.success()))
+}
+
+/// `__demo flooder MB RESULT_FILE`: writes MB megabytes of log lines to its terminal as fast
+/// as the terminal takes them, then records the seconds it took in RESULT_FILE.
+fn flooder() -> i32 {
+    use std::io::Write as _;
+    let total = u64::from(arg(3, 100)) * 1_000_000;
+    let result = std::env::args()
+        .nth(4)
+        .unwrap_or_else(|| "/dev/null".into());
+    // Give the console a moment to show this actor before the flood starts.
+    std::thread::sleep(Duration::from_millis(1500));
+    let start = std::time::Instant::now();
+    let mut out = std::io::BufWriter::with_capacity(64 * 1024, std::io::stdout().lock());
+    let mut written = 0u64;
+    let mut n = 0u64;
+    while written < total {
+        let line = format!(
+            "{n:>10} INFO flood: request served in 0.{:03} ms, status=200 path=/api/items/{}\n",
+            n % 1000,
+            n % 97
+        );
+        if out.write_all(line.as_bytes()).is_err() {
+            return 1;
+        }
+        written += line.len() as u64;
+        n += 1;
+    }
+    if out.flush().is_err() {
+        return 1;
+    }
+    let secs = start.elapsed().as_secs_f64();
+    println!("flood done: {written} bytes in {secs:.2} s");
+    i32::from(std::fs::write(&result, format!("{written} {secs}\n")).is_err())
 }

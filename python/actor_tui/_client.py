@@ -7,6 +7,7 @@ and REPL frames to the waiting thread through a per-task queue. So a thread bloc
 debugger never stops dump requests, cancels or other threads' grants from being handled.
 """
 
+import atexit
 import collections
 import os
 import queue
@@ -54,6 +55,11 @@ class Session:
         self.over = False
         self.shield_token = shield_token
         self.ended = False
+        # The user stepped and the program is running until pdb stops again. If it does not
+        # stop soon, the lock is given back (see Client.start_stepping); `step_gen` tells a
+        # stale timer from the current one.
+        self.stepping = False
+        self.step_gen = 0
 
 
 class _Channel:
@@ -97,6 +103,9 @@ class Client:
         self._sessions = {}  # thread ident -> Session that thread holds
         self.child_exits = {}  # actor id -> last child_exited frame (no spawn API yet)
         self._reader = threading.Thread(target=self._read_loop, name="actor-tui-reader", daemon=True)
+        # The program ended with a session still open (stepped off the end of the script):
+        # release it properly instead of leaving it to the root's disconnect handling.
+        atexit.register(self._end_all_sessions)
 
     # ---- connecting --------------------------------------------------------------------
 
@@ -256,10 +265,35 @@ class Client:
 
     # ---- the debug lock ------------------------------------------------------------------
 
-    def thread_session(self):
-        """The session the calling thread holds, if any."""
+    def claim_session(self):
+        """The session the calling thread holds, if any, taken back from a step in progress
+        so that its timer can no longer end it."""
         with self._lock:
-            return self._sessions.get(threading.get_ident())
+            session = self._sessions.get(threading.get_ident())
+            if session is not None:
+                session.stepping = False
+                session.step_gen += 1
+            return session
+
+    def start_stepping(self, session, timeout):
+        """The user stepped (`n`, `s`, `r`, `until`): the session stays open while the program
+        runs to the next stop. A step that never stops (stepping off the end of a coroutine
+        or a thread, a long call) must not hold the tree's lock: after `timeout` seconds the
+        lock is given back, and the next stop asks for it again."""
+        with self._lock:
+            session.stepping = True
+            session.step_gen += 1
+            gen = session.step_gen
+        timer = threading.Timer(timeout, self._step_expired, (session, gen))
+        timer.daemon = True
+        timer.start()
+
+    def _step_expired(self, session, gen):
+        with self._lock:
+            if session.ended or not session.stepping or session.step_gen != gen:
+                return
+            self._mark_ended(session)
+        self._finish_end(session, "continue")
 
     def request_lock(self, task, task_name, reason, location):
         """Asks for the lock and waits as long as the queue takes. Returns the Session, or
@@ -373,14 +407,21 @@ class Client:
     def end_session(self, session, how=None):
         """Ends the session: sends lock_release with `how` unless the session is already over
         (revoked or disconnected), then lifts the SIGINT shield."""
-        if session.ended:
-            return
-        session.ended = True
         with self._lock:
-            if self._channels.get(session.task) is session.channel:
-                del self._channels[session.task]
-            if self._sessions.get(session.thread) is session:
-                del self._sessions[session.thread]
+            if session.ended:
+                return
+            self._mark_ended(session)
+        self._finish_end(session, how)
+
+    def _mark_ended(self, session):
+        # Under self._lock: from here on no thread can claim the session.
+        session.ended = True
+        if self._channels.get(session.task) is session.channel:
+            del self._channels[session.task]
+        if self._sessions.get(session.thread) is session:
+            del self._sessions[session.thread]
+
+    def _finish_end(self, session, how):
         if how is not None and not session.over:
             self.send_quietly({"type": "lock_release", "task": session.task, "epoch": session.epoch,
                                "how": how})
@@ -401,6 +442,12 @@ class Client:
         with self._lock:
             session = self._sessions.get(ident)
         if session is not None:
+            self.end_session(session, "continue")
+
+    def _end_all_sessions(self):
+        with self._lock:
+            sessions = list(self._sessions.values())
+        for session in sessions:
             self.end_session(session, "continue")
 
     def lock_states(self):

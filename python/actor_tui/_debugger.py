@@ -223,7 +223,7 @@ class _ActorPdbMixin(object):
 
     def interaction(self, frame, traceback):
         client = _client.current(connect=False)
-        session = client.thread_session() if client is not None else None
+        session = client.claim_session() if client is not None else None
         if session is not None and session.over:
             # Revoked, or the root went away, while the program ran between two steps:
             # the user's session is gone, so stop stepping instead of asking again.
@@ -270,7 +270,17 @@ class _ActorPdbMixin(object):
         elif self._end == "continue" or traceback is not None:
             client.end_session(session, "continue")
             self._io.detach()
-        # Otherwise the user stepped: the session stays open until pdb stops again.
+        else:
+            # The user stepped: the session stays open until pdb stops again, or until
+            # the step has run too long to be worth holding the tree's lock for.
+            client.start_stepping(session, _step_timeout())
+
+
+def _step_timeout():
+    try:
+        return max(0.0, float(os.environ.get("ACTOR_TUI_STEP_TIMEOUT", "")))
+    except ValueError:
+        return 2.0
 
 
 _pdb_class_cache = None
@@ -351,21 +361,33 @@ def set_trace(*, header=None):
         else:
             warn("breakpoint at %s skipped: no actor-tui root and no terminal" % _location(frame))
         return
+    # Reached while pdb already traces this thread (stepping onto breakpoint(), or running
+    # with breakpoints set): stop that tracing first, or pdb would stop inside its own
+    # set_trace once it resets its stepping state.
+    sys.settrace(None)
     client = _client.current()
     if client is None:
         # Under a root that cannot be reached: never fall back to the terminal, which is a
         # PTY nobody types into.
         warn("breakpoint at %s skipped: no connection to the actor-tui root" % _location(frame))
         return
-    p = _thread_pdb()
-    session = client.thread_session()
+    session = client.claim_session()
     if session is not None and session.over:
         client.end_session(session)
         session = None
-    if session is None:
-        p._reason, p._where, p._crash_text = "pause", _location(frame), None
-        if p._open(client, frame, None) is None:
+    fresh = session is None
+    if fresh:
+        # Ask first, build the debugger while others debug: the queue then reflects the
+        # order in which breakpoints were hit, not how long `import pdb` took.
+        task, task_name = current_task()
+        location = _location(frame)
+        session = client.request_lock(task, task_name, "pause", location)
+        if session is None:
             return
+    p = _thread_pdb()
+    if fresh:
+        p._io.attach(session, _banner(client, session, "pause", location, None))
+        _watch_thread_end(client)
     if header is not None:
         p.message(header)
     p.set_trace(frame)
@@ -457,9 +479,11 @@ def _patch_multiprocessing():
             try:
                 return run()
             except BaseException as e:
-                if _wants_post_mortem(type(e)):
-                    tb = e.__traceback__
-                    post_mortem(tb.tb_next or tb, e)  # tb_next: hide this wrapper
+                if _wants_post_mortem(type(e)) and e.__traceback__ is not None:
+                    # Drop this wrapper's frame from the traceback, for the post-mortem
+                    # and for the report multiprocessing prints after it.
+                    e.__traceback__ = e.__traceback__.tb_next or e.__traceback__
+                    post_mortem(e.__traceback__, e)
                     _client.announce_exit(1, "crash")
                 raise
 

@@ -13,16 +13,28 @@ import traceback
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
 
-def _is_ours(filename):
-    return os.path.dirname(os.path.abspath(filename)) == _PACKAGE_DIR
+def _debugger_files():
+    # pdb's own machinery under a thread that is in a session: noise in a dump.
+    out = set()
+    for name in ("bdb", "pdb", "cmd"):
+        mod = sys.modules.get(name)
+        if mod is not None and getattr(mod, "__file__", None):
+            out.add(os.path.abspath(mod.__file__))
+    return out
+
+
+def _is_ours(filename, hidden):
+    path = os.path.abspath(filename)
+    return os.path.dirname(path) == _PACKAGE_DIR or path in hidden
 
 
 def _stack_lines(frame, indent):
-    """A thread's stack, outermost first, without this package's own frames (a thread in
-    the debugger shows where the program stopped, not our plumbing)."""
+    """A thread's stack, outermost first, without this package's frames nor pdb's (a thread
+    in the debugger shows where the program stopped, not the plumbing)."""
     out = []
+    hidden = _debugger_files()
     for fs in traceback.extract_stack(frame):
-        if _is_ours(fs.filename):
+        if _is_ours(fs.filename, hidden):
             continue
         out.append("%s%s:%d in %s" % (indent, fs.filename, fs.lineno, fs.name))
         if fs.line:

@@ -7,7 +7,7 @@
 mod input;
 pub mod state;
 mod term;
-mod view;
+pub mod view;
 
 use std::time::{Duration, Instant};
 
@@ -26,8 +26,11 @@ use view::{UiState, new_input};
 const OUTPUT_FRAME: Duration = Duration::from_millis(33);
 /// Frame interval after a keystroke: echo should feel immediate.
 const KEY_FRAME: Duration = Duration::from_millis(4);
-/// Runtime events applied per loop turn before keys get another look.
+/// Runtime events applied per loop turn before keys get another look...
 const EVENT_BATCH: usize = 256;
+/// ...or this many bytes of PTY output (about 5 ms of vt100 parsing), whichever is first,
+/// so a keystroke never waits long behind a flood.
+const OUTPUT_BATCH_BYTES: usize = 256 * 1024;
 
 /// What the user asked to confirm.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,6 +41,8 @@ enum Pending {
 }
 
 struct Console {
+    /// Time spent in each draw, for the frame-time figures logged at exit.
+    frame_times: Vec<Duration>,
     state: ConsoleState,
     ui: UiState,
     pending: Option<Pending>,
@@ -45,6 +50,13 @@ struct Console {
     theme: Theme,
     commands: mpsc::Sender<RuntimeCommand>,
     quitting: bool,
+}
+
+fn output_len(ev: &crate::runtime::RuntimeEvent) -> usize {
+    match ev {
+        crate::runtime::RuntimeEvent::Output { data, .. } => data.len(),
+        _ => 0,
+    }
 }
 
 /// Pane sizes for a terminal size: (output rows, cols), (REPL rows, cols).
@@ -72,6 +84,7 @@ pub async fn run(mut rt: Runtime) -> i32 {
     let size = guard.terminal.size().unwrap_or_default();
     let (out, repl) = pane_sizes(size.width, size.height);
     let mut c = Console {
+        frame_times: Vec::new(),
         state: ConsoleState::new(out, repl),
         ui: UiState::new(),
         pending: None,
@@ -120,13 +133,27 @@ pub async fn run(mut rt: Runtime) -> i32 {
             _ = hup_sig.recv() => c.quit(),
             // Raw mode turns Ctrl-C into a key; a SIGINT can only come from `kill`.
             _ = int_sig.recv() => c.quit(),
+            // Before runtime events: under a flood they are always ready, and a frame that
+            // is due must still be drawn.
+            () = async { if let Some(w) = wake { tokio::time::sleep_until(w).await } }, if wake.is_some() => {
+                c.draw(&mut guard);
+                last_draw = Instant::now();
+                due = None;
+            }
             ev = rt.events.recv() => {
                 let Some(ev) = ev else { break };
                 let now = Instant::now();
+                let mut bytes = output_len(&ev);
                 c.state.apply(ev, now);
                 for _ in 0..EVENT_BATCH {
+                    if bytes >= OUTPUT_BATCH_BYTES {
+                        break;
+                    }
                     match rt.events.try_recv() {
-                        Ok(ev) => c.state.apply(ev, now),
+                        Ok(ev) => {
+                            bytes += output_len(&ev);
+                            c.state.apply(ev, now);
+                        }
                         Err(_) => break,
                     }
                 }
@@ -138,11 +165,6 @@ pub async fn run(mut rt: Runtime) -> i32 {
                     break;
                 }
             }
-            () = async { if let Some(w) = wake { tokio::time::sleep_until(w).await } }, if wake.is_some() => {
-                c.draw(&mut guard);
-                last_draw = Instant::now();
-                due = None;
-            }
             _ = tick.tick() => {
                 // Elapsed times and the suspect-lock rule change with the clock alone.
                 due.get_or_insert(last_draw + OUTPUT_FRAME);
@@ -150,6 +172,7 @@ pub async fn run(mut rt: Runtime) -> i32 {
         }
     }
     drop(guard);
+    c.log_frame_stats();
     match c.state.exit_code {
         Some(code) => code,
         None => rt.task.await.unwrap_or(1),
@@ -199,6 +222,24 @@ impl Console {
         Some((id, name))
     }
 
+    fn log_frame_stats(&mut self) {
+        let t = &mut self.frame_times;
+        if t.is_empty() {
+            return;
+        }
+        t.sort_unstable();
+        let us = |d: Duration| d.as_micros();
+        let mean = t.iter().sum::<Duration>() / t.len() as u32;
+        tracing::info!(
+            frames = t.len(),
+            mean_us = us(mean),
+            p50_us = us(t[t.len() / 2]),
+            p99_us = us(t[t.len() * 99 / 100]),
+            max_us = us(t[t.len() - 1]),
+            "frame stats"
+        );
+    }
+
     fn draw(&mut self, guard: &mut term::TerminalGuard) {
         let now = Instant::now();
         view::apply_scroll(&mut self.state, &self.ui);
@@ -210,6 +251,11 @@ impl Console {
         if let Err(e) = result {
             tracing::warn!(error = %e, "draw failed");
         }
+        // Bounded: a long session keeps the most recent 100k frames (800 KB).
+        if self.frame_times.len() >= 100_000 {
+            self.frame_times.drain(..50_000);
+        }
+        self.frame_times.push(now.elapsed());
         self.areas = areas;
     }
 

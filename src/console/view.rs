@@ -31,6 +31,12 @@ pub struct UiState {
     pub flash: Option<(Instant, String)>,
 }
 
+impl Default for UiState {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
 impl UiState {
     pub fn new() -> Self {
         Self {

@@ -182,7 +182,8 @@ impl Engine {
         let out_actor = id.clone();
         let (eof_tx, eof_rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
-            let mut buf = vec![0u8; 64 * 1024];
+            // 16 KiB reads: with the bounded event channel this caps buffered output at a few MB.
+            let mut buf = vec![0u8; 16 * 1024];
             loop {
                 match master.read(&mut buf).await {
                     Ok(0) | Err(_) => break,

@@ -65,8 +65,9 @@ pub enum RuntimeError {
 /// A running engine: its events, its command inbox and the task that ends with the exit code.
 #[derive(Debug)]
 pub struct Runtime {
-    /// Events in order. Bounded (1024): when the front end falls behind, the engine and the
-    /// PTY readers wait, which in turn makes flooding actors block on their own output.
+    /// Events in order. Bounded (256; output chunks are at most 16 KiB, so at most 4 MB
+    /// waits here): when the front end falls behind, the engine and the PTY readers wait,
+    /// which in turn makes flooding actors block on their own output.
     pub events: mpsc::Receiver<RuntimeEvent>,
     /// Commands from the front end. Separate from everything else so keystrokes never queue
     /// behind output.
@@ -81,7 +82,7 @@ pub async fn start(cfg: RuntimeConfig) -> Result<Runtime, RuntimeError> {
         server::default_socket_dir().join(format!("root-{}.sock", std::process::id()))
     });
     let listener = server::bind(&socket)?;
-    let (ev_tx, ev_rx) = mpsc::channel(1024);
+    let (ev_tx, ev_rx) = mpsc::channel(256);
     // Bounded (1024) like every inbox: connection readers wait when the engine is busy.
     let (conn_tx, conn_rx) = mpsc::channel(1024);
     let (cmd_tx, cmd_rx) = mpsc::channel(64);

@@ -1,0 +1,268 @@
+//! Console benchmarks, printing figures:
+//! 1. frame rendering with 1,000 actors in the tree (TestBackend, 120×40);
+//! 2. an actor flooding its PTY with log lines while it is shown in the real console (on a
+//!    real PTY) and a REPL is open: flood throughput, the console's CPU time and peak
+//!    memory, frame times, and keystroke-to-echo latency in the REPL input during the flood.
+//!
+//!     cargo bench --bench console [-- MEGABYTES]     (default 100)
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use actor_tui::console::state::ConsoleState;
+use actor_tui::console::view::{UiState, apply_scroll, model};
+use actor_tui::proto::Reason;
+use actor_tui::runtime::RuntimeEvent;
+use actor_tui::runtime::pty::{SpawnSpec, spawn_on_pty};
+use ratatui::Terminal;
+use ratatui::backend::TestBackend;
+
+fn pct(sorted: &[Duration], p: f64) -> Duration {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1000.0
+}
+
+fn render_1000() {
+    let now = Instant::now();
+    let mut s = ConsoleState::new((14, 80), (20, 80));
+    for i in 1..=1000u32 {
+        let parent = (i > 1).then(|| ((i - 2) / 10 + 1).to_string());
+        s.apply(
+            RuntimeEvent::ActorStarted {
+                actor: i.to_string(),
+                name: format!("worker-{i}"),
+                pid: 10_000 + i,
+                parent,
+            },
+            now,
+        );
+        s.apply(
+            RuntimeEvent::Output {
+                actor: i.to_string(),
+                data: format!("worker-{i}: started\r\n").into_bytes(),
+            },
+            now,
+        );
+        if i % 7 == 0 {
+            s.apply(
+                RuntimeEvent::LockRequested {
+                    actor: i.to_string(),
+                    task: 1,
+                    task_name: "main".into(),
+                    reason: Reason::Pause,
+                    location: "src/worker.rs:10:5".into(),
+                },
+                now,
+            );
+        }
+    }
+    s.apply(
+        RuntimeEvent::LockGranted {
+            actor: "7".into(),
+            task: 1,
+            epoch: 1,
+        },
+        now,
+    );
+    let mut ui = UiState::new();
+    ui.selected = Some("500".into());
+    let mut term = Terminal::new(TestBackend::new(120, 40)).expect("terminal");
+    let theme = actor_tui_ui::Theme { color: true };
+    let mut times = Vec::new();
+    for _ in 0..300 {
+        let t = Instant::now();
+        apply_scroll(&mut s, &ui);
+        term.draw(|f| {
+            actor_tui_ui::draw(f, &model(&s, &ui, Instant::now()), &theme);
+        })
+        .expect("draw");
+        times.push(t.elapsed());
+    }
+    times.sort();
+    println!(
+        "render, 1000 actors (142 queued), 120x40: p50 {:.3} ms  p99 {:.3} ms  max {:.3} ms per frame",
+        ms(pct(&times, 0.5)),
+        ms(pct(&times, 0.99)),
+        ms(times[times.len() - 1])
+    );
+}
+
+fn proc_cpu(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<&str> = stat
+        .rfind(')')
+        .map(|i| stat[i + 2..].split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks: u64 = f.get(11).and_then(|v| v.parse().ok()).unwrap_or(0)
+        + f.get(12).and_then(|v| v.parse().ok()).unwrap_or(0);
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+fn proc_hwm_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+fn flood(mb: u32) {
+    let bin = env!("CARGO_BIN_EXE_actor-tui");
+    let dir = std::env::temp_dir().join(format!("actor-tui-flood-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let result = dir.join("result");
+    let log = dir.join("log");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let args: Vec<String> = [
+        "--socket",
+        &dir.join("root.sock").to_string_lossy(),
+        "--log-file",
+        &log.to_string_lossy(),
+        bin,
+        "__demo",
+        "flood_top",
+        &mb.to_string(),
+        &result.to_string_lossy(),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let env = vec![("TERM".to_owned(), "xterm-256color".to_owned())];
+    let (mut child, master) = rt
+        .block_on(async {
+            spawn_on_pty(&SpawnSpec {
+                program: bin,
+                args: &args,
+                env: &env,
+                cwd: None,
+                rows: 40,
+                cols: 120,
+            })
+        })
+        .expect("spawn console");
+    let pid = child.id().expect("pid");
+    let master = Arc::new(master);
+    let screen = Arc::new(Mutex::new(vt100::Parser::new(40, 120, 0)));
+    let (m, s) = (master.clone(), screen.clone());
+    rt.spawn(async move {
+        let mut buf = vec![0u8; 65536];
+        while let Ok(n) = m.read(&mut buf).await {
+            if n == 0 {
+                break;
+            }
+            s.lock().expect("screen").process(&buf[..n]);
+        }
+    });
+    let contents = || screen.lock().expect("screen").screen().contents();
+    let wait = |what: &str, pred: &dyn Fn(&str) -> bool| {
+        let deadline = Instant::now() + Duration::from_secs(120);
+        while !pred(&contents()) {
+            assert!(
+                Instant::now() < deadline,
+                "timed out: {what}\n{}",
+                contents()
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    };
+    let keys = |k: &str| {
+        let m = master.clone();
+        let b = k.as_bytes().to_vec();
+        rt.block_on(async move { m.write_all(&b).await })
+            .expect("keys");
+    };
+    wait("REPL open", &|c| c.contains("› ") && c.contains("flooder"));
+    // Show the flooder's output: leave the input, select it, come back to the input.
+    keys("\x1b");
+    std::thread::sleep(Duration::from_millis(100));
+    keys("j");
+    std::thread::sleep(Duration::from_millis(100));
+    keys("i");
+    wait("flood running", &|c| c.contains("INFO flood"));
+    let cpu0 = proc_cpu(pid);
+    let t0 = Instant::now();
+    // The input line as the console draws it: after the "› " marker.
+    let input_line = |c: &str| {
+        c.lines()
+            .find_map(|l| {
+                l.split_once("› ")
+                    .map(|(_, r)| r.trim_end_matches(['│', ' ']).to_owned())
+            })
+            .unwrap_or_default()
+    };
+    let mut echo = Vec::new();
+    while !result.exists() {
+        let typed = Instant::now();
+        keys("x");
+        let deadline = typed + Duration::from_secs(5);
+        while !input_line(&contents()).ends_with('x') && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        if Instant::now() >= deadline {
+            eprintln!("no echo within 5 s; screen:\n{}", contents());
+        }
+        echo.push(typed.elapsed());
+        keys("\x7f");
+        while input_line(&contents()).ends_with('x') && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_micros(200));
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let wall = t0.elapsed();
+    let cpu = proc_cpu(pid) - cpu0;
+    let hwm = proc_hwm_kb(pid);
+    let r = std::fs::read_to_string(&result).expect("result");
+    let mut it = r.split_whitespace();
+    let bytes: f64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
+    let secs: f64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(1.0);
+    wait("flood tail visible", &|c| c.contains("flood done"));
+    keys("c\r");
+    let status = rt
+        .block_on(async { tokio::time::timeout(Duration::from_secs(60), child.wait()).await })
+        .expect("console exit")
+        .expect("wait");
+    echo.sort();
+    println!(
+        "flood {:.0} MB through a shown PTY: {:.1} MB/s; console CPU {:.1} s over {:.1} s ({:.0}% of one core); peak RSS {:.1} MB",
+        bytes / 1e6,
+        bytes / 1e6 / secs,
+        cpu.as_secs_f64(),
+        wall.as_secs_f64(),
+        100.0 * cpu.as_secs_f64() / wall.as_secs_f64(),
+        hwm as f64 / 1024.0
+    );
+    println!(
+        "keystroke echo during the flood ({} samples): p50 {:.1} ms  p90 {:.1} ms  max {:.1} ms",
+        echo.len(),
+        ms(pct(&echo, 0.5)),
+        ms(pct(&echo, 0.9)),
+        ms(echo[echo.len() - 1])
+    );
+    let stats = std::fs::read_to_string(&log).unwrap_or_default();
+    if let Some(line) = stats.lines().rev().find(|l| l.contains("frame stats")) {
+        let fields = line.split("frame stats").nth(1).unwrap_or("").trim();
+        println!("frame times over the run: {fields}");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(status.success(), "console run failed: {status}");
+}
+
+fn main() {
+    let mb: u32 = std::env::args()
+        .skip(1)
+        .find(|a| !a.starts_with("--"))
+        .and_then(|a| a.parse().ok())
+        .unwrap_or(100);
+    render_1000();
+    flood(mb);
+}
