@@ -82,14 +82,19 @@ fn worker() -> i32 {
         let name = client::global()
             .map(|c| c.name().to_owned())
             .unwrap_or_default();
-        for round in 1..=2u32 {
-            let progress = round * 50;
-            println!("{name}: round {round}, progress {progress}%");
-            tokio::time::sleep(Duration::from_millis(100)).await;
-            // Errors (refused, no root) are reported by the library; the worker goes on.
-            let _ = pause!(round, progress).await;
-        }
-        println!("{name}: finished");
+        // A named task: dumps and the lock pane show "pauser" instead of an address.
+        let pauser = client::spawn_task("pauser", async move {
+            for round in 1..=2u32 {
+                let progress = round * 50;
+                println!("{name}: round {round}, progress {progress}%");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                // Errors (refused, no root) are reported by the library; the worker goes on.
+                let _ = pause!(round, progress).await;
+            }
+            println!("{name}: finished");
+        });
+        // A panic in the task was already shown in its post-mortem.
+        let _ = pauser.await;
     });
     0
 }

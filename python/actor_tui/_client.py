@@ -277,9 +277,9 @@ class Client:
 
     def start_stepping(self, session, timeout):
         """The user stepped (`n`, `s`, `r`, `until`): the session stays open while the program
-        runs to the next stop. A step that never stops (stepping off the end of a coroutine
-        or a thread, a long call) must not hold the tree's lock: after `timeout` seconds the
-        lock is given back, and the next stop asks for it again."""
+        runs to the next stop. A step that never stops (stepping off the end of a coroutine,
+        or of a thread, which then ends), or a long call, must not hold the tree's lock:
+        after `timeout` seconds the lock is given back, and the next stop asks again."""
         with self._lock:
             session.stepping = True
             session.step_gen += 1
@@ -435,14 +435,6 @@ class Client:
             self.send_quietly({"type": "lock_release", "task": session.task, "epoch": session.epoch,
                                "how": "quit"})
         self.exit_now(QUIT_EXIT)
-
-    def end_thread(self, ident):
-        """A thread ended while holding a session (it stepped off the end of its function):
-        give the lock back so the tree is not stuck on a thread that no longer exists."""
-        with self._lock:
-            session = self._sessions.get(ident)
-        if session is not None:
-            self.end_session(session, "continue")
 
     def _end_all_sessions(self):
         with self._lock:

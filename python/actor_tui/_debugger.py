@@ -177,6 +177,9 @@ class _ActorPdbMixin(object):
         io = _SessionIO(self)
         # nosigint: pdb must not install its own SIGINT handler; the shield owns SIGINT.
         kwargs.setdefault("nosigint", True)
+        # Never stop inside this package (its atexit and timer code may run while the user
+        # steps off the end of the program).
+        kwargs.setdefault("skip", ["actor_tui", "actor_tui.*"])
         super(_ActorPdbMixin, self).__init__(stdin=io, stdout=io, **kwargs)
         self.use_rawinput = False
         self._io = io
@@ -218,7 +221,6 @@ class _ActorPdbMixin(object):
             self._io.detach()
             return None
         self._io.attach(session, _banner(client, session, reason, location, crash_text))
-        _watch_thread_end(client)
         return session
 
     def interaction(self, frame, traceback):
@@ -311,27 +313,11 @@ _tls = threading.local()
 
 
 def _thread_pdb():
-    """The calling thread's debugger, reused so breakpoints and settings persist; a fresh one
-    for a nested pause (code run from the pdb prompt that pauses again)."""
+    """The calling thread's debugger, reused so breakpoints and settings persist."""
     p = getattr(_tls, "pdb", None)
     if p is None:
         p = _tls.pdb = pdb_class()()
-    elif p._depth > 0:
-        p = pdb_class()()
     return p
-
-
-class _ThreadEndGuard(object):
-    pass
-
-
-def _watch_thread_end(client):
-    # threading.local values die with their thread: if a session is still open then (the
-    # user stepped off the end of the thread's function), give the lock back.
-    if threading.current_thread() is threading.main_thread() or getattr(_tls, "guard", None):
-        return
-    guard = _tls.guard = _ThreadEndGuard()
-    weakref.finalize(guard, client.end_thread, threading.get_ident())
 
 
 # ---- entry points ---------------------------------------------------------------------------------
@@ -361,6 +347,13 @@ def set_trace(*, header=None):
         else:
             warn("breakpoint at %s skipped: no actor-tui root and no terminal" % _location(frame))
         return
+    current = getattr(_tls, "pdb", None)
+    if current is not None and current._depth > 0:
+        # Code run from the pdb prompt (`p f()`, `!f()`) reached breakpoint(): pdb cannot
+        # nest in the same thread, so say so in the session and carry on.
+        current.message("--- breakpoint() at %s ignored: this thread is already in the debugger ---"
+                        % _location(frame))
+        return
     # Reached while pdb already traces this thread (stepping onto breakpoint(), or running
     # with breakpoints set): stop that tracing first, or pdb would stop inside its own
     # set_trace once it resets its stepping state.
@@ -387,7 +380,6 @@ def set_trace(*, header=None):
     p = _thread_pdb()
     if fresh:
         p._io.attach(session, _banner(client, session, "pause", location, None))
-        _watch_thread_end(client)
     if header is not None:
         p.message(header)
     p.set_trace(frame)

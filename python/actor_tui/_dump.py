@@ -95,25 +95,36 @@ def _trio_lines(frames):
     """trio task trees, if trio runs here and stackscope is installed (optional)."""
     if "trio" not in sys.modules:
         return []
-    try:
-        import stackscope
-    except ImportError:
-        return ["trio is running; install `stackscope` to see its task tree"]
-    out = []
+    runners = []
     for ident, frame in frames.items():
         f = frame
         while f is not None:
-            runner = f.f_locals.get("runner") if f.f_code.co_name == "unrolled_run" else None
-            root = getattr(runner, "init_task", None)
-            if root is not None:
-                out.append("trio run in thread %s:" % _thread_name(ident))
-                try:
-                    text = str(stackscope.extract(root))
-                except Exception as e:
-                    text = "stackscope failed: %r" % (e,)
-                out.extend("  " + line for line in text.splitlines())
-                break
+            # trio.run keeps its Runner in a local named `runner` (in `run` or, in older
+            # versions, `unrolled_run`); its init task is the root of the task tree.
+            if "/trio/_core/" in f.f_code.co_filename.replace(os.sep, "/") and "runner" in f.f_code.co_varnames:
+                root = getattr(f.f_locals.get("runner"), "init_task", None)
+                if root is not None:
+                    runners.append((ident, root))
+                    break
             f = f.f_back
+    if not runners:
+        return []
+    try:
+        import stackscope
+    except ImportError as e:
+        return ["trio is running; install `stackscope` to see its task tree (%s)" % e]
+    out = []
+    for ident, root in runners:
+        out.append("trio run in thread %s:" % _thread_name(ident))
+        try:
+            try:
+                stack = stackscope.extract(root, recurse_child_tasks=True)
+            except TypeError:  # stackscope before 0.2: no recursion option
+                stack = stackscope.extract(root)
+            text = str(stack)
+        except Exception as e:
+            text = "stackscope failed: %r" % (e,)
+        out.extend("  " + line for line in text.splitlines())
     return out
 
 

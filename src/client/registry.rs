@@ -77,7 +77,7 @@ fn add(
     name: String,
     kind: TaskKind,
     parent: Option<u64>,
-    at: &Location<'_>,
+    at: Option<&Location<'_>>,
     tid: Option<i32>,
 ) -> u64 {
     let id = fresh_id();
@@ -88,7 +88,8 @@ fn add(
             kind,
             parent,
             state: TaskState::Running,
-            spawned_at: format!("{}:{}", at.file(), at.line()),
+            // Empty for threads and tasks not spawned through us: no site worth showing.
+            spawned_at: at.map_or_else(String::new, |l| format!("{}:{}", l.file(), l.line())),
             os_tid: tid,
         },
     );
@@ -103,13 +104,7 @@ pub fn thread_task_id() -> u64 {
         }
         let t = std::thread::current();
         let name = t.name().unwrap_or("unnamed").to_owned();
-        let id = add(
-            name,
-            TaskKind::Thread,
-            None,
-            Location::caller(),
-            Some(os_tid()),
-        );
+        let id = add(name, TaskKind::Thread, None, None, Some(os_tid()));
         c.set(Some(id));
         id
     })
@@ -133,9 +128,8 @@ pub fn current_async_task() -> Option<u64> {
 
 /// A fresh id for an async pause outside any registered task (two such tasks may share a
 /// worker thread, so the thread id would wrongly make them one task).
-#[track_caller]
 pub fn anonymous_task(name: String) -> u64 {
-    add(name, TaskKind::Task, None, Location::caller(), None)
+    add(name, TaskKind::Task, None, None, None)
 }
 
 /// Runs `f` with the caller's task id set to `id`.
@@ -181,7 +175,7 @@ where
         name.into(),
         TaskKind::Task,
         parent,
-        Location::caller(),
+        Some(Location::caller()),
         None,
     );
     tokio::spawn(TASK_ID.scope(id, async move {
@@ -203,7 +197,7 @@ where
     let name = name.into();
     let parent = Some(current_task_id());
     let at = Location::caller();
-    let id = add(name.clone(), TaskKind::Thread, parent, at, None);
+    let id = add(name.clone(), TaskKind::Thread, parent, Some(at), None);
     std::thread::Builder::new().name(name).spawn(move || {
         THREAD_ID.with(|c| c.set(Some(id)));
         if let Some(e) = registry().entries.get_mut(&id) {
