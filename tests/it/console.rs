@@ -275,3 +275,23 @@ fn c06_cancel_with_f9_waits_then_forces() {
     con.keys("c\r");
     assert_eq!(con.finish(), 101);
 }
+
+#[test]
+fn c07_flood_while_a_repl_is_open() {
+    let dir = tempdir();
+    let result = dir.path().join("flood");
+    let result = result.to_string_lossy().into_owned();
+    let con = Console::start(BIN, &["__demo", "flood_top", "10", &result]);
+    con.wait("REPL open", |c| c.contains("› ") && c.contains("flooder"));
+    // Show the flooder's output, then type into the REPL while it floods.
+    con.keys("\x1b");
+    con.keys("j");
+    con.keys("i");
+    con.wait("flood running", |c| c.contains("INFO flood"));
+    con.keys("p flooding\r");
+    con.wait_text("flooding = \"yes\"");
+    // The tail of the flood is what the output pane shows at the end.
+    con.wait("flood tail", |c| c.contains("flood done: 10000"));
+    con.keys("c\r");
+    assert_eq!(con.finish(), 0);
+}
