@@ -3,7 +3,7 @@
 //! `actor-tui --headless`.
 //!
 //! Roles: `pause_once`, `crash`, `loop_pause`, `quit_parent`, `threads_tasks`, `pair`,
-//! `dump_tree`, `busy`.
+//! `dump_tree`, `busy`, `unspawned_child`, `winsize`.
 
 use std::time::{Duration, Instant};
 
@@ -107,6 +107,35 @@ async fn run(role: &str) -> i32 {
             });
             let _ = server.await;
             0
+        }
+        "unspawned_child" => {
+            // Started directly, not through the root: it inherits our environment and
+            // must still land in the tree under us.
+            let exe = std::env::current_exe().expect("exe");
+            let status = std::process::Command::new(exe)
+                .arg("pause_once")
+                .status()
+                .expect("start child");
+            i32::from(!status.success())
+        }
+        "winsize" => {
+            // Reports its terminal size until it is 33x99 (set by a resize command).
+            for _ in 0..200 {
+                let mut ws = libc::winsize {
+                    ws_row: 0,
+                    ws_col: 0,
+                    ws_xpixel: 0,
+                    ws_ypixel: 0,
+                };
+                // SAFETY: TIOCGWINSZ writes one winsize into the struct we own.
+                unsafe { libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) };
+                println!("size {}x{}", ws.ws_row, ws.ws_col);
+                if (ws.ws_row, ws.ws_col) == (33, 99) {
+                    return 0;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            1
         }
         other => {
             eprintln!("unknown role {other:?}");

@@ -484,3 +484,37 @@ fn s17_root_killed_leaves_no_actor_behind() {
         assert!(!harness::alive(pid), "actor {pid} outlived the root");
     }
 }
+
+#[test]
+fn unspawned_process_joins_under_its_nearest_actor() {
+    let mut run = Run::start(&scen(), &["unspawned_child"]);
+    let started = run.wait_for("the child connecting", |e| {
+        e["event"] == "actor_started" && e["actor"] != "1"
+    });
+    assert_eq!(
+        started["parent"], "1",
+        "placed under the process that started it"
+    );
+    let child = started["actor"].as_str().expect("id").to_owned();
+    run.wait_for("child's session", |e| {
+        e["event"] == "repl_ready" && e["actor"] == child.as_str()
+    });
+    run.input("p answer\n");
+    run.wait_event("repl_ready");
+    run.input("c\n");
+    let (code, events) = run.finish();
+    assert_eq!(code, 0);
+    assert!(repl_text(&events, &child).contains("answer = 42"));
+}
+
+#[test]
+fn resize_command_reaches_the_actor_pty() {
+    let mut run = Run::start(&scen(), &["winsize"]);
+    run.wait_for("first size report", |e| {
+        e["event"] == "output" && e["data"].as_str().is_some_and(|d| d.contains("size 24x80"))
+    });
+    run.send(json!({"cmd": "resize", "rows": 33, "cols": 99}));
+    let (code, events) = run.finish();
+    assert_eq!(code, 0);
+    assert!(output_text(&events, "1").contains("size 33x99"));
+}
