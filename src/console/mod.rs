@@ -50,6 +50,8 @@ struct Console {
     theme: Theme,
     commands: mpsc::Sender<RuntimeCommand>,
     quitting: bool,
+    /// Whether the holder's session waited for a line at the last look (to notice new prompts).
+    session_waiting: bool,
 }
 
 fn output_len(ev: &crate::runtime::RuntimeEvent) -> usize {
@@ -94,6 +96,7 @@ pub async fn run(mut rt: Runtime) -> i32 {
         },
         commands: rt.commands.clone(),
         quitting: false,
+        session_waiting: false,
     };
     c.send(RuntimeCommand::Resize {
         rows: out.0,
@@ -160,6 +163,11 @@ pub async fn run(mut rt: Runtime) -> i32 {
                 if c.ui.selected.is_none() {
                     c.ui.selected = c.state.actors().next().map(|a| a.id.clone());
                 }
+                let waiting = c.state.holder.as_ref().is_some_and(|h| h.waiting);
+                if waiting && !c.session_waiting && c.ui.mode == Mode::Nav {
+                    c.flash("a session waits for input: press i to type".into());
+                }
+                c.session_waiting = waiting;
                 due.get_or_insert(last_draw + OUTPUT_FRAME);
                 if c.state.exit_code.is_some() {
                     break;

@@ -237,3 +237,53 @@ fn pane_hits_and_output_size() {
     assert!(rows >= 5 && cols >= 40, "{rows}x{cols}");
     assert_eq!(a.input.y, a.repl.bottom() - 2);
 }
+
+#[test]
+fn tree_pane_every_status_and_a_collapsed_subtree() {
+    let mut term = Terminal::new(TestBackend::new(36, 12)).expect("terminal");
+    let mut collapsed = row(1, "6", "pool", 4849, ActorStatus::Running, true);
+    collapsed.collapsed = true;
+    let m = TreeModel {
+        rows: vec![
+            row(0, "1", "top", 4840, ActorStatus::TeardownWaiting, true),
+            row(
+                1,
+                "2",
+                "a-very-long-actor-name-indeed",
+                4841,
+                ActorStatus::InRepl,
+                false,
+            ),
+            row(1, "3", "waiter", 4842, ActorStatus::Queued, false),
+            row(1, "4", "leaf", 4843, ActorStatus::Cancelling, false),
+            row(1, "5", "quitter", 4844, ActorStatus::Quit, false),
+            collapsed,
+            row(
+                1,
+                "7",
+                "killed",
+                4850,
+                ActorStatus::Exited {
+                    code: None,
+                    signal: Some(9),
+                },
+                false,
+            ),
+            row(
+                1,
+                "8",
+                "failed",
+                4851,
+                ActorStatus::Exited {
+                    code: Some(101),
+                    signal: None,
+                },
+                false,
+            ),
+        ],
+        selected: Some(2),
+    };
+    term.draw(|f| draw_tree(f, f.area(), &m, true, &COLOR))
+        .expect("draw");
+    insta::assert_snapshot!(term.backend());
+}
