@@ -3,15 +3,18 @@
 //! `actor-tui --headless`.
 //!
 //! Roles: `pause_once`, `crash`, `loop_pause`, `quit_parent`, `threads_tasks`, `pair`,
-//! `dump_tree`, `busy`, `unspawned_child`, `winsize`.
+//! `dump_tree`, `busy`, `unspawned_child`, `winsize`, `late_joiner`, `daemon`.
 
 use std::time::{Duration, Instant};
 
 use actor_tui::{client, pause, pause_sync};
 
 fn main() {
-    client::init();
     let role = std::env::args().nth(1).unwrap_or_default();
+    // `late_helper` connects later, on purpose.
+    if role != "late_helper" {
+        client::init();
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -117,6 +120,63 @@ async fn run(role: &str) -> i32 {
                 .status()
                 .expect("start child");
             i32::from(!status.success())
+        }
+        #[allow(
+            clippy::zombie_processes,
+            reason = "the helper must outlive us: the root, not we, tears it down"
+        )]
+        "late_joiner" => {
+            // Exits at once, leaving a subactor that is slow to go (it ignores the polite
+            // cancel) and a helper that connects only while that teardown is under way.
+            let _slow = client::spawn_self("slow", &["slow"]).expect("spawn");
+            let exe = std::env::current_exe().expect("exe");
+            std::process::Command::new(exe)
+                .arg("late_helper")
+                .spawn()
+                .expect("start helper");
+            // Let `slow` install its cancel hook before the teardown begins.
+            std::thread::sleep(Duration::from_millis(300));
+            0
+        }
+        "slow" => {
+            if let Some(c) = client::global() {
+                c.on_cancel(|| println!("slow: ignoring the cancel"));
+            }
+            // Only SIGKILL (two grace periods after the cancel) ends it.
+            // SAFETY: installing SIG_IGN runs no code.
+            unsafe { libc::signal(libc::SIGTERM, libc::SIG_IGN) };
+            std::thread::sleep(Duration::from_secs(60));
+            0
+        }
+        "late_helper" => {
+            // Survive our session leader's exit (SIGHUP), as daemons and helpers do.
+            // SAFETY: installing SIG_IGN runs no code.
+            unsafe { libc::signal(libc::SIGHUP, libc::SIG_IGN) };
+            std::thread::sleep(Duration::from_millis(600));
+            let _connected = client::global();
+            std::thread::sleep(Duration::from_secs(60));
+            0
+        }
+        #[allow(
+            clippy::zombie_processes,
+            reason = "the daemon must outlive us: the root, not we, tears it down"
+        )]
+        "daemon" => {
+            // A grandchild that leaves the session but keeps the PTY open.
+            let exe = std::env::current_exe().expect("exe");
+            let child = std::process::Command::new(exe)
+                .arg("daemon_child")
+                .spawn()
+                .expect("start daemon");
+            println!("daemon pid {}", child.id());
+            std::thread::sleep(Duration::from_millis(300));
+            0
+        }
+        "daemon_child" => {
+            // SAFETY: setsid only changes this process's session.
+            unsafe { libc::setsid() };
+            std::thread::sleep(Duration::from_secs(60));
+            0
         }
         "winsize" => {
             // Reports its terminal size until it is 33x99 (set by a resize command).

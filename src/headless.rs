@@ -154,6 +154,7 @@ pub async fn run(mut rt: Runtime) -> i32 {
     let mut out = tokio::io::stdout();
     let mut code = None;
     while let Some(ev) = rt.events.recv().await {
+        let last = matches!(ev, RuntimeEvent::Exit { .. });
         if let RuntimeEvent::Exit { code: c } = ev {
             code = Some(c);
         }
@@ -165,6 +166,10 @@ pub async fn run(mut rt: Runtime) -> i32 {
         }
         // Flushing per event keeps a driving script in lock-step with the tree.
         let _ = out.flush().await;
+        // `exit` is the last line, even if an escaped daemon still holds a PTY open.
+        if last {
+            break;
+        }
     }
     reader.abort();
     match code {

@@ -125,6 +125,7 @@ pub async fn run(mut rt: Runtime) -> i32 {
     let mut out = tokio::io::stdout();
     let mut code = 1;
     while let Some(ev) = rt.events.recv().await {
+        let last = matches!(ev, RuntimeEvent::Exit { .. });
         if let RuntimeEvent::Exit { code: c } = ev {
             code = c;
         }
@@ -138,6 +139,9 @@ pub async fn run(mut rt: Runtime) -> i32 {
             // A closed stdout only loses the display; the run itself goes on.
             let _ = out.write_all(text.as_bytes()).await;
             let _ = out.flush().await;
+        }
+        if last {
+            break;
         }
     }
     input.abort();

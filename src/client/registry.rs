@@ -147,9 +147,28 @@ pub fn task_name(id: u64) -> String {
         .map_or_else(|| format!("task {id}"), |e| e.name.clone())
 }
 
+/// Finished entries kept for dumps; older ones are forgotten so a program that spawns
+/// many short tasks does not grow the registry (or its dumps) without bound.
+const KEEP_FINISHED: usize = 256;
+
 pub fn set_state(id: u64, state: TaskState) {
-    if let Some(e) = registry().entries.get_mut(&id) {
+    let mut reg = registry();
+    let finished = state == TaskState::Finished;
+    if let Some(e) = reg.entries.get_mut(&id) {
         e.state = state;
+    }
+    if finished {
+        let done: Vec<u64> = reg
+            .entries
+            .iter()
+            .filter(|(_, e)| e.state == TaskState::Finished)
+            .map(|(id, _)| *id)
+            .collect();
+        if done.len() > KEEP_FINISHED {
+            for old in &done[..done.len() - KEEP_FINISHED] {
+                reg.entries.remove(old);
+            }
+        }
     }
 }
 
@@ -290,14 +309,26 @@ pub fn os_threads() -> String {
     out
 }
 
-/// The full dump sent in reply to a dump request.
+/// Largest dump sent; the frame limit is 1 MiB.
+const MAX_DUMP: usize = 512 * 1024;
+
+/// The full dump sent in reply to a dump request (truncated, with a note, if huge).
 pub fn dump(actor_name: &str) -> String {
-    format!(
+    let mut text = format!(
         "actor {actor_name} (pid {})\ntasks:\n{}threads:\n{}",
         std::process::id(),
         indent(&task_tree()),
         os_threads()
-    )
+    );
+    if text.len() > MAX_DUMP {
+        let mut cut = MAX_DUMP;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("\n... (dump truncated)\n");
+    }
+    text
 }
 
 fn indent(s: &str) -> String {

@@ -54,6 +54,34 @@ struct Console {
     session_waiting: bool,
 }
 
+/// SIGTERM, SIGHUP and SIGINT (raw mode turns Ctrl-C into a key, so a SIGINT comes only from
+/// `kill`) end the run: ask the engine to quit, then give the polite teardown a bounded time.
+/// This runs apart from the console loop on purpose: when the terminal is gone (SIGHUP),
+/// crossterm's event stream may never yield again, and the loop with it.
+fn spawn_signal_watchdog(
+    commands: mpsc::Sender<RuntimeCommand>,
+    grace: Duration,
+) -> std::io::Result<()> {
+    let mut term_sig = signal(SignalKind::terminate())?;
+    let mut hup_sig = signal(SignalKind::hangup())?;
+    let mut int_sig = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        let code = tokio::select! {
+            _ = term_sig.recv() => 143,
+            _ = hup_sig.recv() => 129,
+            _ = int_sig.recv() => 130,
+        };
+        // Full queue or engine gone: the deadline below still ends the process.
+        let _ = commands.try_send(RuntimeCommand::Quit);
+        tokio::time::sleep(grace * 2 + Duration::from_secs(2)).await;
+        // Still here: the loop is stuck. Restore what we can and leave; the actors die with
+        // us (PR_SET_PDEATHSIG).
+        term::restore();
+        std::process::exit(code);
+    });
+    Ok(())
+}
+
 fn output_len(ev: &crate::runtime::RuntimeEvent) -> usize {
     match ev {
         crate::runtime::RuntimeEvent::Output { data, .. } => data.len(),
@@ -78,7 +106,9 @@ pub async fn run(mut rt: Runtime) -> i32 {
         Ok(g) => g,
         Err(e) => {
             eprintln!("actor-tui: cannot use this terminal ({e}); use --headless");
-            // Nothing can be shown or typed: end the run rather than leave it headless.
+            // Nothing can be shown or typed: end the run. Nobody will read the events, so
+            // drop them or the engine would wait on a full channel forever.
+            drop(rt.events);
             let _ = rt.commands.send(RuntimeCommand::Quit).await;
             return rt.task.await.unwrap_or(1);
         }
@@ -104,18 +134,11 @@ pub async fn run(mut rt: Runtime) -> i32 {
     });
 
     let mut keys = EventStream::new();
-    let (mut term_sig, mut hup_sig, mut int_sig) = match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::hangup()),
-        signal(SignalKind::interrupt()),
-    ) {
-        (Ok(a), Ok(b), Ok(c)) => (a, b, c),
-        _ => {
-            drop(guard);
-            eprintln!("actor-tui: cannot install signal handlers");
-            return 1;
-        }
-    };
+    if let Err(e) = spawn_signal_watchdog(rt.commands.clone(), rt.grace) {
+        drop(guard);
+        eprintln!("actor-tui: cannot install signal handlers: {e}");
+        return 1;
+    }
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut last_draw = Instant::now() - OUTPUT_FRAME;
     let mut due: Option<Instant> = Some(Instant::now());
@@ -132,10 +155,6 @@ pub async fn run(mut rt: Runtime) -> i32 {
                 // The terminal is gone: nobody can drive the console any more.
                 _ => c.quit(),
             },
-            _ = term_sig.recv() => c.quit(),
-            _ = hup_sig.recv() => c.quit(),
-            // Raw mode turns Ctrl-C into a key; a SIGINT can only come from `kill`.
-            _ = int_sig.recv() => c.quit(),
             // Before runtime events: under a flood they are always ready, and a frame that
             // is due must still be drawn.
             () = async { if let Some(w) = wake { tokio::time::sleep_until(w).await } }, if wake.is_some() => {
@@ -433,14 +452,17 @@ impl Console {
                 if history.is_empty() {
                     return;
                 }
-                let pos = match (action, self.ui.history_pos) {
+                // A position from another holder's history is meaningless here.
+                let start = self.ui.history_pos.filter(|p| *p < history.len());
+                let pos = match (action, start) {
                     (Action::HistoryPrev, None) => Some(history.len() - 1),
                     (Action::HistoryPrev, Some(p)) => Some(p.saturating_sub(1)),
                     (_, Some(p)) if p + 1 < history.len() => Some(p + 1),
                     _ => None,
                 };
                 self.ui.history_pos = pos;
-                self.ui.input = new_input(pos.map_or("", |p| history[p].as_str()));
+                let line = pos.and_then(|p| history.get(p)).map_or("", String::as_str);
+                self.ui.input = new_input(line);
             }
             Action::Edit(key) => {
                 self.ui.input.input(key);

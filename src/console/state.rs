@@ -19,6 +19,10 @@ pub const SCROLLBACK: usize = 2_000;
 /// suspect in the lock pane.
 pub const SUSPECT_AFTER: Duration = Duration::from_secs(5);
 
+/// Exited actors whose terminals are kept (the most recent ones); older ones drop their
+/// scrollback so a long run with many short-lived chatty actors stays bounded.
+const KEEP_EXITED_SCREENS: usize = 32;
+
 /// How long the lock pane keeps saying that the last holder vanished.
 const STALE_NOTE_FOR: Duration = Duration::from_secs(15);
 
@@ -83,6 +87,8 @@ pub struct ConsoleState {
     pub stale: Option<(String, &'static str, Instant)>,
     pub messages: VecDeque<(Instant, String)>,
     pub exit_code: Option<i32>,
+    /// Exited actors, oldest first (see KEEP_EXITED_SCREENS).
+    exit_order: VecDeque<String>,
     /// Size of actor PTYs (the output pane) and of REPL screens (the REPL pane).
     pub output_size: (u16, u16),
     pub repl_size: (u16, u16),
@@ -115,6 +121,7 @@ impl ConsoleState {
             stale: None,
             messages: VecDeque::new(),
             exit_code: None,
+            exit_order: VecDeque::new(),
             output_size,
             repl_size,
         }
@@ -181,6 +188,15 @@ impl ConsoleState {
                 if let Some(a) = self.actor_mut(&actor) {
                     a.exited = Some((code, signal, reason));
                     a.teardown_waiting = false;
+                }
+                self.exit_order.push_back(actor);
+                while self.exit_order.len() > KEEP_EXITED_SCREENS {
+                    if let Some(old) = self.exit_order.pop_front()
+                        && let Some(a) = self.actor_mut(&old)
+                    {
+                        a.output = None;
+                        a.repl = None;
+                    }
                 }
             }
             RuntimeEvent::LockRequested {

@@ -52,6 +52,8 @@ pub(super) struct Engine {
     rows: u16,
     cols: u16,
     socket: PathBuf,
+    /// Where the bundled Python client was written, for every actor's PYTHONPATH.
+    python_dir: Option<PathBuf>,
     events: mpsc::Sender<RuntimeEvent>,
     /// Kept so the server's accept loop lives as long as the engine does.
     _conn_tx: mpsc::Sender<ConnEvent>,
@@ -85,6 +87,26 @@ impl std::fmt::Debug for Engine {
     }
 }
 
+/// Largest `repl_input` payload, well under the frame limit.
+const INPUT_CHUNK: usize = 256 * 1024;
+
+/// Splits `s` into pieces of at most `max` bytes, on character boundaries.
+fn chunks(s: &str, max: usize) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while rest.len() > max {
+        let mut cut = max;
+        while !rest.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        let (head, tail) = rest.split_at(cut);
+        out.push(head);
+        rest = tail;
+    }
+    out.push(rest);
+    out
+}
+
 fn exit_info(status: ExitStatus) -> ExitInfo {
     use std::os::unix::process::ExitStatusExt;
     ExitInfo {
@@ -97,6 +119,7 @@ impl Engine {
     pub(super) fn new(
         cfg: RuntimeConfig,
         socket: PathBuf,
+        python_dir: Option<PathBuf>,
         events: mpsc::Sender<RuntimeEvent>,
         conn_tx: mpsc::Sender<ConnEvent>,
     ) -> Self {
@@ -107,6 +130,7 @@ impl Engine {
             rows: cfg.rows,
             cols: cfg.cols,
             socket,
+            python_dir,
             events,
             _conn_tx: conn_tx,
             internal_tx,
@@ -150,6 +174,10 @@ impl Engine {
         // The id is reserved before the process exists so it can be put in its environment.
         let id = self.tree.peek_next_id();
         let mut envs: Vec<(String, String)> = extra_env.to_vec();
+        if let Some(dir) = &self.python_dir {
+            let py = super::python::env_for(dir, &envs);
+            envs.extend(py);
+        }
         envs.push((
             env::SOCKET.into(),
             self.socket.to_string_lossy().into_owned(),
@@ -249,7 +277,7 @@ impl Engine {
                 break;
             }
         }
-        self.sweep_process_groups();
+        self.sweep_leftovers();
         let code = self.first_code.unwrap_or(1);
         self.queue_event(RuntimeEvent::Exit { code });
         self.flush().await;
@@ -260,11 +288,35 @@ impl Engine {
         self.first_code.is_some() && !self.tree.any_live()
     }
 
-    /// Kills whatever non-actor processes are left in the spawned actors' process groups.
-    fn sweep_process_groups(&self) {
-        for n in self.tree.iter().filter(|n| n.spawned && n.pid > 0) {
-            // ESRCH (group already empty) is the normal case.
-            let _ = killpg(Pid::from_raw(n.pid as i32), Signal::SIGKILL);
+    /// Kills whatever is left of the tree: every process that still carries this run's
+    /// socket in its environment (non-actor helpers, daemons that left the session). Matching
+    /// on the environment, not on old process-group ids, never hits an unrelated process
+    /// that happens to reuse a pid.
+    fn sweep_leftovers(&self) {
+        let marker = format!("{}={}", env::SOCKET, self.socket.display());
+        let me = std::process::id();
+        let Ok(dir) = std::fs::read_dir("/proc") else {
+            return;
+        };
+        for entry in dir.flatten() {
+            let Some(pid) = entry
+                .file_name()
+                .to_str()
+                .and_then(|s| s.parse::<u32>().ok())
+            else {
+                continue;
+            };
+            if pid == me {
+                continue;
+            }
+            let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+                continue;
+            };
+            if environ.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()) {
+                tracing::info!(pid, "killing a leftover process of the tree");
+                // ESRCH: it ended on its own meanwhile.
+                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
+            }
         }
     }
 
@@ -354,6 +406,8 @@ impl Engine {
             return;
         };
         self.actor_conn.remove(&actor);
+        // Dumps it will never answer.
+        self.pending_dumps.retain(|_, a| *a != actor);
         if let Some(e) = error {
             self.notice(Some(&actor), format!("dropped connection: {e}"));
         }
@@ -618,7 +672,7 @@ impl Engine {
             conn,
             ToActor::Registered {
                 actor: id.clone(),
-                parent,
+                parent: parent.clone(),
             },
         );
         // An actor that registers after its teardown was asked for gets the word now.
@@ -628,6 +682,19 @@ impl Engine {
             .is_some_and(|n| n.cancel == CancelState::Requested)
         {
             self.send_to_conn(conn, ToActor::Cancel { force: false });
+        }
+        // One that appears while the run or its parent is being torn down is torn down too,
+        // or the run would wait for it forever.
+        let parent_going = parent
+            .as_deref()
+            .and_then(|p| self.tree.get(p))
+            .is_some_and(|p| p.cancel != CancelState::None || p.exited.is_some());
+        if (self.quitting || self.first_code.is_some() || parent_going)
+            && let Some(n) = self.tree.get_mut(&id)
+            && n.cancel == CancelState::None
+        {
+            n.cancel = CancelState::Pending;
+            self.progress_cancels();
         }
     }
 
@@ -786,24 +853,29 @@ impl Engine {
             self.notice(None, format!("cancel: no actor {target}"));
             return;
         }
-        for id in self.tree.subtree(target) {
-            let Some(n) = self.tree.get(&id) else {
-                continue;
-            };
-            if !n.is_live() {
-                continue;
-            }
+        let live: Vec<String> = self
+            .tree
+            .subtree(target)
+            .into_iter()
+            .filter(|id| self.tree.get(id).is_some_and(|n| n.is_live()))
+            .collect();
+        if force {
+            // The whole subtree leaves the lock at once, so no member is granted it on the
+            // way out.
+            let refs: Vec<&str> = live.iter().map(String::as_str).collect();
+            let tr = self.lock.remove_actors(&refs, ReleaseCause::Cancel);
+            self.apply(tr, ReleaseCause::Cancel);
+        }
+        for id in live {
             if force {
-                let tr = self.lock.remove_actor(&id, ReleaseCause::Cancel);
-                self.apply(tr, ReleaseCause::Cancel);
                 self.send_to_actor(&id, ToActor::Cancel { force: true });
                 self.signal(&id, Signal::SIGKILL);
                 if let Some(n) = self.tree.get_mut(&id) {
                     n.cancel = CancelState::Killed;
                 }
                 self.queue_event(RuntimeEvent::Cancelling { actor: id, force });
-            } else if n.cancel == CancelState::None
-                && let Some(n) = self.tree.get_mut(&id)
+            } else if let Some(n) = self.tree.get_mut(&id)
+                && n.cancel == CancelState::None
             {
                 n.cancel = CancelState::Pending;
             }
@@ -911,14 +983,17 @@ impl Engine {
             RuntimeCommand::Input { data } => match self.lock.holder().cloned() {
                 Some(g) => {
                     let actor = g.request.key.actor.clone();
-                    self.send_to_actor(
-                        &actor,
-                        ToActor::ReplInput {
-                            task: g.request.key.task,
-                            epoch: g.epoch,
-                            data,
-                        },
-                    );
+                    // Frames have a size limit; a huge paste goes out in pieces.
+                    for chunk in chunks(&data, INPUT_CHUNK) {
+                        self.send_to_actor(
+                            &actor,
+                            ToActor::ReplInput {
+                                task: g.request.key.task,
+                                epoch: g.epoch,
+                                data: chunk.to_owned(),
+                            },
+                        );
+                    }
                 }
                 None => self.notice(None, "input ignored: nobody holds the debug lock".into()),
             },
@@ -950,17 +1025,15 @@ impl Engine {
             }
             RuntimeCommand::Quit => {
                 self.quitting = true;
-                // Waiters first, so revoking the holder grants nobody.
                 let involved: Vec<String> = self
                     .lock
                     .queue()
                     .map(|r| r.key.actor.clone())
                     .chain(self.lock.holder().map(|g| g.request.key.actor.clone()))
                     .collect();
-                for a in involved {
-                    let tr = self.lock.remove_actor(&a, ReleaseCause::Cancel);
-                    self.apply(tr, ReleaseCause::Cancel);
-                }
+                let refs: Vec<&str> = involved.iter().map(String::as_str).collect();
+                let tr = self.lock.remove_actors(&refs, ReleaseCause::Cancel);
+                self.apply(tr, ReleaseCause::Cancel);
                 let tops: Vec<String> = self
                     .tree
                     .iter()

@@ -180,9 +180,17 @@ impl LockTable {
     /// Forgets everything of `actor`: its queued requests leave the queue and, if it holds
     /// the lock, the grant ends with `cause`.
     pub fn remove_actor(&mut self, actor: &str, cause: ReleaseCause) -> Transition {
+        self.remove_actors(&[actor], cause)
+    }
+
+    /// Forgets everything of several actors at once. All their waiters leave the queue
+    /// before the grant ends, so the lock never passes from one of them to another (which
+    /// would open a session only to revoke it).
+    pub fn remove_actors(&mut self, actors: &[&str], cause: ReleaseCause) -> Transition {
+        let gone = |a: &str| actors.contains(&a);
         let mut dropped = Vec::new();
         self.queue.retain(|r| {
-            let keep = r.key.actor != actor;
+            let keep = !gone(&r.key.actor);
             if !keep {
                 dropped.push(r.clone());
             }
@@ -191,7 +199,7 @@ impl LockTable {
         let holds = self
             .holder
             .as_ref()
-            .is_some_and(|g| g.request.key.actor == actor);
+            .is_some_and(|g| gone(&g.request.key.actor));
         if holds {
             self.end_grant(cause, dropped)
         } else {
@@ -324,6 +332,19 @@ mod tests {
         assert!(tr.released.is_none() && tr.granted.is_none());
         assert_eq!(tr.dropped.len(), 1);
         assert!(!t.is_idle());
+    }
+
+    #[test]
+    fn removing_several_actors_never_hands_the_lock_between_them() {
+        let mut t = LockTable::new();
+        t.request(req("a", 1)).expect("ok");
+        t.request(req("a", 2)).expect("ok");
+        t.request(req("b", 1)).expect("ok");
+        t.request(req("c", 1)).expect("ok");
+        let tr = t.remove_actors(&["a", "b"], ReleaseCause::Cancel);
+        assert_eq!(tr.released.expect("a held").cause, ReleaseCause::Cancel);
+        assert_eq!(tr.dropped.len(), 2);
+        assert_eq!(tr.granted.expect("c next").request.key.actor, "c");
     }
 
     #[derive(Debug, Clone)]

@@ -62,21 +62,27 @@ pub fn default_socket_dir() -> PathBuf {
     }
 }
 
-/// Binds the root socket at `path`, creating its directory with mode 0700 and the socket
-/// with mode 0600. A socket file that nobody answers on (left by a killed run) is replaced;
-/// one that answers is an error.
-pub fn bind(path: &Path) -> Result<UnixListener, ServerError> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|source| ServerError::Dir {
-        path: dir.to_owned(),
-        source,
-    })?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(|source| {
-        ServerError::Dir {
+/// Binds the root socket at `path` with mode 0600. With `private_dir` (our default
+/// directory) the directory is created with mode 0700; a directory the user chose with
+/// `--socket` is left as it is. A socket file that nobody answers on (left by a killed run)
+/// is replaced; one that answers is an error.
+pub fn bind(path: &Path, private_dir: bool) -> Result<UnixListener, ServerError> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    if private_dir {
+        std::fs::create_dir_all(dir).map_err(|source| ServerError::Dir {
             path: dir.to_owned(),
             source,
-        }
-    })?;
+        })?;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(
+            |source| ServerError::Dir {
+                path: dir.to_owned(),
+                source,
+            },
+        )?;
+    }
     if path.exists() {
         if std::os::unix::net::UnixStream::connect(path).is_ok() {
             return Err(ServerError::InUse(path.to_owned()));
@@ -166,7 +172,11 @@ async fn connection(conn: ConnId, stream: UnixStream, engine: mpsc::Sender<ConnE
             // The engine dropped this connection: let the writer flush its last frame (an
             // error message, usually), then close.
             _ = &mut hung_up => {
-                let _ = tokio::time::timeout(std::time::Duration::from_secs(1), writer).await;
+                let abort = writer.abort_handle();
+                if tokio::time::timeout(std::time::Duration::from_secs(1), writer).await.is_err() {
+                    // A peer that does not read must not keep the socket open.
+                    abort.abort();
+                }
                 return;
             }
         };

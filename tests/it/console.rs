@@ -19,6 +19,7 @@ struct Console {
     master: Arc<PtyMaster>,
     screen: Arc<Mutex<vt100::Parser>>,
     raw: Arc<Mutex<Vec<u8>>>,
+    socket: String,
     _dir: tempfile::TempDir,
 }
 
@@ -30,11 +31,12 @@ impl Console {
             .build()
             .expect("runtime");
         let dir = tempdir();
+        let socket = dir.path().join("root.sock").to_string_lossy().into_owned();
         let mut argv: Vec<String> = vec![
             "--grace-ms".into(),
             "500".into(),
             "--socket".into(),
-            dir.path().join("root.sock").to_string_lossy().into_owned(),
+            socket.clone(),
             "--log-file".into(),
             dir.path().join("log").to_string_lossy().into_owned(),
             program.into(),
@@ -74,6 +76,7 @@ impl Console {
             master,
             screen,
             raw,
+            socket,
             _dir: dir,
         }
     }
@@ -234,9 +237,10 @@ fn c05_quit_with_f10_tears_the_tree_down() {
     let pids: Vec<u32> = std::fs::read_dir("/proc")
         .expect("proc")
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        // This run's processes only (tests run in parallel): they carry its socket.
         .filter(|pid: &u32| {
-            std::fs::read_to_string(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|c| c.contains("examples/scenarios"))
+            std::fs::read(format!("/proc/{pid}/environ"))
+                .is_ok_and(|e| String::from_utf8_lossy(&e).contains(&con.socket))
         })
         .collect();
     assert!(pids.len() >= 3, "tree running: {pids:?}\n{s}");

@@ -518,3 +518,47 @@ fn resize_command_reaches_the_actor_pty() {
     assert_eq!(code, 0);
     assert!(output_text(&events, "1").contains("size 33x99"));
 }
+
+#[test]
+fn an_actor_joining_during_teardown_is_torn_down_too() {
+    let mut run = Run::start(&scen(), &["late_joiner"]);
+    let joined = run.wait_for("the late helper", |e| {
+        e["event"] == "actor_started" && e["actor"] != "1"
+    });
+    let pid = joined["pid"].as_u64().expect("pid") as u32;
+    let (code, events) = run.finish();
+    assert_eq!(code, 0);
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "cancelling" && e["actor"] == joined["actor"]),
+        "the late actor was cancelled"
+    );
+    assert!(!harness::alive(pid));
+}
+
+#[test]
+fn a_daemon_holding_the_pty_neither_hangs_the_run_nor_outlives_it() {
+    let mut run = Run::start(&scen(), &["daemon"]);
+    let line = run.wait_for("daemon pid", |e| {
+        e["event"] == "output" && e["data"].as_str().is_some_and(|d| d.contains("daemon pid"))
+    });
+    let pid: u32 = line["data"]
+        .as_str()
+        .and_then(|d| d.split("daemon pid ").nth(1))
+        .and_then(|d| d.split_whitespace().next())
+        .and_then(|p| p.parse().ok())
+        .expect("pid");
+    let (code, events) = run.finish();
+    assert_eq!(code, 0);
+    assert_eq!(
+        events.last().expect("events")["event"],
+        "exit",
+        "exit is the last line"
+    );
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while harness::alive(pid) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(!harness::alive(pid), "the daemon outlived the run");
+}
