@@ -2,7 +2,10 @@
 //! once. Measures, per handoff, the time from writing `{"cmd":"input","data":"c\n"}` to
 //! the headless front end's stdin until its stdout shows `repl_ready` of the next actor.
 //!
-//!     cargo bench --bench handoff [-- N K]     (default 4 actors × 50 pauses)
+//!     cargo bench --bench handoff [-- [python] N K]     (default 4 actors × 50 pauses)
+//!
+//! With `python`, the actors are Python processes calling `breakpoint()` (stock pdb through
+//! the bundled client, `examples/python/bench_handoff.py`) instead of Rust actors.
 
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -14,10 +17,14 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args()
+    let mut args: Vec<String> = std::env::args()
         .skip(1)
         .filter(|a| !a.starts_with("--"))
         .collect();
+    let python = args.first().is_some_and(|a| a == "python");
+    if python {
+        args.remove(0);
+    }
     let n: u32 = args.first().and_then(|a| a.parse().ok()).unwrap_or(4);
     let k: u32 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(50);
     let bin = env!("CARGO_BIN_EXE_actor-tui");
@@ -27,8 +34,18 @@ fn main() {
         .arg(dir.join("root.sock"))
         .arg("--log-file")
         .arg(dir.join("log"))
-        .arg(bin)
-        .args(["__demo", "bench_top", &n.to_string(), &k.to_string()])
+        .args(if python {
+            vec![
+                "python3".to_owned(),
+                format!(
+                    "{}/examples/python/bench_handoff.py",
+                    env!("CARGO_MANIFEST_DIR")
+                ),
+            ]
+        } else {
+            vec![bin.to_owned(), "__demo".into(), "bench_top".into()]
+        })
+        .args([n.to_string(), k.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -70,7 +87,8 @@ fn main() {
     samples.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "handoff latency, {n} actors x {k} pauses ({} handoffs, {:.1} s total): p50 {:.3} ms  p90 {:.3} ms  max {:.3} ms",
+        "handoff latency, {n} {} actors x {k} pauses ({} handoffs, {:.1} s total): p50 {:.3} ms  p90 {:.3} ms  max {:.3} ms",
+        if python { "Python" } else { "Rust" },
         samples.len(),
         start.elapsed().as_secs_f64(),
         ms(percentile(&samples, 0.5)),

@@ -11,10 +11,13 @@ import atexit
 import collections
 import os
 import queue
+import stat
 import sys
 import threading
 
-from . import _shield, _wire
+# _dump is imported here, not lazily on the reader thread, so that answering a dump never
+# waits for an import lock a paused thread may hold.
+from . import _dump, _shield, _wire
 
 # How long to wait for each handshake reply (PROTOCOL.md 4.1): a root that accepts but
 # never answers must not hang the program.
@@ -33,6 +36,19 @@ def warn(text):
         sys.stderr.flush()
     except Exception:  # stderr closed or broken: nothing better to do
         pass
+
+
+def _flush_std_streams():
+    """Flushes what the program printed before an immediate exit. Not into a pipe or a
+    socket, where a reader that does not read could block the exit for ever (a terminal or
+    a file cannot)."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            mode = os.fstat(stream.fileno()).st_mode
+            if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
+                stream.flush()
+        except Exception:  # no stream, no descriptor, or a broken one: nothing to save
+            pass
 
 
 class Disconnected(Exception):
@@ -101,7 +117,6 @@ class Client:
         self._lock = threading.Lock()
         self._channels = {}  # task id -> _Channel, from lock_request to the session's end
         self._sessions = {}  # thread ident -> Session that thread holds
-        self.child_exits = {}  # actor id -> last child_exited frame (no spawn API yet)
         self._reader = threading.Thread(target=self._read_loop, name="actor-tui-reader", daemon=True)
         # The program ended with a session still open (stepped off the end of the script):
         # release it properly instead of leaving it to the root's disconnect handling.
@@ -170,9 +185,10 @@ class Client:
     # ---- the reader thread ---------------------------------------------------------------
 
     def _read_loop(self):
+        reader = _wire.FrameReader(self._sock)
         try:
             while True:
-                msg = _wire.read_frame(self._sock)
+                msg = reader.read()
                 if msg is None:
                     break
                 try:
@@ -193,8 +209,6 @@ class Client:
         if kind in ("lock_granted", "lock_refused", "lock_revoked", "repl_input"):
             self._route(kind, msg)
         elif kind == "dump_request":
-            from . import _dump
-
             try:
                 text = _dump.build(self)
             except Exception as e:
@@ -202,11 +216,10 @@ class Client:
             self.send({"type": "dump_reply", "req": msg.get("req"), "text": text})
         elif kind == "cancel":
             self._on_cancel(bool(msg.get("force")))
-        elif kind == "child_exited":
-            self.child_exits[msg.get("actor")] = msg
         elif kind == "error":
             warn("the root reported a protocol error: %s" % msg.get("message"))
-        # spawned, spawn_failed, and types from a newer root: nothing to do (PROTOCOL.md 9).
+        # spawned, spawn_failed, child_exited (this client has no spawn API yet), and types
+        # from a newer root: nothing to do (PROTOCOL.md 9).
 
     def _route(self, kind, msg):
         task = msg.get("task")
@@ -256,11 +269,7 @@ class Client:
         process at once, running no more program code."""
         if reason is not None:
             self.send_quietly({"type": "exiting", "code": code, "reason": reason})
-        for stream in (sys.stdout, sys.stderr):
-            try:
-                stream.flush()
-            except Exception:  # a closed or broken stream must not stop the exit
-                pass
+        _flush_std_streams()
         os._exit(code)
 
     # ---- the debug lock ------------------------------------------------------------------

@@ -25,27 +25,46 @@ _thread_ids = threading.local()
 _task_ids = weakref.WeakKeyDictionary()
 
 
-def current_task():
-    """(task id, task name) for the lock request: the running asyncio task if there is one,
-    else the calling thread. Ids are small numbers, unique within the process."""
-    aio = sys.modules.get("asyncio")  # never import asyncio for a program that does not use it
+def _async_task():
+    """The running asyncio or trio task of this thread and its name, else (None, None).
+    Neither library is imported here: a program that does not use one has no task of it."""
+    aio = sys.modules.get("asyncio")
     if aio is not None:
         try:
             task = aio.current_task()
         except RuntimeError:  # no running loop in this thread
             task = None
         if task is not None:
-            with _ids_lock:
+            return task, task.get_name() if hasattr(task, "get_name") else repr(task)
+    trio = sys.modules.get("trio")
+    if trio is not None:
+        try:
+            task = trio.lowlevel.current_task()
+        except (RuntimeError, AttributeError):  # not inside trio.run
+            task = None
+        if task is not None:
+            return task, getattr(task, "name", repr(task))
+    return None, None
+
+
+def current_task():
+    """(task id, task name) for the lock request: the running async task if there is one,
+    else the calling thread. Ids are small numbers, unique within the process."""
+    task, name = _async_task()
+    if task is not None:
+        with _ids_lock:
+            try:
                 tid = _task_ids.get(task)
                 if tid is None:
                     tid = _task_ids[task] = next(_next_id)
-            name = task.get_name() if hasattr(task, "get_name") else repr(task)
-            return tid, name
+                return tid, name
+            except TypeError:  # a task type without weak references: key by thread below
+                pass
     tid = getattr(_thread_ids, "id", None)
     if tid is None:
         with _ids_lock:
             tid = _thread_ids.id = next(_next_id)
-    return tid, threading.current_thread().name
+    return tid, name or threading.current_thread().name
 
 
 def _location(frame=None, tb=None):
@@ -173,7 +192,10 @@ class _ActorPdbMixin(object):
     """Put before a stock Pdb class (stdlib pdb or pdbp); overrides only the hooks named
     below, so every pdb command behaves as usual."""
 
-    def __init__(self, **kwargs):
+    def __init__(self, completekey="tab", stdin=None, stdout=None, **kwargs):
+        # stdin/stdout are accepted (pdb's `debug` command passes them when it creates a
+        # nested debugger) but always replaced: this debugger talks to the session.
+        kwargs["completekey"] = completekey
         io = _SessionIO(self)
         # nosigint: pdb must not install its own SIGINT handler; the shield owns SIGINT.
         kwargs.setdefault("nosigint", True)
@@ -224,7 +246,9 @@ class _ActorPdbMixin(object):
         return session
 
     def interaction(self, frame, traceback):
-        client = _client.current(connect=False)
+        # connect=True: a breakpoint inherited across a fork fires in the child, which then
+        # connects as a new actor.
+        client = _client.current()
         session = client.claim_session() if client is not None else None
         if session is not None and session.over:
             # Revoked, or the root went away, while the program ran between two steps:
@@ -320,6 +344,20 @@ def _thread_pdb():
     return p
 
 
+def _after_fork_in_child():
+    global _ids_lock
+    _ids_lock = threading.Lock()  # another thread may have held it at the fork
+    # The forking thread may have been stepping in the parent's session: the child must
+    # not stop at its next line and ask for a session of its own. Breakpoints stay set.
+    p = getattr(_tls, "pdb", None)
+    if p is not None and sys.gettrace() == p.trace_dispatch:
+        p._stop_debugging()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 # ---- entry points ---------------------------------------------------------------------------------
 
 
@@ -332,9 +370,10 @@ def _can_use_terminal():
         return False
 
 
-def set_trace(*, header=None):
+def set_trace(*, header=None, commands=None):
     """Pause here: a pdb session in the actor-tui console, one at a time tree-wide. Use as
-    PYTHONBREAKPOINT=actor_tui.set_trace, or call directly."""
+    PYTHONBREAKPOINT=actor_tui.set_trace, or call directly. `header` is printed first and
+    `commands` (a list of pdb commands) run first, as with pdb.set_trace."""
     frame = sys._getframe(1)
     if not _client.under_root():
         if _can_use_terminal():
@@ -343,6 +382,8 @@ def set_trace(*, header=None):
             p = _base_pdb_class()() if os.environ.get("ACTOR_TUI_PDB") else pdb.Pdb()
             if header is not None:
                 p.message(header)
+            if commands:
+                p.cmdqueue.extend(commands)
             p.set_trace(frame)
         else:
             warn("breakpoint at %s skipped: no actor-tui root and no terminal" % _location(frame))
@@ -382,6 +423,8 @@ def set_trace(*, header=None):
         p._io.attach(session, _banner(client, session, "pause", location, None))
     if header is not None:
         p.message(header)
+    if commands:
+        p.cmdqueue.extend(commands)
     p.set_trace(frame)
 
 

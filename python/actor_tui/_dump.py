@@ -63,7 +63,7 @@ def _running_loops(frames):
 
 def _task_lines(aio, loop, indent):
     out = []
-    for attempt in range(3):
+    for _ in range(3):
         try:
             tasks = list(aio.all_tasks(loop))
             break

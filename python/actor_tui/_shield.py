@@ -21,6 +21,8 @@ _lock = threading.Lock()
 _count = 0
 _previous = None
 _SPAN_UNTOUCHED = object()
+# A main-thread span's saved disposition, when another thread ended the span.
+_deferred = None
 
 
 def _handler(signum, frame):
@@ -63,6 +65,7 @@ def enter():
     with _lock:
         _count += 1
     if _in_main_thread():
+        _restore_deferred()
         try:
             if signal.getsignal(signal.SIGINT) is not _handler:
                 return signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -72,10 +75,27 @@ def enter():
 
 
 def leave(token):
-    global _count
+    """Ends a span. Usually called by the thread that started it; when another thread ends a
+    main-thread span (a step that timed out), the disposition is restored by the main
+    thread at its next shield operation."""
+    global _count, _deferred
     with _lock:
         _count = max(0, _count - 1)
-    if token is not _SPAN_UNTOUCHED and token is not None and _in_main_thread():
+    if token is _SPAN_UNTOUCHED or token is None:
+        return
+    if not _in_main_thread():
+        _deferred = token
+        return
+    try:
+        signal.signal(signal.SIGINT, token)
+    except (ValueError, OSError, TypeError):
+        pass
+
+
+def _restore_deferred():
+    global _deferred
+    token, _deferred = _deferred, None
+    if token is not None:
         try:
             signal.signal(signal.SIGINT, token)
         except (ValueError, OSError, TypeError):
@@ -87,3 +107,4 @@ def reset_after_fork():
     global _lock, _count
     _lock = threading.Lock()
     _count = 0
+    _restore_deferred()

@@ -231,33 +231,47 @@ def frame(msg):
     return struct.pack(">I", len(payload)) + payload
 
 
-def _recv_exact(sock, n):
-    chunks = []
-    while n:
-        chunk = sock.recv(min(n, 1 << 16))
-        if not chunk:
+class FrameReader(object):
+    """Reads frames from a socket through a buffer. Frames that arrived together are decoded
+    without another recv() in between: the reader thread keeps the GIL across them, so a
+    `cancel` sent right after a `lock_refused` is handled before the woken thread runs on.
+    `exact`: never read past the current frame (for the handshake, before the buffered
+    reader takes over the socket)."""
+
+    def __init__(self, sock, exact=False):
+        self._sock = sock
+        self._exact = exact
+        self._buf = bytearray()
+
+    def _fill(self, n):
+        while len(self._buf) < n:
+            chunk = self._sock.recv(n - len(self._buf) if self._exact else 1 << 16)
+            if not chunk:
+                return False
+            self._buf += chunk
+        return True
+
+    def read(self):
+        """One frame. None at a clean end of stream (also inside the length prefix, as the
+        root does); FrameError for an oversized, truncated or malformed frame."""
+        if not self._fill(4):
             return None
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
+        (n,) = struct.unpack(">I", bytes(self._buf[:4]))
+        if n > MAX_FRAME:
+            raise FrameError("oversized frame (%d bytes)" % n)
+        if not self._fill(4 + n):
+            raise FrameError("connection closed in the middle of a frame")
+        payload = bytes(self._buf[4:4 + n])
+        del self._buf[:4 + n]
+        msg = unpack(payload)
+        if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
+            raise FrameError("frame is not a map with a string `type`")
+        return msg
 
 
 def read_frame(sock):
-    """Reads one frame. None at a clean end of stream (also inside the length prefix, as the
-    root does); FrameError for an oversized, truncated or malformed frame."""
-    head = _recv_exact(sock, 4)
-    if head is None:
-        return None
-    (n,) = struct.unpack(">I", head)
-    if n > MAX_FRAME:
-        raise FrameError("oversized frame (%d bytes)" % n)
-    payload = _recv_exact(sock, n) if n else b""
-    if payload is None:
-        raise FrameError("connection closed in the middle of a frame")
-    msg = unpack(payload)
-    if not isinstance(msg, dict) or not isinstance(msg.get("type"), str):
-        raise FrameError("frame is not a map with a string `type`")
-    return msg
+    """Reads exactly one frame and nothing after it."""
+    return FrameReader(sock, exact=True).read()
 
 
 def connect_unix(path, timeout):

@@ -5,6 +5,7 @@ mod engine;
 pub mod event;
 pub mod lock;
 pub mod pty;
+pub mod python;
 pub mod server;
 pub mod tree;
 
@@ -73,6 +74,8 @@ pub struct Runtime {
     /// behind output.
     pub commands: mpsc::Sender<RuntimeCommand>,
     pub socket: PathBuf,
+    /// The teardown grace period (front ends bound their own waiting with it).
+    pub grace: Duration,
     pub task: JoinHandle<i32>,
 }
 
@@ -81,13 +84,22 @@ pub async fn start(cfg: RuntimeConfig) -> Result<Runtime, RuntimeError> {
     let socket = cfg.socket.clone().unwrap_or_else(|| {
         server::default_socket_dir().join(format!("root-{}.sock", std::process::id()))
     });
-    let listener = server::bind(&socket)?;
+    let listener = server::bind(&socket, cfg.socket.is_none())?;
+    // The socket's directory is private (0700): a safe home for the Python client too.
+    let python_dir = match socket.parent().map(python::extract) {
+        Some(Ok(dir)) => Some(dir),
+        Some(Err(e)) => {
+            tracing::warn!(error = %e, "cannot write the Python client; Python actors get plain pdb");
+            None
+        }
+        None => None,
+    };
     let (ev_tx, ev_rx) = mpsc::channel(256);
     // Bounded (1024) like every inbox: connection readers wait when the engine is busy.
     let (conn_tx, conn_rx) = mpsc::channel(1024);
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     tokio::spawn(server::serve(listener, conn_tx.clone()));
-    let mut engine = engine::Engine::new(cfg.clone(), socket.clone(), ev_tx, conn_tx);
+    let mut engine = engine::Engine::new(cfg.clone(), socket.clone(), python_dir, ev_tx, conn_tx);
     engine
         .spawn_first(&cfg)
         .map_err(|source| RuntimeError::Spawn {
@@ -105,6 +117,7 @@ pub async fn start(cfg: RuntimeConfig) -> Result<Runtime, RuntimeError> {
         events: ev_rx,
         commands: cmd_tx,
         socket,
+        grace: cfg.grace,
         task,
     })
 }

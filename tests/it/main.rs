@@ -4,4 +4,5 @@
 mod console;
 mod harness;
 mod protocol;
+mod python;
 mod scenarios;

@@ -1,0 +1,294 @@
+"""Unit tests of the Python client, runnable without the Rust root:
+
+    python3 -m unittest discover -s python/tests -v
+
+The codec against the golden bytes of docs/PROTOCOL.md (with msgpack and with the built-in
+fallback), and a whole pause against a minimal root written here, so the client's side of
+the protocol is checked frame by frame. End-to-end runs against the real root are in
+tests/it/python.rs.
+"""
+
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import unittest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PYDIR = os.path.dirname(HERE)
+sys.path.insert(0, PYDIR)
+
+from actor_tui import _client, _wire  # noqa: E402
+
+GOLDEN = [
+    ({"type": "hello", "protocol": 1, "agent": "x"},
+     "0000001e83a474797065a568656c6c6fa870726f746f636f6c01a56167656e74a178"),
+    ({"type": "registered", "actor": "1", "parent": None},
+     "0000002183a474797065aa72656769737465726564a56163746f72a131a6706172656e74c0"),
+    ({"type": "lock_granted", "task": 1, "epoch": 1},
+     "0000002083a474797065ac6c6f636b5f6772616e746564a47461736b01a565706f636801"),
+    ({"type": "exiting", "code": 143, "reason": "cancelled"},
+     "0000002683a474797065a765786974696e67a4636f6465cc8fa6726561736f6ea963616e63656c6c6564"),
+]
+
+
+class Codec:
+    """Runs a test body once with msgpack (if installed) and once with the fallback."""
+
+    def each_codec(self, body):
+        saved = _wire._msgpack
+        try:
+            codecs = [("fallback", None)] + ([("msgpack", saved)] if saved is not None else [])
+            for name, impl in codecs:
+                _wire._msgpack = impl
+                with self.subTest(codec=name):
+                    body()
+        finally:
+            _wire._msgpack = saved
+
+
+class WireTest(unittest.TestCase, Codec):
+    def test_golden_bytes(self):
+        def body():
+            for msg, hexa in GOLDEN:
+                self.assertEqual(_wire.frame(msg).hex(), hexa)
+                self.assertEqual(_wire.unpack(bytes.fromhex(hexa)[4:]), msg)
+        self.each_codec(body)
+
+    def test_round_trip_of_every_kind_of_value(self):
+        value = {
+            "type": "x", "ints": [0, 1, 127, 128, 255, 256, 65535, 65536, 2**32, 2**64 - 1,
+                                  -1, -32, -33, -128, -129, -2**31, -2**63],
+            "s": "é" * 40 + "x" * 300, "long": "y" * 70000, "b": b"\x00\x01", "t": True,
+            "f": False, "n": None, "env": [["A", "1"], ["B", "2"]], "m": {str(i): i for i in range(20)},
+            "float": 1.5,
+        }
+        self.each_codec(lambda: self.assertEqual(_wire.unpack(_wire.pack(value)), value))
+
+    def test_fallback_matches_msgpack(self):
+        if _wire._msgpack is None:
+            self.skipTest("msgpack is not installed")
+        value = {"type": "repl_output", "task": 2**40, "epoch": 300, "data": "z" * 70000, "neg": -70000}
+        ours = _wire._pack_into
+        out = []
+        ours(out, value)
+        self.assertEqual(b"".join(out), _wire._msgpack.packb(value, use_bin_type=True))
+
+    def test_bad_frames(self):
+        a, b = socket.socketpair()
+        with a, b:
+            a.sendall(b"\x00\x10\x00\x01")  # 1 MiB + 1
+            with self.assertRaises(_wire.FrameError):
+                _wire.read_frame(b)
+        a, b = socket.socketpair()
+        with a, b:
+            a.sendall(b"\x00\x00\x00\x05\x81")
+            a.shutdown(socket.SHUT_WR)
+            with self.assertRaises(_wire.FrameError):
+                _wire.read_frame(b)
+        a, b = socket.socketpair()
+        with a, b:
+            a.sendall(_wire.frame([1, 2]))
+            with self.assertRaises(_wire.FrameError):
+                _wire.read_frame(b)
+        with self.assertRaises(_wire.FrameError):
+            _wire.frame({"type": "repl_output", "data": "x" * (1 << 20)})
+
+
+class LinesTest(unittest.TestCase):
+    def test_split(self):
+        self.assertEqual(_client._split_lines("p x\nbt\n"), ["p x\n", "bt\n"])
+        self.assertEqual(_client._split_lines("c"), ["c\n"])
+        self.assertEqual(_client._split_lines(""), ["\n"])
+        self.assertEqual(_client._split_lines("\n"), ["\n"])
+        self.assertEqual(_client._split_lines("a\n\nb"), ["a\n", "\n", "b\n"])
+
+
+def _env(**extra):
+    env = dict(os.environ)
+    for k in ("ACTOR_TUI_SOCKET", "ACTOR_TUI_ACTOR", "ACTOR_TUI_NAME"):
+        env.pop(k, None)
+    env["PYTHONPATH"] = PYDIR
+    env["PYTHONBREAKPOINT"] = "actor_tui.set_trace"
+    env.update(extra)
+    return env
+
+
+class WithoutRootTest(unittest.TestCase):
+    def test_pause_without_root_or_terminal_warns_and_continues(self):
+        done = subprocess.run([sys.executable, "-c", "x = 5\nbreakpoint()\nprint('after', x)"],
+                              env=_env(), stdin=subprocess.DEVNULL, capture_output=True, text=True,
+                              timeout=30)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertIn("after 5", done.stdout)
+        self.assertIn("skipped: no actor-tui root and no terminal", done.stderr)
+
+    def test_unreachable_root_warns_once_and_continues(self):
+        code = "for i in range(3):\n    breakpoint()\nprint('done')"
+        done = subprocess.run([sys.executable, "-c", code],
+                              env=_env(ACTOR_TUI_SOCKET="/nonexistent/actor-tui.sock"),
+                              stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=30)
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertIn("done", done.stdout)
+        self.assertEqual(done.stderr.count("cannot reach the actor-tui root"), 1, done.stderr)
+
+
+class FakeRoot:
+    """Just enough of a root for one actor connection: frames in, frames out."""
+
+    def __init__(self, test):
+        self.test = test
+        self.dir = tempfile.mkdtemp(prefix="actor-tui-py-")
+        self.path = os.path.join(self.dir, "root.sock")
+        self.listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.listener.bind(self.path)
+        self.listener.listen(4)
+        self.listener.settimeout(20)
+        self.conn = None
+
+    def accept(self):
+        self.conn, _ = self.listener.accept()
+        self.conn.settimeout(20)
+        hello = self.recv("hello")
+        self.test.assertEqual(hello["protocol"], 1)
+        self.send({"type": "hello", "protocol": 1, "agent": "fake-root"})
+        register = self.recv("register")
+        self.send({"type": "registered", "actor": "7", "parent": None})
+        return register
+
+    def send(self, msg):
+        self.conn.sendall(_wire.frame(msg))
+
+    def recv(self, kind=None):
+        msg = _wire.read_frame(self.conn)
+        self.test.assertIsNotNone(msg, "actor closed the connection")
+        if kind is not None:
+            self.test.assertEqual(msg["type"], kind, msg)
+        return msg
+
+    def output_until_waiting(self, task, epoch):
+        text = ""
+        while True:
+            msg = self.recv()
+            self.test.assertEqual((msg.get("task"), msg.get("epoch")), (task, epoch), msg)
+            if msg["type"] == "repl_waiting":
+                return text, msg["prompt"]
+            self.test.assertEqual(msg["type"], "repl_output", msg)
+            text += msg["data"]
+
+    def close(self):
+        for s in (self.conn, self.listener):
+            if s is not None:
+                s.close()
+        try:
+            os.unlink(self.path)
+            os.rmdir(self.dir)
+        except OSError:
+            pass
+
+
+class FakeRootTest(unittest.TestCase):
+    def test_pause_session_frame_by_frame(self):
+        root = FakeRoot(self)
+        self.addCleanup(root.close)
+        code = "x = 5\nbreakpoint()\nprint('after', x, flush=True)\n"
+        proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=_env(ACTOR_TUI_SOCKET=root.path, ACTOR_TUI_ACTOR="7",
+                                         ACTOR_TUI_NAME="demo"))
+        self.addCleanup(proc.kill)
+        register = root.accept()
+        self.assertEqual((register["actor"], register["pid"]), ("7", proc.pid))
+
+        req = root.recv("lock_request")
+        self.assertEqual(req["reason"], "pause")
+        self.assertEqual(req["location"], "<string>:2")
+        self.assertEqual(req["task_name"], "MainThread")
+        task = req["task"]
+
+        # A dump is answered while the program waits for the lock.
+        root.send({"type": "dump_request", "req": 9})
+        dump = root.recv("dump_reply")
+        self.assertEqual(dump["req"], 9)
+        self.assertIn("waiting for the debug lock", dump["text"])
+
+        root.send({"type": "some_future_frame", "x": 1})  # ignored (PROTOCOL.md 9)
+        root.send({"type": "lock_granted", "task": task, "epoch": 3})
+        text, prompt = root.output_until_waiting(task, 3)
+        self.assertIn("--- actor-tui: demo paused at <string>:2", text)
+        self.assertEqual(prompt, "(Pdb) ")
+        self.assertNotIn("(Pdb)", text, "the prompt goes in repl_waiting, not in the output")
+
+        # Two lines in one chunk: answered from the queue, one repl_waiting after both.
+        root.send({"type": "repl_input", "task": task, "epoch": 3, "data": "p x\np x * 2\n"})
+        text, _ = root.output_until_waiting(task, 3)
+        self.assertEqual(text.split(), ["5", "10"])
+
+        root.send({"type": "repl_input", "task": task, "epoch": 3, "data": "c\n"})
+        release = root.recv("lock_release")
+        self.assertEqual((release["task"], release["epoch"], release["how"]), (task, 3, "continue"))
+        out, err = proc.communicate(timeout=20)
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertIn("after 5", out)
+
+    def test_quit_sends_exiting_then_release_and_exits_113(self):
+        root = FakeRoot(self)
+        self.addCleanup(root.close)
+        proc = subprocess.Popen([sys.executable, "-c", "breakpoint()\nprint('not reached')"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                env=_env(ACTOR_TUI_SOCKET=root.path))
+        self.addCleanup(proc.kill)
+        root.accept()
+        task = root.recv("lock_request")["task"]
+        root.send({"type": "lock_granted", "task": task, "epoch": 1})
+        root.output_until_waiting(task, 1)
+        root.send({"type": "repl_input", "task": task, "epoch": 1, "data": "q\n"})
+        exiting = root.recv("exiting")
+        self.assertEqual((exiting["code"], exiting["reason"]), (113, "quit"))
+        self.assertEqual(root.recv("lock_release")["how"], "quit")
+        out, _ = proc.communicate(timeout=20)
+        self.assertEqual(proc.returncode, 113)
+        self.assertNotIn("not reached", out)
+
+    def test_revoked_session_lets_the_program_continue(self):
+        root = FakeRoot(self)
+        self.addCleanup(root.close)
+        proc = subprocess.Popen([sys.executable, "-c", "breakpoint()\nprint('went on', flush=True)"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                env=_env(ACTOR_TUI_SOCKET=root.path))
+        self.addCleanup(proc.kill)
+        root.accept()
+        task = root.recv("lock_request")["task"]
+        root.send({"type": "lock_granted", "task": task, "epoch": 4})
+        root.output_until_waiting(task, 4)
+        root.send({"type": "lock_revoked", "task": task, "epoch": 4})
+        out, err = proc.communicate(timeout=20)
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertIn("went on", out)
+        # No lock_release after a revocation: the connection just ends.
+        self.assertIsNone(_wire.read_frame(root.conn))
+
+    def test_cancel_exits_143_after_exiting(self):
+        root = FakeRoot(self)
+        self.addCleanup(root.close)
+        proc = subprocess.Popen([sys.executable, "-c", "import time\nbreakpoint()\ntime.sleep(30)"],
+                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True,
+                                env=_env(ACTOR_TUI_SOCKET=root.path))
+        self.addCleanup(proc.kill)
+        root.accept()
+        task = root.recv("lock_request")["task"]
+        # The root drops a queued request of an actor it cancels, then cancels it.
+        root.send({"type": "lock_refused", "task": task, "error": "request dropped: the actor is being cancelled"})
+        root.send({"type": "cancel", "force": False})
+        exiting = root.recv("exiting")
+        self.assertEqual((exiting["code"], exiting["reason"]), (143, "cancelled"))
+        proc.communicate(timeout=20)
+        self.assertEqual(proc.returncode, 143)
+
+
+if __name__ == "__main__":
+    unittest.main()
