@@ -83,6 +83,11 @@ pub fn event_json(ev: &RuntimeEvent) -> Value {
         RuntimeEvent::Dump { actor, text } => {
             json!({"event": "dump", "actor": actor, "text": text})
         }
+        RuntimeEvent::Completions {
+            actor,
+            line,
+            matches,
+        } => json!({"event": "completions", "actor": actor, "line": line, "matches": matches}),
         RuntimeEvent::TeardownWaiting { actor } => {
             json!({"event": "teardown_waiting", "actor": actor})
         }
@@ -120,6 +125,9 @@ pub fn parse_command(line: &str) -> Result<RuntimeCommand, CommandError> {
     Ok(match cmd.as_str() {
         "input" => RuntimeCommand::Input {
             data: field("data")?,
+        },
+        "complete" => RuntimeCommand::Complete {
+            line: field("data")?,
         },
         "force_release" => RuntimeCommand::ForceRelease,
         "dump" => RuntimeCommand::Dump {

@@ -79,6 +79,9 @@ fn describe(ev: &RuntimeEvent) -> Option<String> {
             .collect::<Vec<_>>()
             .join("\n"),
         RuntimeEvent::Dump { actor, text } => format!("[dump of actor {actor}]\n{text}"),
+        RuntimeEvent::Completions { matches, .. } => {
+            format!("[completions] {}", matches.join("  "))
+        }
         RuntimeEvent::TeardownWaiting { actor } => {
             format!("[teardown] actor {actor} waits: a debugger session is open in its subtree")
         }

@@ -115,6 +115,9 @@ pub struct Client {
     routes: Mutex<Routes>,
     next_req: AtomicU64,
     cancelled: AtomicBool,
+    /// Tab-completion candidates (full input lines) of each open session, by task; the
+    /// reader thread answers completion requests from here while the session thread waits.
+    completions: Mutex<HashMap<u64, Vec<String>>>,
     /// Set when the program handles cancellation itself (see [`Client::on_cancel`]).
     cancel_hook: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
 }
@@ -239,6 +242,7 @@ impl Client {
             routes: Mutex::new(Routes::default()),
             next_req: AtomicU64::new(1),
             cancelled: AtomicBool::new(false),
+            completions: Mutex::new(HashMap::new()),
             cancel_hook: Mutex::new(None),
         });
         let weak = Arc::downgrade(&client);
@@ -282,6 +286,15 @@ impl Client {
 
     fn next_req(&self) -> u64 {
         self.next_req.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Sets (or, with `None`, clears) the completion candidates of `task`'s session.
+    pub(crate) fn set_completions(&self, task: u64, candidates: Option<Vec<String>>) {
+        let mut c = lock_ok(&self.completions);
+        match candidates {
+            Some(v) => c.insert(task, v),
+            None => c.remove(&task),
+        };
     }
 
     /// Registers a mailbox for a lock request of `task` before the request is sent.
@@ -430,6 +443,17 @@ impl Client {
             }
             ToActor::Error { message } => {
                 tracing::error!(%message, "actor-tui root reported an error");
+            }
+            ToActor::CompleteRequest {
+                task, req, line, ..
+            } => {
+                let matches: Vec<String> = lock_ok(&self.completions)
+                    .get(&task)
+                    .map(|c| c.iter().filter(|m| m.starts_with(&line)).cloned().collect())
+                    .unwrap_or_default();
+                if let Err(e) = self.send(&ToRoot::CompleteReply { req, matches }) {
+                    tracing::debug!(error = %e, "completion reply not sent");
+                }
             }
             ToActor::Unknown => tracing::debug!("ignoring a message type from a newer root"),
             ToActor::Hello { .. } | ToActor::Registered { .. } => {

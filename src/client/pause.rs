@@ -218,6 +218,7 @@ fn remote_session_inner(
         }
     };
     registry::set_state(task, TaskState::Debugging(ctx.location.clone()));
+    client.set_completions(task, Some(repl::completions(ctx)));
     let mut t = Remote {
         client,
         task,
@@ -226,6 +227,7 @@ fn remote_session_inner(
         pending: VecDeque::new(),
     };
     let outcome = repl::run(&mut t, ctx);
+    client.set_completions(task, None);
     let release = |how| {
         client
             .send(&ToRoot::LockRelease { task, epoch, how })

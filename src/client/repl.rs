@@ -110,6 +110,27 @@ pub fn run(t: &mut dyn Transport, ctx: &PauseCtx) -> Outcome {
     }
 }
 
+/// Every full input line worth offering for tab completion in this session.
+pub fn completions(ctx: &PauseCtx) -> Vec<String> {
+    let mut out: Vec<String> = [
+        "continue",
+        "quit",
+        "backtrace",
+        "locals",
+        "tasks",
+        "threads",
+        "help",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    for (name, _) in &ctx.values {
+        out.push(format!("p {name}"));
+        out.push(format!("print {name}"));
+    }
+    out
+}
+
 fn print_value(ctx: &PauseCtx, name: &str) -> String {
     if name.is_empty() {
         return "usage: p NAME\n".into();

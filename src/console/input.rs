@@ -35,6 +35,8 @@ pub enum Action {
     ToNav,
     ToInput,
     Submit,
+    /// Ask the session to complete the input line.
+    Complete,
     ClearLine,
     HistoryPrev,
     HistoryNext,
@@ -119,6 +121,7 @@ fn map_key(k: KeyEvent, mode: Mode, overlay: OverlayKind) -> Action {
         Mode::Input => match k.code {
             KeyCode::Esc => Action::ToNav,
             KeyCode::Enter => Action::Submit,
+            KeyCode::Tab => Action::Complete,
             KeyCode::Char('c') if ctrl => Action::ClearLine,
             KeyCode::Up => Action::HistoryPrev,
             KeyCode::Down => Action::HistoryNext,

@@ -82,6 +82,24 @@ fn spawn_signal_watchdog(
     Ok(())
 }
 
+/// The longest prefix shared by all `words` (on character boundaries).
+fn common_prefix(words: &[String]) -> String {
+    let Some(first) = words.first() else {
+        return String::new();
+    };
+    let mut end = first.len();
+    for w in &words[1..] {
+        end = end.min(
+            first
+                .char_indices()
+                .zip(w.chars())
+                .find(|((_, a), b)| a != b)
+                .map_or(first.len().min(w.len()), |((i, _), _)| i),
+        );
+    }
+    first[..end].to_owned()
+}
+
 fn output_len(ev: &crate::runtime::RuntimeEvent) -> usize {
     match ev {
         crate::runtime::RuntimeEvent::Output { data, .. } => data.len(),
@@ -182,6 +200,9 @@ pub async fn run(mut rt: Runtime) -> i32 {
                 if c.ui.selected.is_none() {
                     c.ui.selected = c.state.actors().next().map(|a| a.id.clone());
                 }
+                if let Some((_, line, matches)) = c.state.completion.take() {
+                    c.apply_completion(&line, &matches);
+                }
                 let waiting = c.state.holder.as_ref().is_some_and(|h| h.waiting);
                 if waiting && !c.session_waiting && c.ui.mode == Mode::Nav {
                     c.flash("a session waits for input: press i to type".into());
@@ -223,6 +244,27 @@ impl Console {
             self.quitting = true;
             self.send(RuntimeCommand::Quit);
             self.flash("quitting: tearing the tree down".into());
+        }
+    }
+
+    /// Applies a completion answer if the line has not changed meanwhile: a single match
+    /// replaces the line, several extend it to their common prefix and are listed.
+    fn apply_completion(&mut self, line: &str, matches: &[String]) {
+        if self.ui.input.lines().join(" ") != line {
+            return;
+        }
+        match matches {
+            [] => self.flash("no completions".into()),
+            [one] => self.ui.input = new_input(one),
+            many => {
+                let prefix = common_prefix(many);
+                if prefix.len() > line.len() {
+                    self.ui.input = new_input(&prefix);
+                }
+                let shown: Vec<&str> = many.iter().take(12).map(String::as_str).collect();
+                let more = if many.len() > 12 { " …" } else { "" };
+                self.flash(format!("{}{more}", shown.join("  ")));
+            }
         }
     }
 
@@ -435,6 +477,14 @@ impl Console {
                 self.ui.history_pos = None;
                 self.ui.repl_scroll = 0;
             }
+            Action::Complete => {
+                if self.state.holder.as_ref().is_some_and(|h| h.waiting) {
+                    let line = self.ui.input.lines().join(" ");
+                    self.send(RuntimeCommand::Complete { line });
+                } else {
+                    self.flash("no session waits for input".into());
+                }
+            }
             Action::ClearLine => {
                 self.ui.input = new_input("");
                 self.ui.history_pos = None;
@@ -532,5 +582,19 @@ impl Console {
             }
             Action::Resize => self.on_resize(),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::common_prefix;
+
+    #[test]
+    fn common_prefix_of_completions() {
+        let w = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(common_prefix(&w(&["tasks", "threads"])), "t");
+        assert_eq!(common_prefix(&w(&["p round", "p rounds"])), "p round");
+        assert_eq!(common_prefix(&w(&["p é1", "p é2"])), "p é");
+        assert_eq!(common_prefix(&[]), "");
     }
 }

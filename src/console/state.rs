@@ -87,6 +87,8 @@ pub struct ConsoleState {
     pub stale: Option<(String, &'static str, Instant)>,
     pub messages: VecDeque<(Instant, String)>,
     pub exit_code: Option<i32>,
+    /// The latest completion answer (actor, line, matches), for the console to apply.
+    pub completion: Option<(String, String, Vec<String>)>,
     /// Exited actors, oldest first (see KEEP_EXITED_SCREENS).
     exit_order: VecDeque<String>,
     /// Size of actor PTYs (the output pane) and of REPL screens (the REPL pane).
@@ -121,6 +123,7 @@ impl ConsoleState {
             stale: None,
             messages: VecDeque::new(),
             exit_code: None,
+            completion: None,
             exit_order: VecDeque::new(),
             output_size,
             repl_size,
@@ -328,6 +331,11 @@ impl ConsoleState {
                     a.teardown_waiting = false;
                 }
             }
+            RuntimeEvent::Completions {
+                actor,
+                line,
+                matches,
+            } => self.completion = Some((actor, line, matches)),
             RuntimeEvent::Notice { message, .. } => self.note(now, message),
             RuntimeEvent::Exit { code } => self.exit_code = Some(code),
         }

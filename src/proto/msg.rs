@@ -88,6 +88,9 @@ pub enum ToRoot {
     },
     /// Answer to `dump_request`.
     DumpReply { req: u64, text: String },
+    /// Answer to `complete_request`: every full input line the session would accept that
+    /// starts with the requested line (empty when there is nothing to offer).
+    CompleteReply { req: u64, matches: Vec<String> },
     /// The actor is about to exit; sent best-effort before the process ends.
     Exiting { code: i32, reason: ExitReason },
     /// A message type from a newer protocol revision: ignored, never sent.
@@ -122,6 +125,13 @@ pub enum ToActor {
     ReplInput { task: u64, epoch: u64, data: String },
     /// Report the task tree and threads with `dump_reply`.
     DumpRequest { req: u64 },
+    /// Tab completion for the session of `task`: `line` is what the user typed so far.
+    CompleteRequest {
+        task: u64,
+        epoch: u64,
+        req: u64,
+        line: String,
+    },
     /// Stop: finish up and exit. `force` means the root will not wait long.
     Cancel { force: bool },
     /// A subactor this actor spawned has exited.

@@ -67,6 +67,8 @@ pub(super) struct Engine {
     /// PTY masters of spawned actors, kept for input and resize.
     ptys: HashMap<String, Arc<PtyMaster>>,
     pending_dumps: HashMap<u64, String>,
+    /// Completion requests in flight: req -> (actor, line).
+    pending_completions: HashMap<u64, (String, String)>,
     next_dump: u64,
     first: Option<String>,
     first_code: Option<i32>,
@@ -141,6 +143,7 @@ impl Engine {
             actor_conn: HashMap::new(),
             ptys: HashMap::new(),
             pending_dumps: HashMap::new(),
+            pending_completions: HashMap::new(),
             next_dump: 0,
             first: None,
             first_code: None,
@@ -408,6 +411,7 @@ impl Engine {
         self.actor_conn.remove(&actor);
         // Dumps it will never answer.
         self.pending_dumps.retain(|_, a| *a != actor);
+        self.pending_completions.retain(|_, (a, _)| *a != actor);
         if let Some(e) = error {
             self.notice(Some(&actor), format!("dropped connection: {e}"));
         }
@@ -600,6 +604,17 @@ impl Engine {
                     self.queue_event(RuntimeEvent::Dump {
                         actor: target,
                         text,
+                    });
+                }
+            }
+            ToRoot::CompleteReply { req, matches } => {
+                if let Some((target, line)) = self.pending_completions.remove(&req)
+                    && target == actor
+                {
+                    self.queue_event(RuntimeEvent::Completions {
+                        actor,
+                        line,
+                        matches,
                     });
                 }
             }
@@ -996,6 +1011,23 @@ impl Engine {
                     }
                 }
                 None => self.notice(None, "input ignored: nobody holds the debug lock".into()),
+            },
+            RuntimeCommand::Complete { line } => match self.lock.holder().cloned() {
+                Some(g) => {
+                    self.next_dump += 1;
+                    let req = self.next_dump;
+                    let actor = g.request.key.actor.clone();
+                    let msg = ToActor::CompleteRequest {
+                        task: g.request.key.task,
+                        epoch: g.epoch,
+                        req,
+                        line: line.clone(),
+                    };
+                    if self.send_to_actor(&actor, msg) {
+                        self.pending_completions.insert(req, (actor, line));
+                    }
+                }
+                None => self.notice(None, "complete: nobody holds the debug lock".into()),
             },
             RuntimeCommand::ForceRelease => match self.lock.force_release() {
                 Some(tr) => self.apply(tr, ReleaseCause::Force),

@@ -69,6 +69,12 @@ pub enum RuntimeEvent {
         actor: String,
         text: String,
     },
+    /// Completions for a line typed into the holder's session.
+    Completions {
+        actor: String,
+        line: String,
+        matches: Vec<String>,
+    },
     /// Teardown of `actor` waits because it (or a descendant) holds or waits for the lock.
     TeardownWaiting {
         actor: String,
@@ -95,6 +101,8 @@ pub enum RuntimeEvent {
 pub enum RuntimeCommand {
     /// Input for the lock holder's REPL session.
     Input { data: String },
+    /// Ask the holder's session to complete a partly typed line.
+    Complete { line: String },
     /// Take the lock from its holder and grant the next waiter.
     ForceRelease,
     /// Ask an actor for its task tree and threads.

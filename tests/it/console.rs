@@ -299,3 +299,15 @@ fn c07_flood_while_a_repl_is_open() {
     con.keys("c\r");
     assert_eq!(con.finish(), 0);
 }
+
+#[test]
+fn c08_tab_completes_in_the_repl_input() {
+    let con = Console::start(&example("scenarios"), &["pause_once"]);
+    con.wait("a session", |c| c.contains("› ") && c.contains("paused at"));
+    con.keys("p ans\t");
+    con.wait_text("› p answer");
+    con.keys("\r");
+    con.wait_text("answer = 42");
+    con.keys("c\r");
+    assert_eq!(con.finish(), 0);
+}

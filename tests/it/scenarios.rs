@@ -562,3 +562,17 @@ fn a_daemon_holding_the_pty_neither_hangs_the_run_nor_outlives_it() {
     }
     assert!(!harness::alive(pid), "the daemon outlived the run");
 }
+
+#[test]
+fn tab_completion_asks_the_holders_session() {
+    let mut run = Run::start(&scen(), &["pause_once"]);
+    run.wait_event("repl_ready");
+    run.send(json!({"cmd": "complete", "data": "p a"}));
+    let c = run.wait_event("completions");
+    assert_eq!(c["matches"], json!(["p answer"]));
+    run.send(json!({"cmd": "complete", "data": "t"}));
+    let c = run.wait_event("completions");
+    assert_eq!(c["matches"], json!(["tasks", "threads"]));
+    run.input("c\n");
+    assert_eq!(run.finish().0, 0);
+}
