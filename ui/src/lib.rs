@@ -568,6 +568,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("i / Enter", "back to the REPL input"),
     ("Enter", "(input) send the line to the session"),
     ("Up / Down", "(input) history of this actor's lines"),
+    ("Tab", "(input) complete the line"),
     ("Ctrl-C", "(input) clear the line; never signals anyone"),
     ("↑↓ / j k", "(nav) move in the actor tree"),
     ("← → / h l", "(nav) collapse / expand"),
