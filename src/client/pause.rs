@@ -73,14 +73,7 @@ pub fn pause_here() -> impl std::future::Future<Output = Result<(), PauseError>>
 /// What `pause_sync!` expands to.
 pub fn pause_at_sync(site: PauseSite, values: Vec<(String, String)>) -> Result<(), PauseError> {
     let task = registry::current_task_id();
-    let ctx = context(
-        Reason::Pause,
-        &site,
-        task,
-        values,
-        None,
-        Backtrace::force_capture(),
-    );
+    let ctx = pause_context(&site, task, values);
     session(task, ctx)
 }
 
@@ -94,14 +87,7 @@ pub async fn pause_at(site: PauseSite, values: Vec<(String, String)>) -> Result<
             true,
         ),
     };
-    let ctx = context(
-        Reason::Pause,
-        &site,
-        task,
-        values,
-        None,
-        Backtrace::force_capture(),
-    );
+    let ctx = pause_context(&site, task, values);
     if global().is_none() && !local_repl_possible() {
         return warn_skipped(&ctx);
     }
@@ -121,6 +107,18 @@ pub async fn pause_at(site: PauseSite, values: Vec<(String, String)>) -> Result<
         registry::forget(task);
     }
     result
+}
+
+/// The context of a deliberate pause: the backtrace is captured here, in the pausing thread.
+fn pause_context(site: &PauseSite, task: u64, values: Vec<(String, String)>) -> PauseCtx {
+    context(
+        Reason::Pause,
+        site,
+        task,
+        values,
+        None,
+        Backtrace::force_capture(),
+    )
 }
 
 fn context(
