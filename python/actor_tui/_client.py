@@ -25,6 +25,9 @@ HANDSHAKE_TIMEOUT = 10.0
 # Largest repl_output piece, in characters: at most 4 bytes each, far below 1 MiB.
 OUTPUT_PIECE = 64 * 1024
 
+# How long a completion may take before the reply goes out empty (PROTOCOL.md 6.3).
+COMPLETE_TIMEOUT = 2.0
+
 CANCEL_EXIT = 143
 QUIT_EXIT = 113
 
@@ -76,6 +79,15 @@ class Session:
         # stale timer from the current one.
         self.stepping = False
         self.step_gen = 0
+        # Tab completion (Client.complete): while the session thread is blocked waiting for
+        # a line at the debugger's own prompt, `reading` is set and `completer` is that
+        # debugger's completion function (typed line -> full lines). `input_lock` is held
+        # by a completion in progress, and by the session thread while it sets or clears
+        # those two, so pdb does not move on (to another frame, or out of the session)
+        # while a completion looks at it.
+        self.input_lock = threading.Lock()
+        self.reading = False
+        self.completer = None
 
 
 class _Channel:
@@ -214,6 +226,9 @@ class Client:
             except Exception as e:
                 text = "actor %s (pid %d): dump failed: %r\n" % (self.name, self.pid, e)
             self.send({"type": "dump_reply", "req": msg.get("req"), "text": text})
+        elif kind == "complete_request":
+            matches = self.complete(msg.get("task"), msg.get("epoch"), msg.get("line"))
+            self.send({"type": "complete_reply", "req": msg.get("req"), "matches": matches})
         elif kind == "cancel":
             self._on_cancel(bool(msg.get("force")))
         elif kind == "error":
@@ -362,9 +377,11 @@ class Client:
                 self.send_quietly({"type": "lock_release", "task": task, "epoch": msg.get("epoch"),
                                    "how": "continue"})
 
-    def next_line(self, session, prompt):
+    def next_line(self, session, prompt, completer=None):
         """One line of user input for the session, or None once the session is over
-        (revoked, or the root is gone)."""
+        (revoked, or the root is gone). `completer`: the completion function (typed line ->
+        full lines) that answers completion requests while this call waits (None: no
+        completion at this prompt)."""
         self._take_queued_input(session)
         if session.lines:
             return session.lines.popleft()
@@ -376,10 +393,68 @@ class Client:
         except Disconnected:
             session.over = True
             return None
-        while not session.lines:
-            if not self._handle_session_frame(session, session.channel.queue.get()):
-                return None
-        return session.lines.popleft()
+        self._set_reading(session, completer)
+        try:
+            while not session.lines:
+                if not self._handle_session_frame(session, session.channel.queue.get()):
+                    return None
+            return session.lines.popleft()
+        finally:
+            # Waits for a completion in progress: pdb must not move on under it.
+            self._set_reading(session, None)
+
+    # ---- tab completion --------------------------------------------------------------------
+
+    @staticmethod
+    def _set_reading(session, completer):
+        # Waits for a completion in progress, but not for ever: one stuck in program code
+        # has had its empty reply sent already, and must not hang the session as well.
+        locked = session.input_lock.acquire(timeout=2 * COMPLETE_TIMEOUT)
+        try:
+            session.completer = completer
+            session.reading = completer is not None
+        finally:
+            if locked:
+                session.input_lock.release()
+
+    def complete(self, task, epoch, line):
+        """The matches for `complete_request`, computed on behalf of the reader thread: pdb's
+        completion of `line` in the open session of `task`, as full input lines. Empty when
+        the task has no session with that epoch, when the session is not waiting at its
+        debugger's prompt, on any error, or when completing takes longer than
+        COMPLETE_TIMEOUT (it runs on a helper thread: completing `p obj.attr.` reads
+        attributes, which runs program code that could block)."""
+        if not isinstance(line, str):
+            return []
+        with self._lock:
+            ch = self._channels.get(task)
+            session = ch.session if ch is not None else None
+            if session is None or session.ended or session.over or session.epoch != epoch:
+                return []
+        result = []
+
+        def work():
+            _completing.active = True
+            try:
+                if not session.input_lock.acquire(timeout=COMPLETE_TIMEOUT):
+                    return
+                try:
+                    # Checked under input_lock: the session thread is still blocked waiting
+                    # for input, and cannot return to pdb until the lock is released.
+                    completer = session.completer
+                    if session.reading and completer is not None and not (session.ended or session.over):
+                        result.extend(completer(line))
+                finally:
+                    session.input_lock.release()
+            except BaseException:  # whatever program code did: no matches
+                del result[:]
+
+        worker = threading.Thread(target=work, name="actor-tui-complete", daemon=True)
+        worker.start()
+        worker.join(COMPLETE_TIMEOUT)
+        if worker.is_alive():
+            return []
+        return list(result)
 
     def _take_queued_input(self, session):
         # Input the user typed ahead is answered without another repl_waiting.
@@ -470,6 +545,15 @@ class Client:
             self._sock.close()
         except OSError:
             pass
+
+
+# Set on the thread that runs a completion: program code it runs (an attribute's getter)
+# must not pause there (see _debugger.set_trace).
+_completing = threading.local()
+
+
+def in_completion():
+    return getattr(_completing, "active", False)
 
 
 # ---- the process's client ---------------------------------------------------------------------

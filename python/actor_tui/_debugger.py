@@ -77,6 +77,78 @@ def _location(frame=None, tb=None):
     return "?"
 
 
+# ---- tab completion --------------------------------------------------------------------------
+#
+# `complete_request` (PROTOCOL.md 5.2, 6.3) asks for the full input lines the session would
+# accept that start with what the user typed so far. This is what cmd.Cmd.complete does
+# under readline, without readline: the console sends the whole line, so the word being
+# completed and its position (readline's begidx and endidx) are worked out here, with the
+# word delimiters pdb itself gives readline. pdb's own machinery then does the work:
+# `completenames` for the first word, `complete_<command>` (or `completedefault`) for its
+# arguments, the paused frame supplying the names in expressions.
+
+# What pdb.Pdb.__init__ passes to readline.set_completer_delims: readline's default set
+# without the characters that occur in file names (`~ ! - / .`), so `b dir/file.py:12` and
+# `p obj.attr` complete as one word.
+PDB_DELIMS = " \t\n`@#$%^&*()=+[{]}\\|;:'\",<>?"
+
+# At most this many lines in one reply.
+MAX_MATCHES = 200
+
+
+def _word_start(line, delims=PDB_DELIMS):
+    """readline's begidx for a cursor at the end of `line`: where the last word begins."""
+    i = len(line)
+    while i > 0 and line[i - 1] not in delims:
+        i -= 1
+    return i
+
+
+def _completion_candidates(debugger, line):
+    """(begidx in `line`, pdb's matches for the word that ends the line), as
+    cmd.Cmd.complete computes them from readline's buffer."""
+    stripped = line.lstrip()  # cmd.Cmd.complete drops leading blanks from the buffer
+    lead = len(line) - len(stripped)
+    begidx = _word_start(stripped)
+    endidx = len(stripped)
+    text = stripped[begidx:]
+    if begidx > 0:
+        cmd, _arg, _ = debugger.parseline(stripped)
+        compfunc = getattr(debugger, "complete_" + cmd, None) if cmd else None
+        if compfunc is None:
+            compfunc = debugger.completedefault
+    else:
+        compfunc = debugger.completenames
+    return lead + begidx, compfunc(text, stripped, begidx, endidx)
+
+
+def complete_line(debugger, line):
+    """Every full input line starting with `line` that `debugger` (a pdb.Pdb, stopped and
+    waiting for a command) completes it to: `line` up to the word being completed, followed
+    by each of pdb's matches for that word. In pdb's order, without duplicates, at most
+    MAX_MATCHES. Never raises: any failure means no matches."""
+    try:
+        if not isinstance(line, str):
+            return []
+        begidx, found = _completion_candidates(debugger, line)
+        head = line[:begidx]
+        out = []
+        seen = set()
+        for match in found or ():
+            if not isinstance(match, str) or not match:
+                continue
+            full = head + match
+            if full in seen or not full.startswith(line):
+                continue
+            seen.add(full)
+            out.append(full)
+            if len(out) >= MAX_MATCHES:
+                break
+        return out
+    except Exception:
+        return []
+
+
 # ---- pdb's stdin and stdout ---------------------------------------------------------------------
 
 
@@ -151,7 +223,13 @@ class _SessionIO(object):
         client = _client.current(connect=False)
         line = None
         if client is not None and self.session is not None:
-            line = client.next_line(self.session, prompt)
+            # At pdb's own prompt, completion requests are answered by this debugger (not in
+            # a continuation line, nor in input() called from `!`).
+            completer = None
+            if prompt.endswith(self._pdb.prompt):
+                pdb = self._pdb
+                completer = lambda typed: complete_line(pdb, typed)  # noqa: E731
+            line = client.next_line(self.session, prompt, completer)
         if line is None:
             # Revoked or disconnected: at pdb's own prompt, continue (the program goes on,
             # and the session's end is noticed afterwards); in any other read (a
@@ -375,6 +453,11 @@ def set_trace(*, header=None, commands=None):
     PYTHONBREAKPOINT=actor_tui.set_trace, or call directly. `header` is printed first and
     `commands` (a list of pdb commands) run first, as with pdb.set_trace."""
     frame = sys._getframe(1)
+    if _client.in_completion():
+        # Program code run to complete `p obj.attr.` at the prompt reached breakpoint(): the
+        # session is already open on the paused thread, and a pause here would hold up the
+        # completion (and the session waiting for it).
+        return
     if not _client.under_root():
         if _can_use_terminal():
             import pdb

@@ -19,7 +19,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PYDIR = os.path.dirname(HERE)
 sys.path.insert(0, PYDIR)
 
-from actor_tui import _client, _wire  # noqa: E402
+from actor_tui import _client, _debugger, _wire  # noqa: E402
 
 GOLDEN = [
     ({"type": "hello", "protocol": 1, "agent": "x"},
@@ -103,6 +103,49 @@ class LinesTest(unittest.TestCase):
         self.assertEqual(_client._split_lines(""), ["\n"])
         self.assertEqual(_client._split_lines("\n"), ["\n"])
         self.assertEqual(_client._split_lines("a\n\nb"), ["a\n", "\n", "b\n"])
+
+
+class _Boom(object):
+    @property
+    def bad(self):
+        raise RuntimeError("a getter that fails")
+
+
+class CompleteLineTest(unittest.TestCase):
+    """_debugger.complete_line on a stock pdb stopped in a frame of this test."""
+
+    def debugger(self):
+        import pdb
+
+        answer, answers, boom = 42, [41, 42], _Boom()  # noqa: F841 (completed below)
+        p = pdb.Pdb(stdin=None, stdout=open(os.devnull, "w"), nosigint=True)
+        self.addCleanup(p.stdout.close)
+        p.reset()
+        p.setup(sys._getframe(), None)
+        return p
+
+    def test_commands_arguments_and_expressions(self):
+        p = self.debugger()
+        self.assertEqual(_debugger.complete_line(p, "whe"), ["where"])
+        self.assertEqual(_debugger.complete_line(p, "p answ"), ["p answer", "p answers"])
+        self.assertEqual(_debugger.complete_line(p, "  p  answ"), ["  p  answer", "  p  answers"])
+        self.assertEqual(_debugger.complete_line(p, "p (answer+answ"),
+                         ["p (answer+answer", "p (answer+answers"])
+        self.assertIn("p answers.append", _debugger.complete_line(p, "p answers.ap"))
+        self.assertIn("help where", _debugger.complete_line(p, "help whe"))
+        self.assertEqual(_debugger.complete_line(p, "nonsense_command x"), [])
+        every = _debugger.complete_line(p, "")
+        self.assertIn("continue", every)
+        self.assertEqual(len(every), len(set(every)), "no duplicates")
+
+    def test_failures_and_caps(self):
+        p = self.debugger()
+        self.assertEqual(_debugger.complete_line(p, "p boom.bad.x"), [], "the getter raised")
+        self.assertEqual(_debugger.complete_line(p, None), [])
+        p.completenames = lambda *a: ["x%d" % (i // 2) for i in range(1000)]
+        many = _debugger.complete_line(p, "x")
+        self.assertEqual(len(many), _debugger.MAX_MATCHES)
+        self.assertEqual(many[:3], ["x0", "x1", "x2"], "deduplicated, in pdb's order")
 
 
 def _env(**extra):
@@ -231,6 +274,52 @@ class FakeRootTest(unittest.TestCase):
         out, err = proc.communicate(timeout=20)
         self.assertEqual(proc.returncode, 0, err)
         self.assertIn("after 5", out)
+
+    def test_completion_requests_are_answered_from_the_paused_frame(self):
+        root = FakeRoot(self)
+        self.addCleanup(root.close)
+        code = ("class Slow(object):\n"
+                "    @property\n"
+                "    def pause(self):\n"
+                "        breakpoint()\n"
+                "        return 1\n"
+                "answer = 42\nslow = Slow()\nbreakpoint()\nprint('after', answer, flush=True)\n")
+        proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                env=_env(ACTOR_TUI_SOCKET=root.path))
+        self.addCleanup(proc.kill)
+        root.accept()
+
+        def complete(req, line, task=None, epoch=5):
+            root.send({"type": "complete_request", "task": task_id if task is None else task,
+                       "epoch": epoch, "req": req, "line": line})
+            reply = root.recv("complete_reply")
+            self.assertEqual(reply["req"], req)
+            return reply["matches"]
+
+        task_id = root.recv("lock_request")["task"]
+        # Waiting for the lock, there is no session yet: an empty reply, still sent.
+        self.assertEqual(complete(1, "p ans"), [])
+        root.send({"type": "lock_granted", "task": task_id, "epoch": 5})
+        root.output_until_waiting(task_id, 5)
+
+        self.assertIn("p answer", complete(2, "p ans"))
+        self.assertEqual(complete(3, "whe"), ["where"])
+        self.assertEqual(complete(4, "zzz"), [])
+        self.assertEqual(complete(5, "p ans", task=task_id + 1000), [], "no such session")
+        self.assertEqual(complete(6, "p ans", epoch=4), [], "a stale epoch")
+        # A getter that reaches breakpoint() while completing: no pause, no hang.
+        self.assertEqual(complete(7, "p slow.pause.real"), ["p slow.pause.real"])
+
+        # The session goes on as if nothing happened.
+        root.send({"type": "repl_input", "task": task_id, "epoch": 5, "data": "p answer\n"})
+        text, _ = root.output_until_waiting(task_id, 5)
+        self.assertEqual(text.split(), ["42"])
+        root.send({"type": "repl_input", "task": task_id, "epoch": 5, "data": "c\n"})
+        self.assertEqual(root.recv("lock_release")["how"], "continue")
+        out, err = proc.communicate(timeout=20)
+        self.assertEqual(proc.returncode, 0, err)
+        self.assertIn("after 42", out)
 
     def test_quit_sends_exiting_then_release_and_exits_113(self):
         root = FakeRoot(self)

@@ -184,6 +184,47 @@ fn py_thread_pair_gets_two_sessions_never_interleaved() {
     assert!(out.contains("both threads done"), "{out}");
 }
 
+/// Asks the console's completion of `line` and returns the matches of the reply.
+fn complete(run: &mut Run, line: &str) -> Vec<String> {
+    run.send(json!({"cmd": "complete", "data": line}));
+    let c = run.wait_for(&format!("completions of `{line}`"), |e| {
+        e["event"] == "completions" && e["line"] == line
+    });
+    assert_eq!(c["actor"], "1", "{c}");
+    c["matches"]
+        .as_array()
+        .unwrap_or_else(|| panic!("matches: {c}"))
+        .iter()
+        .map(|m| m.as_str().expect("a match is a string").to_owned())
+        .collect()
+}
+
+#[test]
+fn py_tab_completion_comes_from_the_paused_pdb() {
+    let mut run = start("threads.py", &[]);
+    run.seen_or_wait("prompt", |e| e["event"] == "repl_ready");
+    // `answer` is a local of the paused frame: pdb's expression completion sees it.
+    let m = complete(&mut run, "p ans");
+    assert!(m.iter().any(|l| l == "p answer"), "p ans: {m:?}");
+    assert!(
+        m.iter().all(|l| l.starts_with("p ans")),
+        "full lines: {m:?}"
+    );
+    // A command name.
+    let m = complete(&mut run, "whe");
+    assert!(m.iter().any(|l| l == "where"), "whe: {m:?}");
+    // Nothing fits: an empty reply, still sent.
+    assert_eq!(complete(&mut run, "zzz"), Vec::<String>::new());
+    // The session goes on undisturbed.
+    let p = ask(&mut run, "1", "p answer");
+    assert!(p.contains("41") || p.contains("42"), "p answer: {p}");
+    run.input("c\n");
+    let code = run.continue_all();
+    let (_, events) = run.finish();
+    assert_eq!(code, 0);
+    assert_eq!(count(&events, "completions"), 3);
+}
+
 #[test]
 fn py_grandchild_crash_opens_post_mortems_up_the_tree() {
     let mut run = start("grandchild_crash.py", &[]);
