@@ -387,13 +387,16 @@ class Client:
             return session.lines.popleft()
         if session.over:
             return None
+        # Ready for completion requests before the root hears that we wait: it may pass one
+        # on the moment it has seen repl_waiting.
+        self._set_reading(session, completer)
         try:
             self.send({"type": "repl_waiting", "task": session.task, "epoch": session.epoch,
                        "prompt": prompt})
         except Disconnected:
+            self._set_reading(session, None)
             session.over = True
             return None
-        self._set_reading(session, completer)
         try:
             while not session.lines:
                 if not self._handle_session_frame(session, session.channel.queue.get()):
