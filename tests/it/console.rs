@@ -268,17 +268,10 @@ fn c06_cancel_with_f9_waits_then_forces() {
     con.keys(F9);
     con.wait_text("Force-cancel 2 mid");
     con.keys("y");
-    // Each goes by SIGKILL, or by the forced Cancel frame if that lands first (exit 143).
-    con.wait("leaf and mid gone", |c| {
-        c.matches("killed (9)").count() + c.matches("exited 143").count() >= 2
-    });
-    // top expected a polite cancel and fails on the kill: its post-mortem opens.
-    con.wait("top's post-mortem", |c| {
-        c.contains("cancel_during_debug crashed at") && c.contains("› ")
-    });
-    con.keys("i");
-    con.keys("c\r");
-    assert_eq!(con.finish(), 101);
+    // Without the force, teardown would wait for leaf's open session for ever. Forced, leaf
+    // and mid go at once (by SIGKILL, or by the forced Cancel frame if it lands first), top
+    // accepts that, and the run ends.
+    assert_eq!(con.finish(), 0);
 }
 
 #[test]
