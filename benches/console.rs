@@ -6,14 +6,13 @@
 //!
 //!     cargo bench --bench console [-- MEGABYTES]     (default 100)
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use actor_tui::console::state::ConsoleState;
 use actor_tui::console::view::{UiState, apply_scroll, model};
 use actor_tui::proto::Reason;
 use actor_tui::runtime::RuntimeEvent;
-use actor_tui::runtime::pty::{SpawnSpec, spawn_on_pty};
+use actor_tui::runtime::pty::{Mirror, SpawnSpec};
 use ratatui::Terminal;
 use ratatui::backend::TestBackend;
 
@@ -138,9 +137,9 @@ fn flood(mb: u32) {
     .map(|s| (*s).to_owned())
     .collect();
     let env = vec![("TERM".to_owned(), "xterm-256color".to_owned())];
-    let (mut child, master) = rt
+    let mut term = rt
         .block_on(async {
-            spawn_on_pty(&SpawnSpec {
+            Mirror::spawn(&SpawnSpec {
                 program: bin,
                 args: &args,
                 env: &env,
@@ -150,20 +149,8 @@ fn flood(mb: u32) {
             })
         })
         .expect("spawn console");
-    let pid = child.id().expect("pid");
-    let master = Arc::new(master);
-    let screen = Arc::new(Mutex::new(vt100::Parser::new(40, 120, 0)));
-    let (m, s) = (master.clone(), screen.clone());
-    rt.spawn(async move {
-        let mut buf = vec![0u8; 65536];
-        while let Ok(n) = m.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            s.lock().expect("screen").process(&buf[..n]);
-        }
-    });
-    let contents = || screen.lock().expect("screen").screen().contents();
+    let pid = term.child.id().expect("pid");
+    let contents = || term.contents();
     let wait = |what: &str, pred: &dyn Fn(&str) -> bool| {
         let deadline = Instant::now() + Duration::from_secs(120);
         while !pred(&contents()) {
@@ -175,12 +162,7 @@ fn flood(mb: u32) {
             std::thread::sleep(Duration::from_millis(5));
         }
     };
-    let keys = |k: &str| {
-        let m = master.clone();
-        let b = k.as_bytes().to_vec();
-        rt.block_on(async move { m.write_all(&b).await })
-            .expect("keys");
-    };
+    let keys = |k: &str| rt.block_on(term.write(k.as_bytes())).expect("keys");
     wait("REPL open", &|c| c.contains("› ") && c.contains("flooder"));
     // Show the flooder's output: leave the input, select it, come back to the input.
     keys("\x1b");
@@ -227,6 +209,7 @@ fn flood(mb: u32) {
     let secs: f64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(1.0);
     wait("flood tail visible", &|c| c.contains("flood done"));
     keys("c\r");
+    let child = &mut term.child;
     let status = rt
         .block_on(async { tokio::time::timeout(Duration::from_secs(60), child.wait()).await })
         .expect("console exit")

@@ -6,10 +6,9 @@
 //!     cargo build --release && cargo run --release --example record_demo
 
 use std::fmt::Write as _;
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actor_tui::runtime::pty::{SpawnSpec, spawn_on_pty};
+use actor_tui::runtime::pty::{Mirror, SpawnSpec};
 
 const ROWS: u16 = 32;
 const COLS: u16 = 120;
@@ -124,9 +123,9 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let (mut child, master) = rt
+    let term = rt
         .block_on(async {
-            spawn_on_pty(&SpawnSpec {
+            Mirror::spawn(&SpawnSpec {
                 program: &bin,
                 args: &args,
                 env: &env,
@@ -136,26 +135,9 @@ fn main() {
             })
         })
         .expect("start actor-tui");
-    let master = Arc::new(master);
-    let parser = Arc::new(Mutex::new(vt100::Parser::new(ROWS, COLS, 0)));
-    let cast = Arc::new(Mutex::new(format!(
-        "{{\"version\": 2, \"width\": {COLS}, \"height\": {ROWS}, \"title\": \"actor-tui demo\"}}\n"
-    )));
-    let start = Instant::now();
-    let (m, p, k) = (master.clone(), parser.clone(), cast.clone());
-    rt.spawn(async move {
-        let mut buf = vec![0u8; 65536];
-        while let Ok(n) = m.read(&mut buf).await {
-            if n == 0 {
-                break;
-            }
-            p.lock().expect("parser").process(&buf[..n]);
-            let text = String::from_utf8_lossy(&buf[..n]);
-            let line = serde_json::json!([start.elapsed().as_secs_f64(), "o", text]);
-            let _ = writeln!(k.lock().expect("cast"), "{line}");
-        }
-    });
-    let contents = || parser.lock().expect("parser").screen().contents();
+    // Shared by the helpers below and the exit check at the end.
+    let term = std::cell::RefCell::new(term);
+    let contents = || term.borrow().contents();
     let wait = |pred: &dyn Fn(&str) -> bool| {
         let deadline = Instant::now() + Duration::from_secs(30);
         while !pred(&contents()) && Instant::now() < deadline {
@@ -164,16 +146,14 @@ fn main() {
     };
     let keys = |s: &str, pause_ms: u64| {
         for ch in s.chars() {
-            let m = master.clone();
-            let b = ch.to_string().into_bytes();
-            rt.block_on(async move { m.write_all(&b).await })
+            rt.block_on(term.borrow().write(ch.to_string().as_bytes()))
                 .expect("keys");
             std::thread::sleep(Duration::from_millis(70));
         }
         std::thread::sleep(Duration::from_millis(pause_ms));
     };
     let shot = |name: &str| {
-        let s = svg(parser.lock().expect("parser").screen());
+        let s = term.borrow().with_screen(svg);
         std::fs::write(format!("assets/{name}.svg"), s).expect("write svg");
     };
     wait(&|c| c.contains("› ") && c.contains("queued"));
@@ -186,8 +166,7 @@ fn main() {
     // Navigate to the crasher and ask for its task dump.
     keys("\x1b", 300);
     keys("jjj", 300);
-    rt.block_on(async { master.write_all(b"\x1b[15~").await })
-        .expect("F5");
+    rt.block_on(term.borrow().write(b"\x1b[15~")).expect("F5");
     std::thread::sleep(Duration::from_millis(1200));
     shot("dump");
     keys("i", 200);
@@ -198,13 +177,22 @@ fn main() {
             shot("post-mortem");
         }
         keys("c\r", 600);
-        if child.try_wait().ok().flatten().is_some() {
+        if term.borrow_mut().child.try_wait().ok().flatten().is_some() {
             break;
         }
     }
+    let mut term = term.into_inner();
+    let child = &mut term.child;
     let _ =
         rt.block_on(async { tokio::time::timeout(Duration::from_secs(10), child.wait()).await });
-    std::fs::write("assets/demo.cast", cast.lock().expect("cast").as_bytes()).expect("cast");
+    let mut cast = format!(
+        "{{\"version\": 2, \"width\": {COLS}, \"height\": {ROWS}, \"title\": \"actor-tui demo\"}}\n"
+    );
+    for (at, bytes) in term.output() {
+        let line = serde_json::json!([at.as_secs_f64(), "o", String::from_utf8_lossy(&bytes)]);
+        let _ = writeln!(cast, "{line}");
+    }
+    std::fs::write("assets/demo.cast", cast).expect("cast");
     let _ = std::fs::remove_dir_all(&dir);
     println!("wrote assets/demo.cast and assets/*.svg");
 }

@@ -161,3 +161,89 @@ pub fn parent_pid(pid: u32) -> Option<u32> {
     let rest = &stat[stat.rfind(')')? + 1..];
     rest.split_whitespace().nth(1)?.parse().ok()
 }
+
+/// Output read from a mirrored program, with the time since it started.
+pub type TimedChunk = (std::time::Duration, Vec<u8>);
+
+/// A program on its own PTY whose screen is reconstructed with vt100 as it writes: what a
+/// user would see, for driving terminal programs (the console itself) from tests,
+/// benchmarks and the asset recorder.
+pub struct Mirror {
+    pub child: Child,
+    master: std::sync::Arc<PtyMaster>,
+    screen: std::sync::Arc<std::sync::Mutex<vt100::Parser>>,
+    /// Every chunk read, with the time since the start (for recordings).
+    log: std::sync::Arc<std::sync::Mutex<Vec<TimedChunk>>>,
+}
+
+impl std::fmt::Debug for Mirror {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Mirror")
+            .field("child", &self.child)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Mirror {
+    /// Starts `spec` on a PTY of `spec.rows`×`spec.cols` and mirrors its output. Call it
+    /// inside a tokio runtime.
+    pub fn spawn(spec: &SpawnSpec<'_>) -> std::io::Result<Self> {
+        use std::sync::{Arc, Mutex};
+        let (child, master) = spawn_on_pty(spec)?;
+        let master = Arc::new(master);
+        let screen = Arc::new(Mutex::new(vt100::Parser::new(spec.rows, spec.cols, 0)));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let (m, s, l) = (master.clone(), screen.clone(), log.clone());
+        let start = std::time::Instant::now();
+        tokio::spawn(async move {
+            let mut buf = vec![0u8; 65536];
+            while let Ok(n) = m.read(&mut buf).await {
+                if n == 0 {
+                    break;
+                }
+                // A poisoned lock only means a reader panicked; the data is still whole.
+                s.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .process(&buf[..n]);
+                l.lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .push((start.elapsed(), buf[..n].to_vec()));
+            }
+        });
+        Ok(Self {
+            child,
+            master,
+            screen,
+            log,
+        })
+    }
+
+    /// Runs `f` on the current screen.
+    pub fn with_screen<R>(&self, f: impl FnOnce(&vt100::Screen) -> R) -> R {
+        f(self
+            .screen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .screen())
+    }
+
+    /// The screen's text.
+    pub fn contents(&self) -> String {
+        self.with_screen(vt100::Screen::contents)
+    }
+
+    /// Everything the program wrote so far, as timed chunks.
+    pub fn output(&self) -> Vec<TimedChunk> {
+        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Types `bytes` into the program's terminal.
+    pub async fn write(&self, bytes: &[u8]) -> std::io::Result<()> {
+        self.master.write_all(bytes).await
+    }
+
+    /// The PTY itself (for its terminal modes).
+    pub fn master(&self) -> &PtyMaster {
+        &self.master
+    }
+}

@@ -1,10 +1,9 @@
 //! The console end to end: the real binary on a real PTY, its screen reconstructed with
 //! vt100, driven by real keystrokes. Every test also checks that the terminal was restored.
 
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use actor_tui::runtime::pty::{PtyMaster, SpawnSpec, spawn_on_pty};
+use actor_tui::runtime::pty::{Mirror, SpawnSpec};
 
 use crate::harness::{BIN, alive, example, tempdir};
 
@@ -15,10 +14,7 @@ const F10: &str = "\x1b[21~";
 
 struct Console {
     rt: tokio::runtime::Runtime,
-    child: Option<tokio::process::Child>,
-    master: Arc<PtyMaster>,
-    screen: Arc<Mutex<vt100::Parser>>,
-    raw: Arc<Mutex<Vec<u8>>>,
+    term: Mirror,
     socket: String,
     _dir: tempfile::TempDir,
 }
@@ -43,46 +39,28 @@ impl Console {
         ];
         argv.extend(args.iter().map(|a| (*a).to_owned()));
         let env = vec![("TERM".to_owned(), "xterm-256color".to_owned())];
-        let (rows, cols) = (30u16, 110u16);
-        let (child, master) = rt
+        let term = rt
             .block_on(async {
-                spawn_on_pty(&SpawnSpec {
+                Mirror::spawn(&SpawnSpec {
                     program: BIN,
                     args: &argv,
                     env: &env,
                     cwd: None,
-                    rows,
-                    cols,
+                    rows: 30,
+                    cols: 110,
                 })
             })
             .expect("spawn console");
-        let master = Arc::new(master);
-        let screen = Arc::new(Mutex::new(vt100::Parser::new(rows, cols, 0)));
-        let raw = Arc::new(Mutex::new(Vec::new()));
-        let (m, s, r) = (master.clone(), screen.clone(), raw.clone());
-        rt.spawn(async move {
-            let mut buf = vec![0u8; 65536];
-            while let Ok(n) = m.read(&mut buf).await {
-                if n == 0 {
-                    break;
-                }
-                s.lock().expect("screen").process(&buf[..n]);
-                r.lock().expect("raw").extend_from_slice(&buf[..n]);
-            }
-        });
         Self {
             rt,
-            child: Some(child),
-            master,
-            screen,
-            raw,
+            term,
             socket,
             _dir: dir,
         }
     }
 
     fn contents(&self) -> String {
-        self.screen.lock().expect("screen").screen().contents()
+        self.term.contents()
     }
 
     /// Waits until the screen satisfies `pred`; panics with the screen if it never does.
@@ -106,10 +84,8 @@ impl Console {
     }
 
     fn keys(&self, keys: &str) {
-        let m = self.master.clone();
-        let bytes = keys.as_bytes().to_vec();
         self.rt
-            .block_on(async move { m.write_all(&bytes).await })
+            .block_on(self.term.write(keys.as_bytes()))
             .expect("write keys");
         // Let crossterm see an escape sequence as one key before the next one starts.
         std::thread::sleep(Duration::from_millis(60));
@@ -117,14 +93,19 @@ impl Console {
 
     /// Waits for the console to exit; checks that it left the terminal as it found it.
     fn finish(mut self) -> i32 {
-        let mut child = self.child.take().expect("child");
+        let child = &mut self.term.child;
         let status = self
             .rt
             .block_on(async { tokio::time::timeout(Duration::from_secs(30), child.wait()).await })
             .expect("console did not exit")
             .expect("wait");
         std::thread::sleep(Duration::from_millis(100));
-        let raw = self.raw.lock().expect("raw").clone();
+        let raw: Vec<u8> = self
+            .term
+            .output()
+            .into_iter()
+            .flat_map(|(_, b)| b)
+            .collect();
         let text = String::from_utf8_lossy(&raw);
         let enter = text
             .rfind("\x1b[?1049h")
@@ -135,7 +116,10 @@ impl Console {
         assert!(leave > enter, "alternate screen left after entering");
         assert!(text[enter..].contains("\x1b[?25h"), "cursor shown again");
         assert!(text[enter..].contains("\x1b[?1000l"), "mouse capture off");
-        assert!(self.master.is_cooked().expect("termios"), "raw mode undone");
+        assert!(
+            self.term.master().is_cooked().expect("termios"),
+            "raw mode undone"
+        );
         status.code().unwrap_or(-1)
     }
 }
