@@ -6,24 +6,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
-use crate::proto::{ExitReason, Reason};
+use crate::proto::ExitReason;
 use crate::runtime::{Runtime, RuntimeCommand, RuntimeEvent};
-
-fn reason_str(r: Reason) -> &'static str {
-    match r {
-        Reason::Pause => "pause",
-        Reason::Crash => "crash",
-    }
-}
-
-fn exit_reason_str(r: ExitReason) -> &'static str {
-    match r {
-        ExitReason::Normal => "normal",
-        ExitReason::Quit => "quit",
-        ExitReason::Crash => "crash",
-        ExitReason::Cancelled => "cancelled",
-    }
-}
 
 /// One event as the JSON object printed for it.
 pub fn event_json(ev: &RuntimeEvent) -> Value {
@@ -42,7 +26,7 @@ pub fn event_json(ev: &RuntimeEvent) -> Value {
             signal,
             reason,
         } => json!({"event": "actor_exited", "actor": actor, "code": code, "signal": signal,
-                    "reason": reason.map(exit_reason_str)}),
+                    "reason": reason.map(ExitReason::as_str)}),
         RuntimeEvent::LockRequested {
             actor,
             task,
@@ -51,7 +35,7 @@ pub fn event_json(ev: &RuntimeEvent) -> Value {
             location,
         } => {
             json!({"event": "lock_requested", "actor": actor, "task": task, "task_name": task_name,
-                    "reason": reason_str(*reason), "location": location})
+                    "reason": reason.as_str(), "location": location})
         }
         RuntimeEvent::LockGranted { actor, task, epoch } => {
             json!({"event": "lock_granted", "actor": actor, "task": task, "epoch": epoch})

@@ -57,7 +57,8 @@ fn describe(ev: &RuntimeEvent) -> Option<String> {
             location,
             ..
         } => format!(
-            "[actor {actor}] {task_name} asks for the debug lock ({reason:?} at {location})"
+            "[actor {actor}] {task_name} asks for the debug lock ({} at {location})",
+            reason.as_str()
         ),
         RuntimeEvent::LockGranted { actor, epoch, .. } => {
             format!("[lock] granted to actor {actor} (epoch {epoch})")

@@ -10,7 +10,6 @@ use ratatui_textarea::TextArea;
 
 use super::input::Mode;
 use super::state::{ConsoleState, Request};
-use crate::proto::Reason;
 
 /// The parts of the console that are about presentation, not the run.
 #[derive(Debug)]
@@ -63,13 +62,6 @@ pub fn new_input(text: &str) -> TextArea<'static> {
     t
 }
 
-fn reason(r: Reason) -> &'static str {
-    match r {
-        Reason::Pause => "pause",
-        Reason::Crash => "crash",
-    }
-}
-
 fn entry(s: &ConsoleState, r: &Request, elapsed: Duration) -> LockEntry {
     LockEntry {
         actor: r.actor.clone(),
@@ -78,7 +70,7 @@ fn entry(s: &ConsoleState, r: &Request, elapsed: Duration) -> LockEntry {
             .map(|a| a.name.clone())
             .unwrap_or_default(),
         task: r.task_name.clone(),
-        reason: reason(r.reason).into(),
+        reason: r.reason.as_str().into(),
         location: r.location.clone(),
         elapsed,
     }
@@ -143,7 +135,7 @@ pub fn model<'a>(s: &'a ConsoleState, ui: &'a UiState, now: Instant) -> ScreenMo
                     h.request.actor,
                     a.map(|a| a.name.as_str()).unwrap_or(""),
                     h.request.task_name,
-                    reason(h.request.reason),
+                    h.request.reason.as_str(),
                     h.request.location
                 ),
                 screen: a.and_then(|a| a.repl.as_ref()).map(vt100::Parser::screen),

@@ -14,6 +14,16 @@ pub enum Reason {
     Crash,
 }
 
+impl Reason {
+    /// The wire name, also used in events and on screen.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Pause => "pause",
+            Self::Crash => "crash",
+        }
+    }
+}
+
 /// How the holder ended its session, as it reports it in `lock_release`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -37,6 +47,18 @@ pub enum ExitReason {
     Crash,
     /// The root cancelled the actor and it is complying.
     Cancelled,
+}
+
+impl ExitReason {
+    /// The wire name, also used in events.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Normal => "normal",
+            Self::Quit => "quit",
+            Self::Crash => "crash",
+            Self::Cancelled => "cancelled",
+        }
+    }
 }
 
 /// Frames an actor sends to the root.
