@@ -232,16 +232,20 @@ class FakeRoot:
 
 
 class FakeRootTest(unittest.TestCase):
-    def test_pause_session_frame_by_frame(self):
+    def start(self, code, **env):
+        """Runs `code` in a Python process connected to a fresh fake root; returns the root,
+        the process and its register frame."""
         root = FakeRoot(self)
         self.addCleanup(root.close)
-        code = "x = 5\nbreakpoint()\nprint('after', x, flush=True)\n"
         proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL,
                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=_env(ACTOR_TUI_SOCKET=root.path, ACTOR_TUI_ACTOR="7",
-                                         ACTOR_TUI_NAME="demo"))
+                                env=_env(ACTOR_TUI_SOCKET=root.path, **env))
         self.addCleanup(proc.kill)
-        register = root.accept()
+        return root, proc, root.accept()
+
+    def test_pause_session_frame_by_frame(self):
+        code = "x = 5\nbreakpoint()\nprint('after', x, flush=True)\n"
+        root, proc, register = self.start(code, ACTOR_TUI_ACTOR="7", ACTOR_TUI_NAME="demo")
         self.assertEqual((register["actor"], register["pid"]), ("7", proc.pid))
 
         req = root.recv("lock_request")
@@ -276,19 +280,13 @@ class FakeRootTest(unittest.TestCase):
         self.assertIn("after 5", out)
 
     def test_completion_requests_are_answered_from_the_paused_frame(self):
-        root = FakeRoot(self)
-        self.addCleanup(root.close)
         code = ("class Slow(object):\n"
                 "    @property\n"
                 "    def pause(self):\n"
                 "        breakpoint()\n"
                 "        return 1\n"
                 "answer = 42\nslow = Slow()\nbreakpoint()\nprint('after', answer, flush=True)\n")
-        proc = subprocess.Popen([sys.executable, "-c", code], stdin=subprocess.DEVNULL,
-                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                                env=_env(ACTOR_TUI_SOCKET=root.path))
-        self.addCleanup(proc.kill)
-        root.accept()
+        root, proc, _ = self.start(code)
 
         def complete(req, line, task=None, epoch=5):
             root.send({"type": "complete_request", "task": task_id if task is None else task,
@@ -322,14 +320,7 @@ class FakeRootTest(unittest.TestCase):
         self.assertIn("after 42", out)
 
     def test_quit_sends_exiting_then_release_and_exits_113(self):
-        root = FakeRoot(self)
-        self.addCleanup(root.close)
-        proc = subprocess.Popen([sys.executable, "-c", "breakpoint()\nprint('not reached')"],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True,
-                                env=_env(ACTOR_TUI_SOCKET=root.path))
-        self.addCleanup(proc.kill)
-        root.accept()
+        root, proc, _ = self.start("breakpoint()\nprint('not reached')")
         task = root.recv("lock_request")["task"]
         root.send({"type": "lock_granted", "task": task, "epoch": 1})
         root.output_until_waiting(task, 1)
@@ -342,14 +333,7 @@ class FakeRootTest(unittest.TestCase):
         self.assertNotIn("not reached", out)
 
     def test_revoked_session_lets_the_program_continue(self):
-        root = FakeRoot(self)
-        self.addCleanup(root.close)
-        proc = subprocess.Popen([sys.executable, "-c", "breakpoint()\nprint('went on', flush=True)"],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True,
-                                env=_env(ACTOR_TUI_SOCKET=root.path))
-        self.addCleanup(proc.kill)
-        root.accept()
+        root, proc, _ = self.start("breakpoint()\nprint('went on', flush=True)")
         task = root.recv("lock_request")["task"]
         root.send({"type": "lock_granted", "task": task, "epoch": 4})
         root.output_until_waiting(task, 4)
@@ -361,14 +345,7 @@ class FakeRootTest(unittest.TestCase):
         self.assertIsNone(_wire.read_frame(root.conn))
 
     def test_cancel_exits_143_after_exiting(self):
-        root = FakeRoot(self)
-        self.addCleanup(root.close)
-        proc = subprocess.Popen([sys.executable, "-c", "import time\nbreakpoint()\ntime.sleep(30)"],
-                                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True,
-                                env=_env(ACTOR_TUI_SOCKET=root.path))
-        self.addCleanup(proc.kill)
-        root.accept()
+        root, proc, _ = self.start("import time\nbreakpoint()\ntime.sleep(30)")
         task = root.recv("lock_request")["task"]
         # The root drops a queued request of an actor it cancels, then cancels it.
         root.send({"type": "lock_refused", "task": task, "error": "request dropped: the actor is being cancelled"})

@@ -479,6 +479,23 @@ mod tests {
         }
     }
 
+    fn granted(id: &str, epoch: u64) -> RuntimeEvent {
+        RuntimeEvent::LockGranted {
+            actor: id.into(),
+            task: 1,
+            epoch,
+        }
+    }
+
+    fn released(id: &str, epoch: u64, cause: ReleaseCause) -> RuntimeEvent {
+        RuntimeEvent::LockReleased {
+            actor: id.into(),
+            task: 1,
+            epoch,
+            cause,
+        }
+    }
+
     fn state() -> (ConsoleState, Instant) {
         let mut s = ConsoleState::new((10, 40), (10, 40));
         let t = Instant::now();
@@ -508,28 +525,13 @@ mod tests {
         let (mut s, t) = state();
         s.apply(requested("2", Reason::Pause), t);
         s.apply(requested("3", Reason::Crash), t);
-        s.apply(
-            RuntimeEvent::LockGranted {
-                actor: "2".into(),
-                task: 1,
-                epoch: 1,
-            },
-            t,
-        );
+        s.apply(granted("2", 1), t);
         assert_eq!(s.queue.len(), 1);
         let a2 = s.actor("2").expect("2");
         assert_eq!(s.status(a2), ActorStatus::InRepl);
         assert_eq!(s.status(s.actor("3").expect("3")), ActorStatus::Crashed);
         assert_eq!(s.status(s.actor("4").expect("4")), ActorStatus::Running);
-        s.apply(
-            RuntimeEvent::LockReleased {
-                actor: "2".into(),
-                task: 1,
-                epoch: 1,
-                cause: ReleaseCause::Continue,
-            },
-            t,
-        );
+        s.apply(released("2", 1, ReleaseCause::Continue), t);
         assert!(s.holder.is_none());
         assert_eq!(s.lock_warning(t), None);
     }
@@ -538,14 +540,7 @@ mod tests {
     fn silent_holder_becomes_suspect_but_a_waiting_one_does_not() {
         let (mut s, t) = state();
         s.apply(requested("2", Reason::Pause), t);
-        s.apply(
-            RuntimeEvent::LockGranted {
-                actor: "2".into(),
-                task: 1,
-                epoch: 1,
-            },
-            t,
-        );
+        s.apply(granted("2", 1), t);
         assert_eq!(s.lock_warning(t + Duration::from_secs(1)), None);
         let w = s.lock_warning(t + Duration::from_secs(7)).expect("suspect");
         assert!(w.contains("no sign of life for 7s"), "{w}");
@@ -564,23 +559,8 @@ mod tests {
     fn vanished_holder_is_reported_stale() {
         let (mut s, t) = state();
         s.apply(requested("2", Reason::Pause), t);
-        s.apply(
-            RuntimeEvent::LockGranted {
-                actor: "2".into(),
-                task: 1,
-                epoch: 1,
-            },
-            t,
-        );
-        s.apply(
-            RuntimeEvent::LockReleased {
-                actor: "2".into(),
-                task: 1,
-                epoch: 1,
-                cause: ReleaseCause::Disconnect,
-            },
-            t,
-        );
+        s.apply(granted("2", 1), t);
+        s.apply(released("2", 1, ReleaseCause::Disconnect), t);
         let w = s.lock_warning(t).expect("stale note");
         assert!(w.contains("gone (disconnect)"), "{w}");
         assert_eq!(s.lock_warning(t + Duration::from_secs(60)), None);
@@ -590,14 +570,7 @@ mod tests {
     fn repl_text_gets_carriage_returns_and_history_dedups() {
         let (mut s, t) = state();
         s.apply(requested("2", Reason::Pause), t);
-        s.apply(
-            RuntimeEvent::LockGranted {
-                actor: "2".into(),
-                task: 1,
-                epoch: 1,
-            },
-            t,
-        );
+        s.apply(granted("2", 1), t);
         s.apply(
             RuntimeEvent::ReplOutput {
                 actor: "2".into(),
