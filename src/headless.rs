@@ -53,6 +53,17 @@ pub fn event_json(ev: &RuntimeEvent) -> Value {
         RuntimeEvent::LockRefused { actor, task, error } => {
             json!({"event": "lock_refused", "actor": actor, "task": task, "error": error})
         }
+        RuntimeEvent::LockSuspect {
+            actor,
+            task,
+            epoch,
+            why,
+            since,
+        } => json!({"event": "lock_suspect", "actor": actor, "task": task, "epoch": epoch,
+                    "why": why.as_str(), "since_ms": since.as_millis() as u64}),
+        RuntimeEvent::LockHealthy { actor, task, epoch } => {
+            json!({"event": "lock_healthy", "actor": actor, "task": task, "epoch": epoch})
+        }
         RuntimeEvent::ReplOutput { actor, task, data } => {
             json!({"event": "repl_output", "actor": actor, "task": task, "data": data})
         }
@@ -141,6 +152,10 @@ pub fn parse_command(line: &str) -> Result<RuntimeCommand, CommandError> {
 /// Runs the headless front end until the run ends; returns the exit code.
 pub async fn run(mut rt: Runtime) -> i32 {
     let commands = rt.commands.clone();
+    // A CI timeout (SIGTERM) or Ctrl-C tears the tree down like `quit`, within a bound.
+    if let Err(e) = crate::runtime::quit_on_signals(commands.clone(), rt.grace, || {}) {
+        eprintln!("actor-tui: cannot install signal handlers: {e}");
+    }
     // A closed stdin (CI, `< /dev/null`) is not a request to quit: the run goes on.
     let reader = tokio::spawn(read_commands(commands));
     let mut out = tokio::io::stdout();

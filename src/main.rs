@@ -39,26 +39,31 @@ struct Cli {
     command: Vec<String>,
 }
 
-fn log_path(cli: &Cli) -> PathBuf {
+/// The log file: `--log-file`, else `$XDG_STATE_HOME/actor-tui/actor-tui.log`, else
+/// `~/.local/state/actor-tui/actor-tui.log`. With neither variable set (cron, some systemd
+/// units) there is no log: a shared fallback such as `/tmp` is a place other users can
+/// plant a symlink in.
+fn log_path(cli: &Cli) -> Option<PathBuf> {
     if let Some(p) = &cli.log_file {
-        return p.clone();
+        return Some(p.clone());
     }
     let state = std::env::var_os("XDG_STATE_HOME")
         .filter(|s| !s.is_empty())
         .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))
-        .unwrap_or_else(std::env::temp_dir);
-    state.join("actor-tui").join("actor-tui.log")
+        .or_else(|| {
+            std::env::var_os("HOME")
+                .filter(|h| !h.is_empty())
+                .map(|h| PathBuf::from(h).join(".local/state"))
+        })?;
+    Some(state.join("actor-tui").join("actor-tui.log"))
 }
 
-fn init_logging(path: &std::path::Path) -> Option<tracing_appender::non_blocking::WorkerGuard> {
-    let dir = path.parent()?;
-    std::fs::create_dir_all(dir).ok()?;
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .ok()?;
+/// Starts logging to `path`, opened without following a symlink. An explicit `--log-file`
+/// that cannot be opened is an error; the default one is skipped silently.
+fn init_logging(
+    path: &std::path::Path,
+) -> std::io::Result<tracing_appender::non_blocking::WorkerGuard> {
+    let file = actor_tui::runtime::private_dir::open_log(path)?;
     let (writer, guard) = tracing_appender::non_blocking(file);
     let filter = tracing_subscriber::EnvFilter::try_from_env("ACTOR_TUI_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
@@ -67,7 +72,7 @@ fn init_logging(path: &std::path::Path) -> Option<tracing_appender::non_blocking
         .with_ansi(false)
         .with_env_filter(filter)
         .init();
-    Some(guard)
+    Ok(guard)
 }
 
 fn main() {
@@ -77,7 +82,14 @@ fn main() {
         std::process::exit(demo::run_role(argv.get(2).map_or("", String::as_str)));
     }
     let cli = Cli::parse();
-    let _log_guard = init_logging(&log_path(&cli));
+    let _log_guard = match log_path(&cli).map(|p| (init_logging(&p), p)) {
+        Some((Ok(guard), _)) => Some(guard),
+        Some((Err(e), p)) if cli.log_file.is_some() => {
+            eprintln!("actor-tui: cannot open the log file {}: {e}", p.display());
+            std::process::exit(2);
+        }
+        _ => None,
+    };
     let code = match run(cli) {
         Ok(code) => code,
         Err(e) => {

@@ -70,6 +70,16 @@ fn describe(ev: &RuntimeEvent) -> Option<String> {
         RuntimeEvent::LockRefused { actor, error, .. } => {
             format!("[lock] refused actor {actor}: {error}")
         }
+        RuntimeEvent::LockSuspect {
+            actor, why, since, ..
+        } => format!(
+            "[lock] holder {actor} looks stuck ({}, no sign of life for {}s): /force frees the lock",
+            why.as_str(),
+            since.as_secs()
+        ),
+        RuntimeEvent::LockHealthy { actor, .. } => {
+            format!("[lock] holder {actor} shows life again")
+        }
         RuntimeEvent::ReplOutput { data, .. } => return Some(data.clone()),
         RuntimeEvent::ReplReady { actor, prompt, .. } => {
             return Some(format!("[{actor}] {prompt}"));
@@ -99,6 +109,9 @@ fn describe(ev: &RuntimeEvent) -> Option<String> {
 
 pub async fn run(mut rt: Runtime) -> i32 {
     let commands = rt.commands.clone();
+    if let Err(e) = actor_tui::runtime::quit_on_signals(commands.clone(), rt.grace, || {}) {
+        eprintln!("actor-tui: cannot install signal handlers: {e}");
+    }
     let input = tokio::spawn(async move {
         let mut lines = BufReader::new(tokio::io::stdin()).lines();
         let mut err = tokio::io::stderr();

@@ -14,7 +14,6 @@ use std::time::{Duration, Instant};
 use actor_tui_ui::{Areas, BottomTab, Overlay, Pane, Theme};
 use crossterm::event::EventStream;
 use futures_util::StreamExt;
-use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::mpsc;
 
 use crate::runtime::{Runtime, RuntimeCommand};
@@ -52,34 +51,6 @@ struct Console {
     quitting: bool,
     /// Whether the holder's session waited for a line at the last look (to notice new prompts).
     session_waiting: bool,
-}
-
-/// SIGTERM, SIGHUP and SIGINT (raw mode turns Ctrl-C into a key, so a SIGINT comes only from
-/// `kill`) end the run: ask the engine to quit, then give the polite teardown a bounded time.
-/// This runs apart from the console loop on purpose: when the terminal is gone (SIGHUP),
-/// crossterm's event stream may never yield again, and the loop with it.
-fn spawn_signal_watchdog(
-    commands: mpsc::Sender<RuntimeCommand>,
-    grace: Duration,
-) -> std::io::Result<()> {
-    let mut term_sig = signal(SignalKind::terminate())?;
-    let mut hup_sig = signal(SignalKind::hangup())?;
-    let mut int_sig = signal(SignalKind::interrupt())?;
-    tokio::spawn(async move {
-        let code = tokio::select! {
-            _ = term_sig.recv() => 143,
-            _ = hup_sig.recv() => 129,
-            _ = int_sig.recv() => 130,
-        };
-        // Full queue or engine gone: the deadline below still ends the process.
-        let _ = commands.try_send(RuntimeCommand::Quit);
-        tokio::time::sleep(grace * 2 + Duration::from_secs(2)).await;
-        // Still here: the loop is stuck. Restore what we can and leave; the actors die with
-        // us (PR_SET_PDEATHSIG).
-        term::restore();
-        std::process::exit(code);
-    });
-    Ok(())
 }
 
 /// The longest prefix shared by all `words` (on character boundaries).
@@ -152,7 +123,10 @@ pub async fn run(mut rt: Runtime) -> i32 {
     });
 
     let mut keys = EventStream::new();
-    if let Err(e) = spawn_signal_watchdog(rt.commands.clone(), rt.grace) {
+    // Raw mode turns Ctrl-C into a key, so a SIGINT comes only from `kill`. The watchdog
+    // runs apart from this loop on purpose: when the terminal is gone (SIGHUP), crossterm's
+    // event stream may never yield again, and the loop with it.
+    if let Err(e) = crate::runtime::quit_on_signals(rt.commands.clone(), rt.grace, term::restore) {
         drop(guard);
         eprintln!("actor-tui: cannot install signal handlers: {e}");
         return 1;

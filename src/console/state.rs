@@ -76,6 +76,9 @@ pub struct Holder {
     pub last_sign: Instant,
     /// The session waits for a line (a prompt came and no line was sent since).
     pub waiting: bool,
+    /// The engine's verdict that the holder looks stuck: (why, time since its last frame
+    /// as of `at`, `at`). Cleared by `lock_healthy`.
+    pub suspect: Option<(&'static str, Duration, Instant)>,
 }
 
 #[derive(Debug)]
@@ -245,6 +248,7 @@ impl ConsoleState {
                     granted: now,
                     last_sign: now,
                     waiting: false,
+                    suspect: None,
                 });
                 self.stale = None;
                 let name = self
@@ -269,6 +273,18 @@ impl ConsoleState {
                     now,
                     format!("lock released by {actor} ({})", cause.as_str()),
                 );
+            }
+            RuntimeEvent::LockSuspect {
+                epoch, why, since, ..
+            } => {
+                if let Some(h) = self.holder.as_mut().filter(|h| h.epoch == epoch) {
+                    h.suspect = Some((why.as_str(), since, now));
+                }
+            }
+            RuntimeEvent::LockHealthy { epoch, .. } => {
+                if let Some(h) = self.holder.as_mut().filter(|h| h.epoch == epoch) {
+                    h.suspect = None;
+                }
             }
             RuntimeEvent::LockDropped { actor, task, .. }
             | RuntimeEvent::LockRefused { actor, task, .. } => {
@@ -403,6 +419,13 @@ impl ConsoleState {
     /// Why the lock deserves attention, if it does.
     pub fn lock_warning(&self, now: Instant) -> Option<String> {
         if let Some(h) = &self.holder {
+            if let Some((why, since, at)) = h.suspect {
+                let quiet = since + now.saturating_duration_since(at);
+                return Some(format!(
+                    "suspect: {why}, no sign of life for {}s (F8 releases)",
+                    quiet.as_secs()
+                ));
+            }
             let quiet = now.saturating_duration_since(h.last_sign);
             if !h.waiting && quiet >= SUSPECT_AFTER {
                 return Some(format!(
@@ -553,6 +576,42 @@ mod tests {
             t + Duration::from_secs(8),
         );
         assert_eq!(s.lock_warning(t + Duration::from_secs(60)), None);
+    }
+
+    #[test]
+    fn the_engines_suspect_verdict_shows_even_at_a_prompt_until_healthy() {
+        let (mut s, t) = state();
+        s.apply(requested("2", Reason::Pause), t);
+        s.apply(granted("2", 1), t);
+        s.apply(
+            RuntimeEvent::ReplReady {
+                actor: "2".into(),
+                task: 1,
+                prompt: "(Pdb) ".into(),
+            },
+            t,
+        );
+        s.apply(
+            RuntimeEvent::LockSuspect {
+                actor: "2".into(),
+                task: 1,
+                epoch: 1,
+                why: crate::runtime::suspect::Why::Stopped,
+                since: Duration::from_secs(1),
+            },
+            t + Duration::from_secs(1),
+        );
+        let w = s.lock_warning(t + Duration::from_secs(3)).expect("suspect");
+        assert!(w.contains("stopped, no sign of life for 3s"), "{w}");
+        s.apply(
+            RuntimeEvent::LockHealthy {
+                actor: "2".into(),
+                task: 1,
+                epoch: 1,
+            },
+            t + Duration::from_secs(4),
+        );
+        assert_eq!(s.lock_warning(t + Duration::from_secs(5)), None);
     }
 
     #[test]

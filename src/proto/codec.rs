@@ -51,13 +51,11 @@ pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
     if len > MAX_FRAME {
         return Err(FrameError::TooLarge(len));
     }
-    let mut buf = vec![0u8; len];
-    match reader.read_exact(&mut buf).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            return Err(FrameError::Truncated);
-        }
-        Err(e) => return Err(e.into()),
+    // Grown as bytes arrive, not allocated at the declared size: a peer that announces
+    // 1 MiB and sends nothing more holds no more memory than it sent.
+    let mut buf = Vec::new();
+    if reader.take(len as u64).read_to_end(&mut buf).await? < len {
+        return Err(FrameError::Truncated);
     }
     decode(&buf).map(Some)
 }
@@ -86,13 +84,10 @@ pub fn read_frame_sync<R: std::io::Read, T: DeserializeOwned>(
     if len > MAX_FRAME {
         return Err(FrameError::TooLarge(len));
     }
-    let mut buf = vec![0u8; len];
-    match reader.read_exact(&mut buf) {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            return Err(FrameError::Truncated);
-        }
-        Err(e) => return Err(e.into()),
+    use std::io::Read as _;
+    let mut buf = Vec::new();
+    if reader.by_ref().take(len as u64).read_to_end(&mut buf)? < len {
+        return Err(FrameError::Truncated);
     }
     decode(&buf).map(Some)
 }

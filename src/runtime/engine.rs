@@ -6,17 +6,22 @@ use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::process::ExitStatus;
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
 
-use nix::sys::signal::{Signal, kill, killpg};
+use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
 use tokio::sync::mpsc;
 
 use super::RuntimeConfig;
+use super::bounds::{self, RateLimit};
 use super::event::{RuntimeCommand, RuntimeEvent};
+use super::event_queue::EventSender;
 use super::lock::{LockKey, LockRequest, LockTable, ReleaseCause, Transition};
+use super::procs::{self, PidFd};
 use super::pty::{self, PtyMaster, SpawnSpec};
-use super::server::{ConnEvent, ConnId};
+use super::server::{ConnEvent, ConnId, PeerSendError, PeerTx};
+use super::suspect::{HolderWatch, Verdict};
 use super::tree::{ActorTree, CancelState, ExitInfo};
 use crate::proto::{ReleaseHow, ToActor, ToRoot, env};
 
@@ -36,11 +41,16 @@ enum Internal {
         actor: String,
         stage: CancelState,
     },
+    /// An actor the root did not spawn has exited (its pidfd said so) some time ago, and
+    /// its connection may be held open by a fork: close it.
+    PeerExited {
+        actor: String,
+    },
 }
 
 #[derive(Debug)]
 struct Conn {
-    tx: mpsc::Sender<ToActor>,
+    tx: PeerTx,
     actor: Option<String>,
     peer_pid: Option<u32>,
     /// Dropping it makes the connection's reader stop.
@@ -54,7 +64,8 @@ pub(super) struct Engine {
     socket: PathBuf,
     /// Where the bundled Python client was written, for every actor's PYTHONPATH.
     python_dir: Option<PathBuf>,
-    events: mpsc::Sender<RuntimeEvent>,
+    /// Never awaited: control events must not wait on a slow front end.
+    events: EventSender,
     /// Kept so the server's accept loop lives as long as the engine does.
     _conn_tx: mpsc::Sender<ConnEvent>,
     internal_tx: mpsc::Sender<Internal>,
@@ -66,6 +77,21 @@ pub(super) struct Engine {
     actor_conn: HashMap<String, ConnId>,
     /// PTY masters of spawned actors, kept for input and resize.
     ptys: HashMap<String, Arc<PtyMaster>>,
+    /// Set by a spawned actor's waiter the moment it reaps the process: from then on its
+    /// pid (and process group id) may belong to somebody else, so it is never signalled.
+    reaped: HashMap<String, Arc<AtomicBool>>,
+    /// Handles of actors the root did not spawn but that descend from it: the only way
+    /// such an actor is ever signalled. Actors outside the tree have none and are only
+    /// asked (Cancel) and then disconnected.
+    pidfds: HashMap<String, Arc<PidFd>>,
+    /// Actors whose teardown waits to start (CancelState::Pending), so each transition
+    /// looks only at them.
+    pending_cancels: HashSet<String>,
+    /// The current grant's liveness watch, keyed by its epoch.
+    holder_watch: Option<(u64, HolderWatch)>,
+    /// Peer-caused notices are rate-limited, so bogus frames cannot flood the front end
+    /// or the log.
+    notice_limit: RateLimit,
     pending_dumps: HashMap<u64, String>,
     /// Completion requests in flight: req -> (actor, line).
     pending_completions: HashMap<u64, (String, String)>,
@@ -73,8 +99,6 @@ pub(super) struct Engine {
     first: Option<String>,
     first_code: Option<i32>,
     quitting: bool,
-    /// Events produced while handling one input, sent in order before the next input.
-    outbox: Vec<RuntimeEvent>,
     /// Exits reaped while the actor's connection was still open: handled when it closes,
     /// so frames the actor sent before dying (its `exiting` reason) are seen first.
     pending_exits: HashMap<String, ExitStatus>,
@@ -122,7 +146,7 @@ impl Engine {
         cfg: RuntimeConfig,
         socket: PathBuf,
         python_dir: Option<PathBuf>,
-        events: mpsc::Sender<RuntimeEvent>,
+        events: EventSender,
         conn_tx: mpsc::Sender<ConnEvent>,
     ) -> Self {
         // Bounded (256): helper tasks (child waiters, timers) wait if the engine is busy.
@@ -142,13 +166,17 @@ impl Engine {
             conns: HashMap::new(),
             actor_conn: HashMap::new(),
             ptys: HashMap::new(),
+            reaped: HashMap::new(),
+            pidfds: HashMap::new(),
+            pending_cancels: HashSet::new(),
+            holder_watch: None,
+            notice_limit: RateLimit::new(50, 20),
             pending_dumps: HashMap::new(),
             pending_completions: HashMap::new(),
             next_dump: 0,
             first: None,
             first_code: None,
             quitting: false,
-            outbox: Vec::new(),
             pending_exits: HashMap::new(),
         }
     }
@@ -201,6 +229,8 @@ impl Engine {
         debug_assert_eq!(added, id);
         let master = Arc::new(master);
         self.ptys.insert(id.clone(), master.clone());
+        let reaped = Arc::new(AtomicBool::new(false));
+        self.reaped.insert(id.clone(), reaped.clone());
         self.queue_event(RuntimeEvent::ActorStarted {
             actor: id.clone(),
             name: name.into(),
@@ -213,17 +243,13 @@ impl Engine {
         let out_actor = id.clone();
         let (eof_tx, eof_rx) = tokio::sync::oneshot::channel::<()>();
         tokio::spawn(async move {
-            // 16 KiB reads: with the bounded event channel this caps buffered output at a few MB.
+            // 16 KiB reads; the event queue bounds what waits in total.
             let mut buf = vec![0u8; 16 * 1024];
             loop {
                 match master.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
-                        let ev = RuntimeEvent::Output {
-                            actor: out_actor.clone(),
-                            data: buf[..n].to_vec(),
-                        };
-                        if events.send(ev).await.is_err() {
+                        if !events.output(&out_actor, &buf[..n]).await {
                             break;
                         }
                     }
@@ -239,6 +265,7 @@ impl Engine {
         let wait_actor = id.clone();
         tokio::spawn(async move {
             let status = child.wait().await;
+            reaped.store(true, Ordering::SeqCst);
             let _ = tokio::time::timeout(Duration::from_millis(200), eof_rx).await;
             match status {
                 Ok(status) => {
@@ -264,6 +291,12 @@ impl Engine {
         let Some(mut internal_rx) = self.internal_rx.take() else {
             return 1;
         };
+        // Orphans of the tree re-parent to us (we are a subreaper): reap them as they die.
+        let mut sigchld =
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::child()).ok();
+        // The holder's liveness is looked at once a second, whether or not anyone types.
+        let mut watch = tokio::time::interval(Duration::from_secs(1));
+        watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut commands_open = true;
         loop {
             tokio::select! {
@@ -274,16 +307,23 @@ impl Engine {
                     // The front end stopped listening: end the run as if it said quit.
                     None => { commands_open = false; self.on_command(RuntimeCommand::Quit) }
                 },
+                Some(()) = async { match sigchld.as_mut() { Some(s) => s.recv().await, None => None } } => {
+                    procs::reap_orphans(&self.managed_pids());
+                }
+                _ = watch.tick() => self.watch_holder(Instant::now()),
             }
-            self.flush().await;
             if self.finished() {
                 break;
             }
         }
-        self.sweep_leftovers();
+        // Whatever the tree left running (helpers, daemons that left the session or cleared
+        // their environment) descends from us: kill and reap all of it.
+        let killed = procs::sweep(&self.managed_pids(), Duration::from_secs(2)).await;
+        if killed > 0 {
+            tracing::info!(killed, "killed leftover processes of the tree");
+        }
         let code = self.first_code.unwrap_or(1);
         self.queue_event(RuntimeEvent::Exit { code });
-        self.flush().await;
         code
     }
 
@@ -291,55 +331,70 @@ impl Engine {
         self.first_code.is_some() && !self.tree.any_live()
     }
 
-    /// Kills whatever is left of the tree: every process that still carries this run's
-    /// socket in its environment (non-actor helpers, daemons that left the session). Matching
-    /// on the environment, not on old process-group ids, never hits an unrelated process
-    /// that happens to reuse a pid.
-    fn sweep_leftovers(&self) {
-        let marker = format!("{}={}", env::SOCKET, self.socket.display());
-        let me = std::process::id();
-        let Ok(dir) = std::fs::read_dir("/proc") else {
+    /// Pids tokio waits for (spawned actors not yet reaped): nobody else may reap them.
+    fn managed_pids(&self) -> HashSet<u32> {
+        self.tree
+            .iter()
+            .filter(|n| n.spawned && n.exited.is_none())
+            .map(|n| n.pid)
+            .collect()
+    }
+
+    /// Marks the holder suspect (or healthy again) from its process state and whether it
+    /// answers input.
+    fn watch_holder(&mut self, now: Instant) {
+        let Some(g) = self.lock.holder().cloned() else {
             return;
         };
-        for entry in dir.flatten() {
-            let Some(pid) = entry
-                .file_name()
-                .to_str()
-                .and_then(|s| s.parse::<u32>().ok())
-            else {
-                continue;
-            };
-            if pid == me {
-                continue;
-            }
-            let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
-                continue;
-            };
-            if environ.split(|b| *b == 0).any(|kv| kv == marker.as_bytes()) {
-                tracing::info!(pid, "killing a leftover process of the tree");
-                // ESRCH: it ended on its own meanwhile.
-                let _ = kill(Pid::from_raw(pid as i32), Signal::SIGKILL);
-            }
+        let pid = self
+            .tree
+            .get(&g.request.key.actor)
+            .map(|n| n.pid)
+            .filter(|p| *p != 0);
+        let state = pid.and_then(procs::state);
+        let watch = match &mut self.holder_watch {
+            Some((epoch, w)) if *epoch == g.epoch => w,
+            _ => return,
+        };
+        // A pid we cannot see (another pid namespace) says nothing about the process.
+        let state = if pid.is_none() { Some('?') } else { state };
+        match watch.check(now, state) {
+            Some(Verdict::Suspect { why, since }) => self.queue_event(RuntimeEvent::LockSuspect {
+                actor: g.request.key.actor.clone(),
+                task: g.request.key.task,
+                epoch: g.epoch,
+                why,
+                since,
+            }),
+            Some(Verdict::Healthy) => self.queue_event(RuntimeEvent::LockHealthy {
+                actor: g.request.key.actor.clone(),
+                task: g.request.key.task,
+                epoch: g.epoch,
+            }),
+            None => {}
         }
     }
 
     // ---- events ----
 
     fn queue_event(&mut self, ev: RuntimeEvent) {
-        self.outbox.push(ev);
+        // false: no front end left; keep running so the tree is still torn down properly.
+        self.events.control(ev);
     }
 
-    async fn flush(&mut self) {
-        for ev in std::mem::take(&mut self.outbox) {
-            if self.events.send(ev).await.is_err() {
-                // No front end left; keep running so the tree is still torn down properly.
-                break;
-            }
-        }
-    }
-
+    /// A notice for the user. Rate-limited (a peer's bogus frames must not flood the front
+    /// end or the log); the next notice let through says how many were held back. The log
+    /// line escapes peer text.
     fn notice(&mut self, actor: Option<&str>, message: String) {
-        tracing::info!(actor, "{message}");
+        let Some(suppressed) = self.notice_limit.admit(Instant::now()) else {
+            return;
+        };
+        let message = if suppressed > 0 {
+            format!("{message} ({suppressed} similar notices suppressed)")
+        } else {
+            message
+        };
+        tracing::info!(actor, message = %bounds::escape(&message), "notice");
         self.queue_event(RuntimeEvent::Notice {
             actor: actor.map(str::to_owned),
             message,
@@ -357,19 +412,24 @@ impl Engine {
         let Some(c) = self.conns.get(&conn) else {
             return false;
         };
-        match c.tx.try_send(msg) {
+        match c.tx.send(&msg) {
             Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                // The peer has not read 256 frames: treat it as gone rather than stall.
+            Err(e @ PeerSendError::Full { .. }) => {
+                // The peer has not read what it was sent: treat it as gone rather than stall.
                 let actor = c.actor.clone();
                 self.notice(
                     actor.as_deref(),
-                    format!("connection {conn} stopped reading; dropped"),
+                    format!("connection {conn} stopped reading ({e}); dropped"),
                 );
                 self.close_conn(conn, None);
                 false
             }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
+            Err(PeerSendError::Encode(e)) => {
+                let actor = c.actor.clone();
+                self.notice(actor.as_deref(), format!("cannot send a frame: {e}"));
+                false
+            }
+            Err(PeerSendError::Closed) => false,
         }
     }
 
@@ -409,6 +469,7 @@ impl Engine {
             return;
         };
         self.actor_conn.remove(&actor);
+        self.pidfds.remove(&actor);
         // Dumps it will never answer.
         self.pending_dumps.retain(|_, a| *a != actor);
         self.pending_completions.retain(|_, (a, _)| *a != actor);
@@ -480,6 +541,14 @@ impl Engine {
             (msg, Some(actor)) => (msg, actor),
         };
         let (msg, actor) = actor;
+        if let Some((epoch, w)) = &mut self.holder_watch
+            && self
+                .lock
+                .holder()
+                .is_some_and(|g| g.epoch == *epoch && g.request.key.actor == actor)
+        {
+            w.frame(Instant::now());
+        }
         match msg {
             ToRoot::Hello { .. } | ToRoot::Register { .. } => {}
             ToRoot::Unknown => {
@@ -536,6 +605,9 @@ impl Engine {
                 reason,
                 location,
             } => {
+                // Bounded before anything keeps them (the queue, events, the console).
+                let task_name = bounds::truncate(task_name, bounds::MAX_FIELD);
+                let location = bounds::truncate(location, bounds::MAX_FIELD);
                 self.queue_event(RuntimeEvent::LockRequested {
                     actor: actor.clone(),
                     task,
@@ -600,11 +672,16 @@ impl Engine {
                 }
             }
             ToRoot::DumpReply { req, text } => {
-                if let Some(target) = self.pending_dumps.remove(&req) {
-                    self.queue_event(RuntimeEvent::Dump {
-                        actor: target,
-                        text,
-                    });
+                // Only the asked actor may answer: another one must not pass its text off
+                // as the dump of a hung actor.
+                if self.pending_dumps.get(&req) == Some(&actor) {
+                    self.pending_dumps.remove(&req);
+                    self.queue_event(RuntimeEvent::Dump { actor, text });
+                } else if self.pending_dumps.contains_key(&req) {
+                    self.notice(
+                        Some(&actor),
+                        format!("ignored a dump reply for request {req}, which was not sent to actor {actor}"),
+                    );
                 }
             }
             ToRoot::CompleteReply { req, matches } => {
@@ -649,11 +726,9 @@ impl Engine {
     }
 
     fn register(&mut self, conn: ConnId, name: String, claimed_pid: u32, claimed: Option<String>) {
-        let pid = self
-            .conns
-            .get(&conn)
-            .and_then(|c| c.peer_pid)
-            .unwrap_or(claimed_pid);
+        let name = bounds::truncate(name, bounds::MAX_FIELD);
+        let peer_pid = self.conns.get(&conn).and_then(|c| c.peer_pid);
+        let pid = peer_pid.unwrap_or(claimed_pid);
         let reserved = claimed.filter(|id| {
             self.tree
                 .get(id)
@@ -666,6 +741,21 @@ impl Engine {
                 // under its nearest connected ancestor.
                 let parent = self.tree.nearest_ancestor(pid, pty::parent_pid);
                 let id = self.tree.add(&name, pid, parent.as_deref(), false);
+                // Signalled later only through a pidfd, and only if it is one of ours.
+                if let Some(fd) = peer_pid.and_then(PidFd::open_descendant) {
+                    let fd = Arc::new(fd);
+                    self.pidfds.insert(id.clone(), fd.clone());
+                    let tx = self.internal_tx.clone();
+                    let actor = id.clone();
+                    tokio::spawn(async move {
+                        fd.exited().await;
+                        // Frames it sent before dying are still on their way: give them a
+                        // moment, as for spawned actors.
+                        tokio::time::sleep(Duration::from_millis(500)).await;
+                        // Engine gone: nothing left to close.
+                        let _ = tx.send(Internal::PeerExited { actor }).await;
+                    });
+                }
                 self.queue_event(RuntimeEvent::ActorStarted {
                     actor: id.clone(),
                     name,
@@ -709,6 +799,7 @@ impl Engine {
             && n.cancel == CancelState::None
         {
             n.cancel = CancelState::Pending;
+            self.pending_cancels.insert(id);
             self.progress_cancels();
         }
     }
@@ -752,6 +843,7 @@ impl Engine {
             });
         }
         if let Some(g) = tr.granted {
+            self.holder_watch = Some((g.epoch, HolderWatch::new(Instant::now())));
             let key = g.request.key.clone();
             self.queue_event(RuntimeEvent::LockGranted {
                 actor: key.actor.clone(),
@@ -797,12 +889,22 @@ impl Engine {
                 }
             }
             Internal::Escalate { actor, stage } => self.escalate(&actor, stage),
+            Internal::PeerExited { actor } => {
+                if let Some(conn) = self.actor_conn.get(&actor).copied() {
+                    self.close_conn(
+                        conn,
+                        Some("its process exited; the connection another process kept open is closed".into()),
+                    );
+                }
+            }
         }
     }
 
     fn child_exited(&mut self, actor: &str, status: ExitStatus) {
         let info = exit_info(status);
         self.ptys.remove(actor);
+        self.reaped.remove(actor);
+        self.pending_cancels.remove(actor);
         let tr = self.lock.remove_actor(actor, ReleaseCause::Exit);
         self.apply(tr, ReleaseCause::Exit);
         let Some(node) = self.tree.get_mut(actor) else {
@@ -846,19 +948,18 @@ impl Engine {
 
     /// Actors that must not be signalled now: those that hold or wait for the lock, and all
     /// their ancestors (killing a parent would take the debugging child's session with it).
+    /// Costs one lineage walk per distinct involved actor, not per request.
     fn protected(&self) -> HashSet<String> {
         if self.quitting {
             return HashSet::new();
         }
         let mut out = HashSet::new();
-        let involved = self
-            .lock
-            .holder()
-            .map(|g| g.request.key.actor.clone())
-            .into_iter()
-            .chain(self.lock.queue().map(|r| r.key.actor.clone()));
-        for a in involved {
-            out.extend(self.tree.lineage(&a));
+        for a in self.lock.involved_actors() {
+            if out.contains(a) {
+                // Its lineage is in already (an ancestor of it was involved too).
+                continue;
+            }
+            out.extend(self.tree.lineage(a));
         }
         out
     }
@@ -888,26 +989,38 @@ impl Engine {
                 if let Some(n) = self.tree.get_mut(&id) {
                     n.cancel = CancelState::Killed;
                 }
+                self.pending_cancels.remove(&id);
+                self.disconnect_unsignalled(&id);
                 self.queue_event(RuntimeEvent::Cancelling { actor: id, force });
             } else if let Some(n) = self.tree.get_mut(&id)
                 && n.cancel == CancelState::None
             {
                 n.cancel = CancelState::Pending;
+                self.pending_cancels.insert(id);
             }
         }
         self.progress_cancels();
     }
 
-    /// Starts every pending teardown that the lock no longer protects.
+    /// Starts every pending teardown that the lock no longer protects. Looks only at the
+    /// pending ones, so a transition with no teardown under way costs nothing here.
     fn progress_cancels(&mut self) {
+        if self.pending_cancels.is_empty() {
+            return;
+        }
         let protected = self.protected();
-        let pending: Vec<String> = self
-            .tree
-            .iter()
-            .filter(|n| n.cancel == CancelState::Pending && n.is_live())
-            .map(|n| n.id.clone())
-            .collect();
+        let mut pending: Vec<String> = self.pending_cancels.iter().cloned().collect();
+        // Parents first, in the order actors arrived: ids are numbers.
+        pending.sort_by_key(|id| id.parse::<u64>().unwrap_or(u64::MAX));
         for id in pending {
+            let live = self
+                .tree
+                .get(&id)
+                .is_some_and(|n| n.cancel == CancelState::Pending && n.is_live());
+            if !live {
+                self.pending_cancels.remove(&id);
+                continue;
+            }
             if protected.contains(&id) {
                 let Some(n) = self.tree.get_mut(&id) else {
                     continue;
@@ -918,6 +1031,7 @@ impl Engine {
                 }
                 continue;
             }
+            self.pending_cancels.remove(&id);
             if let Some(n) = self.tree.get_mut(&id) {
                 n.cancel = CancelState::Requested;
                 n.teardown_waiting = false;
@@ -970,25 +1084,46 @@ impl Engine {
                 self.signal(actor, Signal::SIGTERM);
                 self.schedule(actor.into(), CancelState::Killed);
             }
-            _ => self.signal(actor, Signal::SIGKILL),
+            _ => {
+                self.signal(actor, Signal::SIGKILL);
+                self.disconnect_unsignalled(actor);
+            }
         }
     }
 
-    /// Signals a spawned actor's whole process group, or an unspawned actor's process.
+    /// The last step of tearing down an actor the root did not spawn: it was asked, and
+    /// signalled if it is ours; its connection is now closed, so a process outside the
+    /// tree (or a fork holding the connection) cannot keep the run from ending.
+    fn disconnect_unsignalled(&mut self, actor: &str) {
+        if self.tree.get(actor).is_some_and(|n| !n.spawned)
+            && let Some(conn) = self.actor_conn.get(actor).copied()
+        {
+            self.close_conn(conn, Some("torn down".into()));
+        }
+    }
+
+    /// Signals a spawned actor's whole process group (unless it has been reaped, when its
+    /// ids may belong to someone else), or an unspawned actor through its pidfd. An actor
+    /// with neither is outside the tree and is never signalled.
     fn signal(&self, actor: &str, sig: Signal) {
         let Some(n) = self.tree.get(actor) else {
             return;
         };
-        if n.pid == 0 {
-            return;
+        if n.spawned {
+            let reaped = self
+                .reaped
+                .get(actor)
+                .is_none_or(|r| r.load(Ordering::SeqCst));
+            if n.pid == 0 || reaped {
+                return;
+            }
+            // ESRCH: the group is already gone, which is what we wanted. The leader is not
+            // reaped yet, so its pid, and the group id, cannot have been reused.
+            let _ = killpg(Pid::from_raw(n.pid as i32), sig);
+        } else if let Some(fd) = self.pidfds.get(actor) {
+            // ESRCH: it exited, which is what we wanted.
+            let _ = fd.signal(sig);
         }
-        let pid = Pid::from_raw(n.pid as i32);
-        // ESRCH: it is already gone, which is what we wanted.
-        let _ = if n.spawned {
-            killpg(pid, sig).or_else(|_| kill(pid, sig))
-        } else {
-            kill(pid, sig)
-        };
     }
 
     // ---- commands ----
@@ -998,6 +1133,39 @@ impl Engine {
             RuntimeCommand::Input { data } => match self.lock.holder().cloned() {
                 Some(g) => {
                     let actor = g.request.key.actor.clone();
+                    let queued = self
+                        .actor_conn
+                        .get(&actor)
+                        .and_then(|c| self.conns.get(c))
+                        .map_or(0, |c| c.tx.queued_bytes());
+                    // Refused, not queued: a healthy session must never be dropped because
+                    // somebody pasted a lot into it.
+                    if data.len() > bounds::MAX_INPUT {
+                        self.notice(
+                            Some(&actor),
+                            format!(
+                                "input of {} bytes refused: the limit is {} bytes",
+                                data.len(),
+                                bounds::MAX_INPUT
+                            ),
+                        );
+                        return;
+                    }
+                    if queued + data.len() + 4096 > bounds::PEER_BYTES {
+                        self.notice(
+                            Some(&actor),
+                            format!(
+                                "input of {} bytes refused: actor {actor} has not read {queued} bytes sent earlier yet",
+                                data.len()
+                            ),
+                        );
+                        return;
+                    }
+                    if let Some((epoch, w)) = &mut self.holder_watch
+                        && *epoch == g.epoch
+                    {
+                        w.input(Instant::now());
+                    }
                     // Frames have a size limit; a huge paste goes out in pieces.
                     for chunk in chunks(&data, INPUT_CHUNK) {
                         self.send_to_actor(

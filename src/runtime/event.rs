@@ -5,6 +5,7 @@
 use crate::proto::{ExitReason, Reason};
 
 use super::lock::ReleaseCause;
+use super::suspect::Why;
 
 /// Something that happened in the tree, in the order the engine saw it.
 #[derive(Debug, Clone, PartialEq)]
@@ -49,6 +50,21 @@ pub enum RuntimeEvent {
         actor: String,
         task: u64,
         error: String,
+    },
+    /// The holder looks stuck (stopped, gone, or not answering input); `since` is the time
+    /// since its last frame. A warning only: the lock stays where it is.
+    LockSuspect {
+        actor: String,
+        task: u64,
+        epoch: u64,
+        why: Why,
+        since: std::time::Duration,
+    },
+    /// A suspect holder shows life again.
+    LockHealthy {
+        actor: String,
+        task: u64,
+        epoch: u64,
     },
     ReplOutput {
         actor: String,

@@ -2,9 +2,11 @@
 //! keyed by (actor, task), epochs on grants. No I/O and no clocks: the engine task owns the
 //! one `LockTable` and turns its transitions into frames and events.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use crate::proto::Reason;
+
+use super::bounds::MAX_WAITING_PER_ACTOR;
 
 /// Identifies a request: the actor (root-assigned id) and the task or thread inside it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -86,19 +88,49 @@ pub enum LockError {
     NotHolder { actor: String, task: u64 },
     #[error("release quotes epoch {quoted} but the current grant is epoch {current}")]
     StaleEpoch { quoted: u64, current: u64 },
+    #[error("actor {actor} already has {limit} requests waiting for the debug lock")]
+    TooManyWaiting { actor: String, limit: usize },
 }
 
-/// The lock: holder, FIFO queue and the epoch counter.
-#[derive(Debug, Default)]
+/// The lock: holder, FIFO queue and the epoch counter. Every operation costs O(log n) in
+/// the queue's length (or O(k log n) for an actor with k waiters), so a peer queueing
+/// thousands of requests cannot make the root quadratic.
+#[derive(Debug)]
 pub struct LockTable {
     holder: Option<Grant>,
-    queue: VecDeque<LockRequest>,
+    /// Waiters by arrival number: iteration order is grant order.
+    queue: BTreeMap<u64, LockRequest>,
+    next_seq: u64,
+    /// Index for duplicate checks.
+    by_key: HashMap<LockKey, u64>,
+    /// Arrival numbers of each actor's waiters, for the per-actor cap and fast removal.
+    by_actor: HashMap<String, BTreeSet<u64>>,
+    max_per_actor: usize,
     last_epoch: u64,
+}
+
+impl Default for LockTable {
+    fn default() -> Self {
+        Self::with_limit(MAX_WAITING_PER_ACTOR)
+    }
 }
 
 impl LockTable {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A table that lets each actor have at most `max_per_actor` waiting requests.
+    pub fn with_limit(max_per_actor: usize) -> Self {
+        Self {
+            holder: None,
+            queue: BTreeMap::new(),
+            next_seq: 0,
+            by_key: HashMap::new(),
+            by_actor: HashMap::new(),
+            max_per_actor,
+            last_epoch: 0,
+        }
     }
 
     pub fn holder(&self) -> Option<&Grant> {
@@ -107,7 +139,7 @@ impl LockTable {
 
     /// Waiters in the order they will be granted.
     pub fn queue(&self) -> impl ExactSizeIterator<Item = &LockRequest> {
-        self.queue.iter()
+        self.queue.values()
     }
 
     /// True when nobody holds or waits: teardown may proceed freely.
@@ -120,7 +152,18 @@ impl LockTable {
         self.holder
             .as_ref()
             .is_some_and(|g| g.request.key.actor == actor)
-            || self.queue.iter().any(|r| r.key.actor == actor)
+            || self.by_actor.contains_key(actor)
+    }
+
+    /// Each actor that holds or waits, once.
+    pub fn involved_actors(&self) -> impl Iterator<Item = &str> {
+        let holder = self.holder.as_ref().map(|g| g.request.key.actor.as_str());
+        holder.into_iter().chain(
+            self.by_actor
+                .keys()
+                .map(String::as_str)
+                .filter(move |a| Some(*a) != holder),
+        )
     }
 
     /// Adds a request. Returns the grant if the lock was free; `Ok(None)` if queued.
@@ -136,14 +179,44 @@ impl LockTable {
                 epoch: g.epoch,
             });
         }
-        if self.queue.iter().any(|r| r.key == req.key) {
+        if self.by_key.contains_key(&req.key) {
             return Err(LockError::AlreadyQueued {
                 actor: req.key.actor,
                 task: req.key.task,
             });
         }
-        self.queue.push_back(req);
+        if self
+            .by_actor
+            .get(&req.key.actor)
+            .is_some_and(|w| w.len() >= self.max_per_actor)
+        {
+            return Err(LockError::TooManyWaiting {
+                actor: req.key.actor,
+                limit: self.max_per_actor,
+            });
+        }
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.by_key.insert(req.key.clone(), seq);
+        self.by_actor
+            .entry(req.key.actor.clone())
+            .or_default()
+            .insert(seq);
+        self.queue.insert(seq, req);
         Ok(self.grant_next())
+    }
+
+    /// Takes waiter `seq` out of the queue and the indexes.
+    fn unqueue(&mut self, seq: u64) -> Option<LockRequest> {
+        let req = self.queue.remove(&seq)?;
+        self.by_key.remove(&req.key);
+        if let Some(w) = self.by_actor.get_mut(&req.key.actor) {
+            w.remove(&seq);
+            if w.is_empty() {
+                self.by_actor.remove(&req.key.actor);
+            }
+        }
+        Some(req)
     }
 
     /// Releases the grant held by `key` if `epoch` is current.
@@ -187,19 +260,20 @@ impl LockTable {
     /// before the grant ends, so the lock never passes from one of them to another (which
     /// would open a session only to revoke it).
     pub fn remove_actors(&mut self, actors: &[&str], cause: ReleaseCause) -> Transition {
-        let gone = |a: &str| actors.contains(&a);
-        let mut dropped = Vec::new();
-        self.queue.retain(|r| {
-            let keep = !gone(&r.key.actor);
-            if !keep {
-                dropped.push(r.clone());
-            }
-            keep
-        });
+        let mut seqs: Vec<u64> = actors
+            .iter()
+            .filter_map(|a| self.by_actor.get(*a))
+            .flatten()
+            .copied()
+            .collect();
+        // Reported in queue order.
+        seqs.sort_unstable();
+        seqs.dedup();
+        let dropped: Vec<LockRequest> = seqs.into_iter().filter_map(|q| self.unqueue(q)).collect();
         let holds = self
             .holder
             .as_ref()
-            .is_some_and(|g| gone(&g.request.key.actor));
+            .is_some_and(|g| actors.contains(&g.request.key.actor.as_str()));
         if holds {
             self.end_grant(cause, dropped)
         } else {
@@ -224,7 +298,8 @@ impl LockTable {
         if self.holder.is_some() {
             return None;
         }
-        let request = self.queue.pop_front()?;
+        let seq = *self.queue.keys().next()?;
+        let request = self.unqueue(seq)?;
         self.last_epoch += 1;
         let grant = Grant {
             request,
@@ -239,6 +314,7 @@ impl LockTable {
 mod tests {
     use super::*;
     use proptest::prelude::*;
+    use std::collections::VecDeque;
 
     fn req(actor: &str, task: u64) -> LockRequest {
         LockRequest {
@@ -345,6 +421,31 @@ mod tests {
         assert_eq!(tr.released.expect("a held").cause, ReleaseCause::Cancel);
         assert_eq!(tr.dropped.len(), 2);
         assert_eq!(tr.granted.expect("c next").request.key.actor, "c");
+    }
+
+    #[test]
+    fn an_actor_may_not_queue_past_its_cap_but_others_still_may() {
+        let mut t = LockTable::with_limit(3);
+        t.request(req("holder", 0)).expect("ok");
+        for task in 1..=3 {
+            assert_eq!(t.request(req("a", task)), Ok(None));
+        }
+        assert_eq!(
+            t.request(req("a", 4)),
+            Err(LockError::TooManyWaiting {
+                actor: "a".into(),
+                limit: 3
+            })
+        );
+        assert_eq!(t.request(req("b", 1)), Ok(None));
+        // Once one is granted, there is room again.
+        let g = t.holder().cloned().expect("held");
+        t.release(&g.request.key, g.epoch, ReleaseCause::Continue)
+            .expect("release");
+        assert_eq!(t.request(req("a", 4)), Ok(None));
+        let mut inv: Vec<&str> = t.involved_actors().collect();
+        inv.sort_unstable();
+        assert_eq!(inv, vec!["a", "b"]);
     }
 
     #[derive(Debug, Clone)]

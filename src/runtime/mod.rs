@@ -1,12 +1,17 @@
 //! The root engine: socket server, lock, actor tree, PTYs and teardown. No terminal code:
 //! front ends talk to it only through [`event`]'s `RuntimeEvent`/`RuntimeCommand`.
 
+pub mod bounds;
 mod engine;
 pub mod event;
+pub mod event_queue;
 pub mod lock;
+pub mod private_dir;
+pub mod procs;
 pub mod pty;
 pub mod python;
 pub mod server;
+pub mod suspect;
 pub mod tree;
 
 use std::path::PathBuf;
@@ -16,6 +21,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 pub use event::{RuntimeCommand, RuntimeEvent};
+use private_dir::PrivateDir;
 
 /// How to start a run.
 #[derive(Debug, Clone)]
@@ -66,10 +72,9 @@ pub enum RuntimeError {
 /// A running engine: its events, its command inbox and the task that ends with the exit code.
 #[derive(Debug)]
 pub struct Runtime {
-    /// Events in order. Bounded (256; output chunks are at most 16 KiB, so at most 4 MB
-    /// waits here): when the front end falls behind, the engine and the PTY readers wait,
-    /// which in turn makes flooding actors block on their own output.
-    pub events: mpsc::Receiver<RuntimeEvent>,
+    /// Events in order. When the front end falls behind, PTY output waits (and flooding
+    /// actors block on their own output) but control events never do: see [`event_queue`].
+    pub events: event_queue::EventReceiver,
     /// Commands from the front end. Separate from everything else so keystrokes never queue
     /// behind output.
     pub commands: mpsc::Sender<RuntimeCommand>,
@@ -79,26 +84,88 @@ pub struct Runtime {
     pub task: JoinHandle<i32>,
 }
 
+/// SIGTERM, SIGHUP and SIGINT end the run like `quit`: the engine is asked to quit, and the
+/// polite teardown gets a bounded time (twice the grace period plus 2 s). If the run is
+/// still not over then, `before_exit` runs (the console restores the terminal) and the
+/// process exits with 128 + the signal; the actors die with it (PR_SET_PDEATHSIG).
+pub fn quit_on_signals(
+    commands: mpsc::Sender<RuntimeCommand>,
+    grace: Duration,
+    before_exit: fn(),
+) -> std::io::Result<()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term_sig = signal(SignalKind::terminate())?;
+    let mut hup_sig = signal(SignalKind::hangup())?;
+    let mut int_sig = signal(SignalKind::interrupt())?;
+    tokio::spawn(async move {
+        let code = tokio::select! {
+            _ = term_sig.recv() => 143,
+            _ = hup_sig.recv() => 129,
+            _ = int_sig.recv() => 130,
+        };
+        tracing::info!(code, "signalled: quitting");
+        // Full queue or engine gone: the deadline below still ends the process.
+        let _ = commands.try_send(RuntimeCommand::Quit);
+        tokio::time::sleep(grace * 2 + Duration::from_secs(2)).await;
+        before_exit();
+        std::process::exit(code);
+    });
+    Ok(())
+}
+
+/// Where the bundled Python client goes: the default private directory when it checks out
+/// (so the copy and its bytecode are reused between runs), else a fresh 0700 directory for
+/// this run only, removed at the end. Never next to a `--socket` path the user chose.
+fn python_home(default_dir: Option<&PrivateDir>) -> (Option<PathBuf>, Option<PrivateDir>) {
+    let fresh = match default_dir {
+        Some(_) => None,
+        None => PrivateDir::fresh(&std::env::temp_dir(), "actor-tui-py")
+            .map_err(|e| tracing::warn!(error = %e, "no private directory for the Python client"))
+            .ok(),
+    };
+    let Some(parent) = default_dir.or(fresh.as_ref()) else {
+        return (None, None);
+    };
+    match python::extract(parent) {
+        Ok(dir) => (Some(dir), fresh),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot write the Python client; Python actors get plain pdb");
+            (None, fresh)
+        }
+    }
+}
+
 /// Binds the socket, spawns the first actor and starts the engine.
 pub async fn start(cfg: RuntimeConfig) -> Result<Runtime, RuntimeError> {
-    let socket = cfg.socket.clone().unwrap_or_else(|| {
-        server::default_socket_dir().join(format!("root-{}.sock", std::process::id()))
-    });
-    let listener = server::bind(&socket, cfg.socket.is_none())?;
-    // The socket's directory is private (0700): a safe home for the Python client too.
-    let python_dir = match socket.parent().map(python::extract) {
-        Some(Ok(dir)) => Some(dir),
-        Some(Err(e)) => {
-            tracing::warn!(error = %e, "cannot write the Python client; Python actors get plain pdb");
-            None
+    let nofile = procs::raise_nofile_limit();
+    procs::become_subreaper();
+    // The default directory is verified before anything goes into it; with `--socket` it
+    // is only a home for the Python client, so a bad one is not fatal there.
+    let (socket, socket_dir) = match &cfg.socket {
+        Some(path) => (
+            path.clone(),
+            PrivateDir::open_or_create(&server::default_socket_dir()).ok(),
+        ),
+        None => {
+            let dir = PrivateDir::open_or_create(&server::default_socket_dir())
+                .map_err(server::ServerError::Dir)?;
+            (
+                dir.path().join(format!("root-{}.sock", std::process::id())),
+                Some(dir),
+            )
         }
-        None => None,
     };
-    let (ev_tx, ev_rx) = mpsc::channel(256);
+    let bound = server::bind(&socket)?;
+    let (python_dir, python_tmp) = python_home(socket_dir.as_ref());
+    let (ev_tx, ev_rx) = event_queue::channel();
     // Bounded (1024) like every inbox: connection readers wait when the engine is busy.
     let (conn_tx, conn_rx) = mpsc::channel(1024);
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
-    tokio::spawn(server::serve(listener, conn_tx.clone()));
+    tokio::spawn(server::serve(
+        bound.listener,
+        conn_tx.clone(),
+        bounds::max_connections(nofile),
+    ));
     let mut engine = engine::Engine::new(cfg.clone(), socket.clone(), python_dir, ev_tx, conn_tx);
     engine
         .spawn_first(&cfg)
@@ -107,10 +174,17 @@ pub async fn start(cfg: RuntimeConfig) -> Result<Runtime, RuntimeError> {
             source,
         })?;
     let path = socket.clone();
+    let file = bound.file;
     let task = tokio::spawn(async move {
         let code = engine.run(conn_rx, cmd_rx).await;
-        // Best effort: the socket file is ours and useless once the run is over.
-        let _ = std::fs::remove_file(&path);
+        // Ours and useless once the run is over; a file someone else put there stays.
+        file.remove_if_same(&path);
+        if let Some(tmp) = python_tmp
+            && let Err(e) = std::fs::remove_dir_all(tmp.path())
+        {
+            tracing::warn!(dir = %tmp.path().display(), error = %e, "cannot remove the run's Python client");
+        }
+        drop(socket_dir);
         code
     });
     Ok(Runtime {

@@ -48,6 +48,8 @@ pub fn spawn_on_pty(spec: &SpawnSpec<'_>) -> std::io::Result<(Child, PtyMaster)>
     set_cloexec(&pty.master)?;
     set_cloexec(&pty.slave)?;
     let root_pid = std::process::id();
+    // The root raised its own descriptor limit; actors get the one the user had.
+    let nofile = super::procs::original_nofile();
 
     let mut cmd = Command::new(spec.program);
     cmd.args(spec.args)
@@ -60,9 +62,17 @@ pub fn spawn_on_pty(spec: &SpawnSpec<'_>) -> std::io::Result<(Child, PtyMaster)>
         cmd.current_dir(cwd);
     }
     // SAFETY: the closure runs in the forked child before exec and calls only
-    // async-signal-safe functions (setsid, ioctl, prctl, getppid, _exit).
+    // async-signal-safe functions (setrlimit, setsid, ioctl, prctl, getppid, _exit).
     unsafe {
         cmd.pre_exec(move || {
+            if let Some((soft, hard)) = nofile {
+                let lim = libc::rlimit {
+                    rlim_cur: soft,
+                    rlim_max: hard,
+                };
+                // Best effort: an actor with the raised limit still works.
+                libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            }
             if libc::setsid() < 0 {
                 return Err(std::io::Error::last_os_error());
             }

@@ -5,6 +5,8 @@
 
 use std::path::{Path, PathBuf};
 
+use super::private_dir::PrivateDir;
+
 /// (path inside the package directory, contents).
 const FILES: &[(&str, &str)] = &[
     (
@@ -50,23 +52,68 @@ fn content_hash() -> u64 {
     h
 }
 
-/// Writes the package under `parent` (once per version) and returns its directory.
-pub fn extract(parent: &Path) -> std::io::Result<PathBuf> {
+/// True if `dir` is a package directory we can trust: a real directory (not a symlink)
+/// owned by us that nobody else can write, holding exactly our files, each a regular file
+/// of ours with our contents. Extra files (Python's `__pycache__`) live under the private
+/// parent, which only we can write.
+fn is_trusted_copy(dir: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    let me = nix::unistd::geteuid().as_raw();
+    let ours = |p: &Path, want_dir: bool| {
+        std::fs::symlink_metadata(p).is_ok_and(|m| {
+            m.uid() == me && m.mode() & 0o022 == 0 && m.is_dir() == want_dir && !m.is_symlink()
+        })
+    };
+    ours(dir, true)
+        && ours(&dir.join("actor_tui"), true)
+        && FILES.iter().all(|(name, body)| {
+            let p = dir.join(name);
+            ours(&p, false) && std::fs::read(&p).is_ok_and(|b| b == body.as_bytes())
+        })
+}
+
+/// Writes the package into the verified private directory `parent` (once per version) and
+/// returns its directory. A copy that fails [`is_trusted_copy`] is moved aside and removed,
+/// never used.
+pub fn extract(parent: &PrivateDir) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    let parent = parent.path();
     let dir = parent.join(format!("python-{:016x}", content_hash()));
-    if dir.join("actor_tui/__init__.py").exists() {
+    if is_trusted_copy(&dir) {
         return Ok(dir);
     }
     // Write to a private temporary directory and rename, so a concurrent run never sees a
     // half-written package.
     let tmp = parent.join(format!(".python-{}-{}", std::process::id(), content_hash()));
-    std::fs::create_dir_all(tmp.join("actor_tui"))?;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(tmp.join("actor_tui"))?;
     for (name, body) in FILES {
-        std::fs::write(tmp.join(name), body)?;
+        use std::io::Write;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(tmp.join(name))?
+            .write_all(body.as_bytes())?;
+    }
+    if std::fs::symlink_metadata(&dir).is_ok() && !is_trusted_copy(&dir) {
+        // Ours to remove: it sits in our private directory. Moved first so the name is free
+        // at once; `remove_dir_all` does not follow symlinks.
+        let aside = parent.join(format!(".python-stale-{}", std::process::id()));
+        std::fs::rename(&dir, &aside)?;
+        tracing::warn!(dir = %dir.display(), "replaced a Python client copy that failed its checks");
+        if let Err(e) = std::fs::remove_dir_all(&aside) {
+            tracing::warn!(dir = %aside.display(), error = %e, "cannot remove the old copy");
+        }
     }
     match std::fs::rename(&tmp, &dir) {
         Ok(()) => Ok(dir),
-        // Another run won the race: use its copy.
-        Err(_) if dir.join("actor_tui/__init__.py").exists() => {
+        // Another run won the race: use its copy if it is sound.
+        Err(_) if is_trusted_copy(&dir) => {
+            // Ours, in our private directory; a leftover only costs disk.
             let _ = std::fs::remove_dir_all(&tmp);
             Ok(dir)
         }
@@ -107,15 +154,36 @@ mod tests {
 
     #[test]
     fn extracts_once_and_prepends_to_pythonpath() {
-        let tmp = std::env::temp_dir().join(format!("actor-tui-py-{}", std::process::id()));
-        let dir = extract(&tmp).expect("extract");
+        let base = tempfile::tempdir().expect("tempdir");
+        let parent = PrivateDir::open_or_create(&base.path().join("p")).expect("private");
+        let dir = extract(&parent).expect("extract");
         assert!(dir.join("actor_tui/_client.py").exists());
-        assert_eq!(extract(&tmp).expect("again"), dir);
+        assert_eq!(extract(&parent).expect("again"), dir);
         let env = env_for(&dir, &[("PYTHONPATH".into(), "/x".into())]);
         assert_eq!(env[0].1, format!("{}:/x", dir.display()));
         assert_eq!(env[1].1, "actor_tui.set_trace");
         let off = env_for(&dir, &[("PYTHONBREAKPOINT".into(), "0".into())]);
         assert_eq!(off.len(), 1, "breakpoints stay off");
-        let _ = std::fs::remove_dir_all(&tmp);
+    }
+
+    #[test]
+    fn a_tampered_copy_is_replaced_not_used() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = tempfile::tempdir().expect("tempdir");
+        let parent = PrivateDir::open_or_create(&base.path().join("p")).expect("private");
+        let dir = extract(&parent).expect("extract");
+        std::fs::write(
+            dir.join("sitecustomize.py"),
+            "raise SystemExit('planted')\n",
+        )
+        .expect("tamper");
+        assert_eq!(extract(&parent).expect("re-extract"), dir);
+        let body = std::fs::read_to_string(dir.join("sitecustomize.py")).expect("read");
+        assert!(!body.contains("planted"));
+        // A copy others can write is not trusted either.
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o777)).expect("chmod");
+        assert!(!is_trusted_copy(&dir));
+        extract(&parent).expect("re-extract");
+        assert!(is_trusted_copy(&dir));
     }
 }

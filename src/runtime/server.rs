@@ -2,13 +2,17 @@
 //! reader and one writer task per connection. Frames go to the engine; nothing here decides
 //! what they mean. A malformed frame ends that connection only.
 
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use nix::sys::stat::{Mode, umask};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 
+use super::bounds::{self, RateLimit};
+use super::private_dir::{FileId, PrivateDirError, SocketPath, SocketPathError, check_socket_path};
 use crate::proto::{self, FrameError, PROTOCOL_VERSION, ToActor, ToRoot};
 
 /// Connection id, unique within one run.
@@ -19,9 +23,9 @@ pub type ConnId = u64;
 pub enum ConnEvent {
     Opened {
         conn: ConnId,
-        /// Frames to this peer. Bounded (256): a peer that stops reading that long is
+        /// Frames to this peer, bounded in frames and bytes: a peer that stops reading is
         /// dropped by the engine instead of stalling everyone else.
-        tx: mpsc::Sender<ToActor>,
+        tx: PeerTx,
         /// The peer's pid from SO_PEERCRED, trusted over what it claims.
         peer_pid: Option<u32>,
         /// Dropped by the engine to close the connection (after a protocol error).
@@ -40,13 +44,10 @@ pub enum ConnEvent {
 /// Errors setting up the socket.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
-    #[error("cannot prepare socket directory {path}: {source}")]
-    Dir {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("another actor-tui is already listening at {0}")]
-    InUse(PathBuf),
+    #[error("cannot use the socket directory: {0}")]
+    Dir(#[from] PrivateDirError),
+    #[error(transparent)]
+    Path(#[from] SocketPathError),
     #[error("cannot listen at {path}: {source}")]
     Bind {
         path: PathBuf,
@@ -55,66 +56,139 @@ pub enum ServerError {
 }
 
 /// The default socket directory: `$XDG_RUNTIME_DIR/actor-tui`, else `/tmp/actor-tui-UID`.
+/// Either way it is used only after [`PrivateDir`] has verified it.
 pub fn default_socket_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d).join("actor-tui"),
-        _ => PathBuf::from(format!("/tmp/actor-tui-{}", nix::unistd::Uid::current())),
+        _ => PathBuf::from(format!("/tmp/actor-tui-{}", nix::unistd::Uid::effective())),
     }
 }
 
-/// Binds the root socket at `path` with mode 0600. With `private_dir` (our default
-/// directory) the directory is created with mode 0700; a directory the user chose with
-/// `--socket` is left as it is. A socket file that nobody answers on (left by a killed run)
-/// is replaced; one that answers is an error.
-pub fn bind(path: &Path, private_dir: bool) -> Result<UnixListener, ServerError> {
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    if private_dir {
-        std::fs::create_dir_all(dir).map_err(|source| ServerError::Dir {
-            path: dir.to_owned(),
-            source,
-        })?;
-        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(
-            |source| ServerError::Dir {
-                path: dir.to_owned(),
-                source,
-            },
-        )?;
+/// A bound root socket and the identity of the file `bind` created.
+#[derive(Debug)]
+pub struct Bound {
+    pub listener: UnixListener,
+    pub file: FileId,
+}
+
+/// Binds the root socket at `path`, mode 0600 from the first instant (the umask is set
+/// around `bind`, so there is no window with a looser mode). What is at `path` already is
+/// replaced only if it is our own socket that refuses connections; anything else (a file,
+/// a FIFO, a symlink, a live root, another user's socket) is an error and left untouched.
+pub fn bind(path: &Path) -> Result<Bound, ServerError> {
+    if check_socket_path(path)? == SocketPath::StaleRemoved {
+        tracing::warn!(path = %path.display(), "replaced a stale socket left by a previous run");
     }
-    if path.exists() {
-        if std::os::unix::net::UnixStream::connect(path).is_ok() {
-            return Err(ServerError::InUse(path.to_owned()));
-        }
-        tracing::warn!(path = %path.display(), "replacing stale socket left by a previous run");
-        std::fs::remove_file(path).map_err(|source| ServerError::Bind {
+    let listener = {
+        // Process-wide, but nothing else creates files while the run starts.
+        let old = umask(Mode::from_bits_truncate(0o177));
+        let bound = UnixListener::bind(path);
+        umask(old);
+        bound.map_err(|source| ServerError::Bind {
             path: path.to_owned(),
             source,
-        })?;
-    }
-    let listener = UnixListener::bind(path).map_err(|source| ServerError::Bind {
+        })?
+    };
+    let file = FileId::of(path).map_err(|source| ServerError::Bind {
         path: path.to_owned(),
         source,
     })?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|source| {
-        ServerError::Bind {
-            path: path.to_owned(),
-            source,
-        }
-    })?;
-    Ok(listener)
+    Ok(Bound { listener, file })
 }
 
-/// Accepts connections until the engine goes away. Each connection gets its own tasks.
-pub async fn serve(listener: UnixListener, engine: mpsc::Sender<ConnEvent>) {
+/// Frames to one peer, already encoded, with what is queued counted in frames and bytes
+/// (the writer task takes them off as it writes). The channel itself is unbounded: these
+/// counters are the bound, checked on every send.
+#[derive(Debug, Clone)]
+pub struct PeerTx {
+    tx: mpsc::UnboundedSender<Vec<u8>>,
+    queued: Arc<Queued>,
+}
+
+#[derive(Debug, Default)]
+struct Queued {
+    frames: AtomicUsize,
+    bytes: AtomicUsize,
+}
+
+/// Why a frame was not queued.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerSendError {
+    #[error("the peer has {frames} frames ({bytes} bytes) it has not read")]
+    Full { frames: usize, bytes: usize },
+    #[error("the connection is closed")]
+    Closed,
+    #[error(transparent)]
+    Encode(#[from] FrameError),
+}
+
+impl PeerTx {
+    fn new() -> (Self, mpsc::UnboundedReceiver<Vec<u8>>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (
+            Self {
+                tx,
+                queued: Arc::default(),
+            },
+            rx,
+        )
+    }
+
+    /// Bytes queued and not yet written to the peer.
+    pub fn queued_bytes(&self) -> usize {
+        self.queued.bytes.load(Ordering::Relaxed)
+    }
+
+    /// Queues one frame unless the peer is over its budget ([`bounds::PEER_FRAMES`],
+    /// [`bounds::PEER_BYTES`]).
+    pub fn send(&self, msg: &ToActor) -> Result<(), PeerSendError> {
+        let bytes = proto::frame_bytes(msg)?;
+        let frames = self.queued.frames.load(Ordering::Relaxed);
+        let queued = self.queued_bytes();
+        if frames >= bounds::PEER_FRAMES || queued + bytes.len() > bounds::PEER_BYTES {
+            return Err(PeerSendError::Full {
+                frames,
+                bytes: queued,
+            });
+        }
+        self.queued.frames.fetch_add(1, Ordering::Relaxed);
+        self.queued.bytes.fetch_add(bytes.len(), Ordering::Relaxed);
+        self.tx.send(bytes).map_err(|_| PeerSendError::Closed)
+    }
+}
+
+/// Accepts connections until the engine goes away. Each connection gets its own tasks;
+/// at most `max_conns` exist at once, and those past it are told so and closed.
+pub async fn serve(listener: UnixListener, engine: mpsc::Sender<ConnEvent>, max_conns: usize) {
     static NEXT: AtomicU64 = AtomicU64::new(1);
+    let slots = Arc::new(Semaphore::new(max_conns));
+    let inflight = Arc::new(Semaphore::new(bounds::INFLIGHT_BYTES / 1024));
+    // Refusals are logged at a bounded rate: a flood of them must not flood the log.
+    let refusals = Arc::new(std::sync::Mutex::new(RateLimit::new(20, 2)));
     loop {
         tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let conn = NEXT.fetch_add(1, Ordering::Relaxed);
-                    tokio::spawn(connection(conn, stream, engine.clone()));
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        refuse(&refusals, conn, stream, format!(
+                            "too many connections (limit {max_conns}); try again later"));
+                        continue;
+                    };
+                    let me = nix::unistd::geteuid().as_raw();
+                    match stream.peer_cred().map(|c| c.uid()) {
+                        Ok(uid) if uid == me => {}
+                        Ok(uid) => {
+                            refuse(&refusals, conn, stream, format!(
+                                "connections from uid {uid} are refused: this root belongs to uid {me}"));
+                            continue;
+                        }
+                        Err(e) => {
+                            refuse(&refusals, conn, stream, format!("cannot identify the peer: {e}"));
+                            continue;
+                        }
+                    }
+                    tokio::spawn(connection(conn, stream, engine.clone(), inflight.clone(), slot));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -127,7 +201,76 @@ pub async fn serve(listener: UnixListener, engine: mpsc::Sender<ConnEvent>) {
     }
 }
 
-async fn connection(conn: ConnId, stream: UnixStream, engine: mpsc::Sender<ConnEvent>) {
+/// Tells a peer why it is refused (best effort, without waiting) and closes it.
+fn refuse(limit: &std::sync::Mutex<RateLimit>, conn: ConnId, stream: UnixStream, why: String) {
+    if let Ok(bytes) = proto::frame_bytes(&ToActor::Error {
+        message: why.clone(),
+    }) {
+        // A peer that cannot take one small frame right now learns nothing; that is fine.
+        let _ = stream.try_write(&bytes);
+    }
+    let admitted = limit
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .admit(std::time::Instant::now());
+    if let Some(suppressed) = admitted {
+        tracing::warn!(conn, suppressed, "refused a connection: {why}");
+    }
+}
+
+/// Reads one frame like [`proto::read_frame`], but a frame whose prefix has arrived must be
+/// complete within [`bounds::FRAME_DEADLINE`], its buffer grows only as bytes arrive, and big
+/// payloads wait for room in the shared in-flight budget first.
+async fn read_frame_bounded<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    inflight: &Semaphore,
+) -> Result<Option<ToRoot>, FrameError> {
+    let mut len = [0u8; 4];
+    match reader.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > proto::MAX_FRAME {
+        return Err(FrameError::TooLarge(len));
+    }
+    let body = async {
+        // One permit per started KiB; small frames take one and never wait in practice.
+        let permits = u32::try_from(len.div_ceil(1024).max(1)).unwrap_or(u32::MAX);
+        let _room = inflight
+            .acquire_many(permits)
+            .await
+            .map_err(|_| FrameError::Io(std::io::Error::other("server closing")))?;
+        let mut buf = Vec::new();
+        let got = (&mut *reader)
+            .take(len as u64)
+            .read_to_end(&mut buf)
+            .await?;
+        if got < len {
+            return Err(FrameError::Truncated);
+        }
+        proto::decode(&buf)
+    };
+    match tokio::time::timeout(bounds::FRAME_DEADLINE, body).await {
+        Ok(r) => r.map(Some),
+        Err(_) => Err(FrameError::Io(std::io::Error::new(
+            std::io::ErrorKind::TimedOut,
+            format!(
+                "frame of {len} bytes not complete within {}s",
+                bounds::FRAME_DEADLINE.as_secs()
+            ),
+        ))),
+    }
+}
+
+async fn connection(
+    conn: ConnId,
+    stream: UnixStream,
+    engine: mpsc::Sender<ConnEvent>,
+    inflight: Arc<Semaphore>,
+    _slot: OwnedSemaphorePermit,
+) {
     let peer_pid = stream
         .peer_cred()
         .ok()
@@ -138,12 +281,13 @@ async fn connection(conn: ConnId, stream: UnixStream, engine: mpsc::Sender<ConnE
     match handshake(&mut rd, &mut wr).await {
         Ok(()) => {}
         Err(e) => {
-            tracing::warn!(conn, error = %e, "handshake failed; dropping connection");
+            tracing::warn!(conn, error = %bounds::escape(&e.to_string()), "handshake failed; dropping connection");
             return;
         }
     }
 
-    let (tx, mut rx) = mpsc::channel::<ToActor>(256);
+    let (tx, mut rx) = PeerTx::new();
+    let queued = tx.queued.clone();
     let (hangup, mut hung_up) = oneshot::channel();
     if engine
         .send(ConnEvent::Opened {
@@ -158,8 +302,11 @@ async fn connection(conn: ConnId, stream: UnixStream, engine: mpsc::Sender<ConnE
         return;
     }
     let writer = tokio::spawn(async move {
-        while let Some(msg) = rx.recv().await {
-            if let Err(e) = proto::write_frame(&mut wr, &msg).await {
+        while let Some(bytes) = rx.recv().await {
+            let r = wr.write_all(&bytes).await;
+            queued.frames.fetch_sub(1, Ordering::Relaxed);
+            queued.bytes.fetch_sub(bytes.len(), Ordering::Relaxed);
+            if let Err(e) = r {
                 tracing::debug!(conn, error = %e, "write failed");
                 break;
             }
@@ -168,7 +315,7 @@ async fn connection(conn: ConnId, stream: UnixStream, engine: mpsc::Sender<ConnE
 
     let error = loop {
         let frame = tokio::select! {
-            f = proto::read_frame::<_, ToRoot>(&mut rd) => f,
+            f = read_frame_bounded(&mut rd, &inflight) => f,
             // The engine dropped this connection: let the writer flush its last frame (an
             // error message, usually), then close.
             _ = &mut hung_up => {
@@ -192,8 +339,9 @@ async fn connection(conn: ConnId, stream: UnixStream, engine: mpsc::Sender<ConnE
                 break None;
             }
             Err(e) => {
+                let e = bounds::escape(&e.to_string());
                 tracing::warn!(conn, error = %e, "dropping connection");
-                break Some(e.to_string());
+                break Some(e);
             }
         }
     };

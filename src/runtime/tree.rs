@@ -55,6 +55,15 @@ impl ActorNode {
     }
 }
 
+/// The number an actor id stands for, if `id` is spelt canonically (decimal digits, no
+/// sign, no leading zero).
+pub fn parse_id(id: &str) -> Option<u64> {
+    let canonical = !id.is_empty()
+        && id.bytes().all(|b| b.is_ascii_digit())
+        && (id == "0" || !id.starts_with('0'));
+    canonical.then(|| id.parse().ok()).flatten()
+}
+
 /// All actors of the run, including exited ones (the console shows them).
 #[derive(Debug, Default)]
 pub struct ActorTree {
@@ -101,12 +110,14 @@ impl ActorTree {
         id
     }
 
+    /// Only the canonical spelling of an id names an actor ("1", never "01" or "+1"):
+    /// everything else keyed by id compares strings, so an alias must match nothing.
     pub fn get(&self, id: &str) -> Option<&ActorNode> {
-        self.nodes.get(&id.parse().ok()?)
+        self.nodes.get(&parse_id(id)?)
     }
 
     pub fn get_mut(&mut self, id: &str) -> Option<&mut ActorNode> {
-        self.nodes.get_mut(&id.parse().ok()?)
+        self.nodes.get_mut(&parse_id(id)?)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &ActorNode> {
@@ -194,6 +205,19 @@ mod tests {
             vec![top.clone(), mid.clone(), leaf.clone(), other]
         );
         assert_eq!(t.lineage(&leaf), vec![leaf, mid, top]);
+    }
+
+    #[test]
+    fn only_the_canonical_spelling_names_an_actor() {
+        let mut t = ActorTree::new();
+        let id = t.add("a", 10, None, true);
+        assert_eq!(id, "1");
+        assert!(t.get("1").is_some());
+        for alias in ["01", "+1", " 1", "1 ", "0x1", ""] {
+            assert!(t.get(alias).is_none(), "{alias:?}");
+        }
+        assert_eq!(parse_id("10"), Some(10));
+        assert_eq!(parse_id("0"), Some(0));
     }
 
     #[test]

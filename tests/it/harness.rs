@@ -32,6 +32,8 @@ pub fn tempdir() -> tempfile::TempDir {
 pub struct Run {
     pub child: Child,
     stdin: Option<ChildStdin>,
+    /// While set, the stdout reader stops reading: the root's stdout pipe fills up.
+    paused: std::sync::Arc<std::sync::atomic::AtomicBool>,
     rx: mpsc::Receiver<Value>,
     pub events: Vec<Value>,
     pub socket: PathBuf,
@@ -48,8 +50,20 @@ impl Run {
     }
 
     pub fn start_at(program: &str, args: &[&str], dir: tempfile::TempDir, socket: PathBuf) -> Self {
-        let mut child = Command::new(BIN)
-            .arg("--headless")
+        Self::start_with(program, args, dir, socket, |_| {})
+    }
+
+    /// Like [`Run::start_at`], with a last say over the root's command (environment,
+    /// limits, user).
+    pub fn start_with(
+        program: &str,
+        args: &[&str],
+        dir: tempfile::TempDir,
+        socket: PathBuf,
+        configure: impl FnOnce(&mut Command),
+    ) -> Self {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("--headless")
             .arg("--grace-ms")
             .arg("500")
             .arg("--socket")
@@ -60,13 +74,20 @@ impl Run {
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("start actor-tui");
+            .stderr(Stdio::inherit());
+        configure(&mut cmd);
+        let mut child = cmd.spawn().expect("start actor-tui");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
+        let paused = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reader_paused = paused.clone();
         std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
+            let mut lines = BufReader::new(stdout).lines();
+            loop {
+                while reader_paused.load(std::sync::atomic::Ordering::SeqCst) {
+                    std::thread::sleep(Duration::from_millis(10));
+                }
+                let Some(line) = lines.next() else { break };
                 let Ok(line) = line else { break };
                 let v: Value = serde_json::from_str(&line)
                     .unwrap_or_else(|e| panic!("stdout line is not JSON ({e}): {line}"));
@@ -77,6 +98,7 @@ impl Run {
         });
         Self {
             stdin: child.stdin.take(),
+            paused,
             child,
             rx,
             events: Vec::new(),
@@ -115,6 +137,22 @@ impl Run {
 
     pub fn wait_event(&mut self, event: &str) -> Value {
         self.wait_for(event, |v| v["event"] == event)
+    }
+
+    /// Stops reading the root's stdout (it fills up and the root's writes block) until
+    /// [`Run::resume_reading`].
+    pub fn pause_reading(&self) {
+        self.paused.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn resume_reading(&self) {
+        self.paused
+            .store(false, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    /// The root's pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     pub fn send(&mut self, cmd: Value) {

@@ -1,0 +1,335 @@
+//! The queue that carries [`RuntimeEvent`]s from the engine and the PTY readers to the front
+//! end, in one order. Control events (lock, tree, REPL, notices) are pushed without ever
+//! waiting, so a front end that stops reading (an unread headless stdout) cannot stall
+//! grants, force-release, timers or quit. PTY output is what may wait: its producers block
+//! while too much output is queued, which makes a flooding actor block in `write`, and
+//! consecutive chunks of one actor are coalesced.
+//!
+//! Bounds: output bytes queued are capped by [`OUTPUT_BYTES`] (lossless backpressure).
+//! Control events are capped by [`CONTROL_EVENTS`] and [`CONTROL_BYTES`]; past that they are
+//! dropped and counted, and the front end gets a notice with the count when it catches up.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use tokio::sync::Notify;
+
+use super::event::RuntimeEvent;
+
+/// Output bytes queued before output producers wait.
+pub const OUTPUT_BYTES: usize = 4 << 20;
+/// Largest coalesced output chunk.
+pub const COALESCE_BYTES: usize = 64 << 10;
+/// Control events queued before new ones are dropped (the front end is not reading).
+pub const CONTROL_EVENTS: usize = 65_536;
+/// Bytes of control events (REPL output, dumps) queued before new ones are dropped.
+pub const CONTROL_BYTES: usize = 64 << 20;
+
+#[derive(Debug, Default)]
+struct State {
+    queue: VecDeque<RuntimeEvent>,
+    output_bytes: usize,
+    control_events: usize,
+    control_bytes: usize,
+    dropped: u64,
+    senders: usize,
+    receiver_alive: bool,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    state: Mutex<State>,
+    /// Wakes the receiver: something was queued, or the last sender left.
+    readable: Notify,
+    /// Wakes output producers: output left the queue, or the receiver left.
+    room: Notify,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while holding the lock leaves a consistent queue (every update is one
+        // push or pop); keep going.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+/// Rough size of a control event, for the byte bound.
+fn control_size(ev: &RuntimeEvent) -> usize {
+    64 + match ev {
+        RuntimeEvent::ReplOutput { data, .. } => data.len(),
+        RuntimeEvent::Dump { text, .. } => text.len(),
+        RuntimeEvent::LockRequested {
+            task_name,
+            location,
+            ..
+        } => task_name.len() + location.len(),
+        RuntimeEvent::Notice { message, .. } => message.len(),
+        RuntimeEvent::Completions { matches, .. } => matches.iter().map(String::len).sum(),
+        _ => 0,
+    }
+}
+
+fn dropped_notice(n: u64) -> RuntimeEvent {
+    RuntimeEvent::Notice {
+        actor: None,
+        message: format!("{n} events were dropped: the front end fell behind"),
+    }
+}
+
+/// The producing end; clone it for every producer.
+#[derive(Debug)]
+pub struct EventSender {
+    shared: Arc<Shared>,
+}
+
+/// The consuming end (one front end).
+#[derive(Debug)]
+pub struct EventReceiver {
+    shared: Arc<Shared>,
+}
+
+/// A new queue.
+pub fn channel() -> (EventSender, EventReceiver) {
+    let shared = Arc::new(Shared::default());
+    {
+        let mut st = shared.lock();
+        st.senders = 1;
+        st.receiver_alive = true;
+    }
+    (
+        EventSender {
+            shared: shared.clone(),
+        },
+        EventReceiver { shared },
+    )
+}
+
+impl Clone for EventSender {
+    fn clone(&self) -> Self {
+        self.shared.lock().senders += 1;
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for EventSender {
+    fn drop(&mut self) {
+        let last = {
+            let mut st = self.shared.lock();
+            st.senders -= 1;
+            st.senders == 0
+        };
+        if last {
+            self.shared.readable.notify_one();
+        }
+    }
+}
+
+impl EventSender {
+    /// Queues a control event. Never waits. Returns false if the front end is gone.
+    pub fn control(&self, ev: RuntimeEvent) -> bool {
+        let size = control_size(&ev);
+        {
+            let mut st = self.shared.lock();
+            if !st.receiver_alive {
+                return false;
+            }
+            if st.control_events >= CONTROL_EVENTS || st.control_bytes + size > CONTROL_BYTES {
+                st.dropped += 1;
+                return true;
+            }
+            if st.dropped > 0 {
+                // The gap is reported where it happened.
+                let gap = dropped_notice(std::mem::take(&mut st.dropped));
+                st.control_events += 1;
+                st.control_bytes += control_size(&gap);
+                st.queue.push_back(gap);
+            }
+            st.control_events += 1;
+            st.control_bytes += size;
+            st.queue.push_back(ev);
+        }
+        self.shared.readable.notify_one();
+        true
+    }
+
+    /// Queues PTY output of `actor`, waiting while [`OUTPUT_BYTES`] are already queued.
+    /// Returns false if the front end is gone.
+    pub async fn output(&self, actor: &str, data: &[u8]) -> bool {
+        loop {
+            let room = self.shared.room.notified();
+            tokio::pin!(room);
+            room.as_mut().enable();
+            {
+                let mut st = self.shared.lock();
+                if !st.receiver_alive {
+                    return false;
+                }
+                if st.output_bytes < OUTPUT_BYTES {
+                    st.output_bytes += data.len();
+                    let merged = match st.queue.back_mut() {
+                        Some(RuntimeEvent::Output { actor: a, data: d })
+                            if a == actor && d.len() + data.len() <= COALESCE_BYTES =>
+                        {
+                            d.extend_from_slice(data);
+                            true
+                        }
+                        _ => false,
+                    };
+                    if !merged {
+                        st.queue.push_back(RuntimeEvent::Output {
+                            actor: actor.to_owned(),
+                            data: data.to_vec(),
+                        });
+                    }
+                    drop(st);
+                    self.shared.readable.notify_one();
+                    return true;
+                }
+            }
+            room.await;
+        }
+    }
+}
+
+/// Why [`EventReceiver::try_recv`] returned nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum TryRecvError {
+    Empty,
+    Closed,
+}
+
+impl EventReceiver {
+    fn pop(&self) -> Result<RuntimeEvent, TryRecvError> {
+        let mut st = self.shared.lock();
+        if st.queue.is_empty() && st.dropped > 0 {
+            return Ok(dropped_notice(std::mem::take(&mut st.dropped)));
+        }
+        let Some(ev) = st.queue.pop_front() else {
+            return Err(if st.senders == 0 {
+                TryRecvError::Closed
+            } else {
+                TryRecvError::Empty
+            });
+        };
+        if let RuntimeEvent::Output { data, .. } = &ev {
+            st.output_bytes -= data.len();
+            drop(st);
+            self.shared.room.notify_waiters();
+        } else {
+            st.control_events -= 1;
+            st.control_bytes -= control_size(&ev);
+        }
+        Ok(ev)
+    }
+
+    /// The next event, if one is queued now.
+    pub fn try_recv(&mut self) -> Result<RuntimeEvent, TryRecvError> {
+        self.pop()
+    }
+
+    /// The next event; `None` once every sender is gone and the queue is empty.
+    pub async fn recv(&mut self) -> Option<RuntimeEvent> {
+        loop {
+            let readable = self.shared.readable.notified();
+            tokio::pin!(readable);
+            readable.as_mut().enable();
+            match self.pop() {
+                Ok(ev) => return Some(ev),
+                Err(TryRecvError::Closed) => return None,
+                Err(TryRecvError::Empty) => readable.await,
+            }
+        }
+    }
+}
+
+impl Drop for EventReceiver {
+    fn drop(&mut self) {
+        {
+            let mut st = self.shared.lock();
+            st.receiver_alive = false;
+            st.queue.clear();
+        }
+        self.shared.room.notify_waiters();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn notice(i: usize) -> RuntimeEvent {
+        RuntimeEvent::Notice {
+            actor: None,
+            message: i.to_string(),
+        }
+    }
+
+    #[tokio::test]
+    async fn control_never_waits_on_unread_output_and_order_is_kept() {
+        let (tx, mut rx) = channel();
+        let out = tx.clone();
+        // Fill the output budget; the next output producer must wait.
+        assert!(out.output("1", &vec![b'x'; OUTPUT_BYTES]).await);
+        let blocked = tokio::spawn(async move { out.output("2", b"late").await });
+        tokio::task::yield_now().await;
+        assert!(!blocked.is_finished(), "output waits for room");
+        // Control goes through at once.
+        assert!(tx.control(notice(1)));
+        let first = rx.recv().await.expect("output");
+        assert!(matches!(first, RuntimeEvent::Output { ref actor, .. } if actor == "1"));
+        assert!(blocked.await.expect("join"), "room made, output queued");
+        assert_eq!(rx.recv().await, Some(notice(1)));
+        assert!(
+            matches!(rx.recv().await, Some(RuntimeEvent::Output { data, .. }) if data == b"late")
+        );
+        drop(tx);
+        assert_eq!(rx.recv().await, None, "closed once every sender is gone");
+    }
+
+    #[tokio::test]
+    async fn consecutive_output_of_one_actor_is_coalesced() {
+        let (tx, mut rx) = channel();
+        tx.output("1", b"ab").await;
+        tx.output("1", b"cd").await;
+        tx.output("2", b"ef").await;
+        assert_eq!(
+            rx.try_recv(),
+            Ok(RuntimeEvent::Output {
+                actor: "1".into(),
+                data: b"abcd".to_vec()
+            })
+        );
+        assert!(matches!(rx.try_recv(), Ok(RuntimeEvent::Output { actor, .. }) if actor == "2"));
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    }
+
+    #[tokio::test]
+    async fn control_past_the_bound_is_dropped_and_counted() {
+        let (tx, mut rx) = channel();
+        for i in 0..CONTROL_EVENTS + 10 {
+            assert!(tx.control(notice(i)));
+        }
+        for i in 0..CONTROL_EVENTS {
+            assert_eq!(rx.try_recv(), Ok(notice(i)));
+        }
+        match rx.try_recv() {
+            Ok(RuntimeEvent::Notice { message, .. }) => {
+                assert!(message.starts_with("10 events were dropped"), "{message}")
+            }
+            other => panic!("expected the drop notice after the kept events, got {other:?}"),
+        }
+        assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
+    }
+
+    #[tokio::test]
+    async fn a_gone_receiver_releases_waiting_producers() {
+        let (tx, rx) = channel();
+        assert!(tx.output("1", &vec![0; OUTPUT_BYTES]).await);
+        let waiting = tokio::spawn(async move { tx.output("1", b"x").await });
+        tokio::task::yield_now().await;
+        drop(rx);
+        assert!(!waiting.await.expect("join"));
+    }
+}

@@ -1,0 +1,277 @@
+//! The root's hold on every process of the tree, actors or not: it is a child subreaper,
+//! so anything an actor starts stays its descendant whatever it does (double fork, `setsid`,
+//! a cleared environment); it reaps the orphans that land on it; at the end of a run it
+//! kills every descendant; and it signals processes it did not spawn only through a pidfd
+//! taken while they were known to be its descendants.
+//!
+//! Guarantee: when the run ends (normally, `quit`, SIGTERM/SIGINT/SIGHUP), no descendant of
+//! the root is left. A root killed with SIGKILL cannot clean up: then the actors it spawned
+//! die with it (PR_SET_PDEATHSIG), but non-actor processes that left their session and
+//! ignore SIGHUP can survive.
+
+use std::collections::{HashMap, HashSet};
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
+use std::sync::OnceLock;
+
+use nix::sys::signal::Signal;
+
+/// The soft descriptor limit the root started with, restored in every actor it spawns.
+static ORIGINAL_NOFILE: OnceLock<(u64, u64)> = OnceLock::new();
+
+/// Raises the soft RLIMIT_NOFILE to the hard limit (many connections and PTYs), keeping
+/// the old value for spawned actors. Returns the soft limit now in force.
+pub fn raise_nofile_limit() -> u64 {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) else {
+        return 1024;
+    };
+    ORIGINAL_NOFILE.get_or_init(|| (soft, hard));
+    match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        Ok(()) => hard,
+        Err(e) => {
+            tracing::debug!(error = %e, "cannot raise the descriptor limit");
+            soft
+        }
+    }
+}
+
+/// The (soft, hard) descriptor limits to give spawned actors, if the root changed its own.
+pub fn original_nofile() -> Option<(u64, u64)> {
+    ORIGINAL_NOFILE.get().copied()
+}
+
+/// Makes orphaned descendants re-parent to the root instead of init.
+pub fn become_subreaper() {
+    // SAFETY: PR_SET_CHILD_SUBREAPER takes an integer flag and touches no memory of ours.
+    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1) } < 0 {
+        tracing::warn!(
+            error = %std::io::Error::last_os_error(),
+            "cannot become a child subreaper; processes that leave the tree may outlive it"
+        );
+    }
+}
+
+/// (pid, parent pid, state letter) from `/proc/PID/stat`.
+fn stat(pid: u32) -> Option<(u32, char)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may contain spaces and parentheses: fields resume after the last ')'.
+    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = rest.next()?.chars().next()?;
+    let ppid = rest.next()?.parse().ok()?;
+    Some((ppid, state))
+}
+
+/// The process state letter of `pid` (`R`, `S`, `D`, `T`, `t`, `Z`, ...), if it exists.
+pub fn state(pid: u32) -> Option<char> {
+    stat(pid).map(|(_, s)| s)
+}
+
+/// Every process on the system with its parent and state.
+fn process_table() -> HashMap<u32, (u32, char)> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return HashMap::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| Some((pid, stat(pid)?)))
+        .collect()
+}
+
+/// All descendants of `root` in `table`, with their states.
+fn descendants_in(table: &HashMap<u32, (u32, char)>, root: u32) -> Vec<(u32, u32, char)> {
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for (&pid, &(ppid, _)) in table {
+        children.entry(ppid).or_default().push(pid);
+    }
+    let mut out = Vec::new();
+    let mut stack = vec![root];
+    let mut seen = HashSet::new();
+    while let Some(p) = stack.pop() {
+        for &c in children.get(&p).map_or(&[][..], Vec::as_slice) {
+            if seen.insert(c) {
+                let (ppid, st) = table[&c];
+                out.push((c, ppid, st));
+                stack.push(c);
+            }
+        }
+    }
+    out
+}
+
+/// True if `pid` descends from this process (walking parent pids; bounded).
+pub fn is_descendant(pid: u32) -> bool {
+    let me = std::process::id();
+    let mut cur = pid;
+    for _ in 0..128 {
+        match stat(cur) {
+            Some((ppid, _)) if ppid == me => return true,
+            Some((ppid, _)) if ppid > 1 => cur = ppid,
+            _ => return false,
+        }
+    }
+    false
+}
+
+/// Reaps zombie children of ours that nobody else waits for. `managed` are the pids tokio
+/// waits for (spawned actors): those are never touched here, so no exit status is stolen.
+pub fn reap_orphans(managed: &HashSet<u32>) -> usize {
+    let me = std::process::id();
+    let mut reaped = 0;
+    for (pid, (ppid, st)) in process_table() {
+        if ppid == me && st == 'Z' && !managed.contains(&pid) {
+            reaped += usize::from(reap(pid));
+        }
+    }
+    reaped
+}
+
+fn reap(pid: u32) -> bool {
+    use nix::sys::wait::{WaitPidFlag, waitpid};
+    waitpid(
+        nix::unistd::Pid::from_raw(pid as i32),
+        Some(WaitPidFlag::WNOHANG),
+    )
+    .is_ok()
+}
+
+/// Kills every descendant of the root and reaps them, until none is left or `deadline`
+/// passes. Processes forking while this runs are caught on the next pass: SIGKILL stops
+/// them, and their children re-parent to us. Returns how many were killed.
+pub async fn sweep(managed: &HashSet<u32>, deadline: std::time::Duration) -> usize {
+    let me = std::process::id();
+    let until = std::time::Instant::now() + deadline;
+    let mut killed = HashSet::new();
+    loop {
+        let left = descendants_in(&process_table(), me);
+        let mut waiting = false;
+        for &(pid, ppid, st) in &left {
+            if st == 'Z' {
+                if ppid == me && !managed.contains(&pid) {
+                    reap(pid);
+                }
+                // A managed zombie is tokio's to reap; a zombie elsewhere is its parent's.
+                waiting |= ppid == me && !managed.contains(&pid);
+                continue;
+            }
+            waiting = true;
+            if killed.insert(pid) {
+                tracing::info!(pid, "killing a leftover process of the tree");
+            }
+            // ESRCH: it ended on its own meanwhile.
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), Signal::SIGKILL);
+        }
+        if !waiting || std::time::Instant::now() >= until {
+            return killed.len();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+/// A process handle that cannot point at a recycled pid: signals go through it, and it
+/// reports when the process is gone.
+#[derive(Debug)]
+pub struct PidFd {
+    fd: OwnedFd,
+}
+
+impl PidFd {
+    /// Opens a pidfd for `pid`, but only if `pid` is a descendant of ours, checked after the
+    /// descriptor exists (so the check and the descriptor are about the same process).
+    pub fn open_descendant(pid: u32) -> Option<Self> {
+        // SAFETY: pidfd_open takes a pid and flags and returns a new descriptor or -1.
+        let raw = unsafe { libc::syscall(libc::SYS_pidfd_open, pid as libc::pid_t, 0) };
+        if raw < 0 {
+            return None;
+        }
+        // SAFETY: the syscall returned a fresh descriptor that nothing else owns.
+        let fd = unsafe { OwnedFd::from_raw_fd(raw as i32) };
+        let me = Self { fd };
+        (me.is_alive() && is_descendant(pid)).then_some(me)
+    }
+
+    /// False once the process has exited (the pidfd turns readable).
+    pub fn is_alive(&self) -> bool {
+        let mut pfd = libc::pollfd {
+            fd: self.fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one pollfd that lives on our stack, zero timeout.
+        let rc = unsafe { libc::poll(&mut pfd, 1, 0) };
+        rc == 0
+    }
+
+    /// Sends `sig` to exactly the process this pidfd was opened for.
+    pub fn signal(&self, sig: Signal) -> std::io::Result<()> {
+        // SAFETY: pidfd_send_signal with a null siginfo behaves like kill(2) on our pidfd.
+        let rc = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.fd.as_raw_fd(),
+                sig as libc::c_int,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if rc < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(())
+    }
+
+    /// Waits until the process exits.
+    pub async fn exited(&self) {
+        let Ok(dup) = self.fd.try_clone() else {
+            return std::future::pending().await;
+        };
+        // SAFETY: `OwnedFd` owns the duplicate for the AsyncFd's whole life and always
+        // reports the same descriptor.
+        let registered = unsafe {
+            tokio::io::unix::AsyncFd::register_with_interest(dup, tokio::io::Interest::READABLE)
+        };
+        match registered {
+            Ok(afd) => {
+                // Readable means exited; an error means the same for our purposes.
+                let _ = afd.readable().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn descendants_follow_parent_links_transitively() {
+        let table = HashMap::from([
+            (10, (1, 'S')),
+            (11, (10, 'S')),
+            (12, (11, 'Z')),
+            (13, (1, 'S')),
+        ]);
+        let mut d: Vec<u32> = descendants_in(&table, 10).iter().map(|t| t.0).collect();
+        d.sort_unstable();
+        assert_eq!(d, vec![11, 12]);
+    }
+
+    #[test]
+    fn a_pidfd_is_only_given_for_a_descendant_and_sees_its_exit() {
+        assert!(
+            PidFd::open_descendant(1).is_none(),
+            "init is nobody's descendant"
+        );
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .expect("sleep");
+        let fd = PidFd::open_descendant(child.id()).expect("our child");
+        assert!(fd.is_alive());
+        fd.signal(Signal::SIGKILL).expect("signal");
+        child.wait().expect("wait");
+        assert!(!fd.is_alive());
+        // A pid that is gone cannot be signalled through its old pidfd, whoever reuses it.
+        assert!(fd.signal(Signal::SIGTERM).is_err());
+    }
+}
