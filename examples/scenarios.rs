@@ -3,7 +3,7 @@
 //! `actor-tui --headless`.
 //!
 //! Roles: `pause_once`, `crash`, `loop_pause`, `quit_parent`, `threads_tasks`, `pair`,
-//! `dump_tree`, `busy`, `unspawned_child`, `winsize`, `late_joiner`, `daemon`.
+//! `dump_tree`, `busy`, `unspawned_child`, `winsize`, `late_joiner`, `daemon`, `flood`.
 
 use std::time::{Duration, Instant};
 
@@ -176,6 +176,17 @@ async fn run(role: &str) -> i32 {
             // SAFETY: setsid only changes this process's session.
             unsafe { libc::setsid() };
             std::thread::sleep(Duration::from_secs(60));
+            0
+        }
+        "flood" => {
+            // Writes numbered lines as fast as its terminal takes them, until cancelled.
+            use std::io::Write;
+            let mut out = std::io::stdout().lock();
+            for n in 0u64.. {
+                if writeln!(out, "flood line {n} ..............................................").is_err() {
+                    break;
+                }
+            }
             0
         }
         "winsize" => {

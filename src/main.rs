@@ -82,7 +82,7 @@ fn main() {
         std::process::exit(demo::run_role(argv.get(2).map_or("", String::as_str)));
     }
     let cli = Cli::parse();
-    let _log_guard = match log_path(&cli).map(|p| (init_logging(&p), p)) {
+    let log_guard = match log_path(&cli).map(|p| (init_logging(&p), p)) {
         Some((Ok(guard), _)) => Some(guard),
         Some((Err(e), p)) if cli.log_file.is_some() => {
             eprintln!("actor-tui: cannot open the log file {}: {e}", p.display());
@@ -97,6 +97,8 @@ fn main() {
             2
         }
     };
+    // `exit` runs no destructors: flush the log first.
+    drop(log_guard);
     std::process::exit(code);
 }
 

@@ -283,10 +283,13 @@ impl Engine {
         Ok(id)
     }
 
+    /// Runs until the run is over. `cleanup` runs after the last process is gone and before
+    /// the `exit` event, so a front end that ends the process at `exit` loses nothing.
     pub(super) async fn run(
         mut self,
         mut conn_rx: mpsc::Receiver<ConnEvent>,
         mut cmd_rx: mpsc::Receiver<RuntimeCommand>,
+        cleanup: impl FnOnce(),
     ) -> i32 {
         let Some(mut internal_rx) = self.internal_rx.take() else {
             return 1;
@@ -322,6 +325,7 @@ impl Engine {
         if killed > 0 {
             tracing::info!(killed, "killed leftover processes of the tree");
         }
+        cleanup();
         let code = self.first_code.unwrap_or(1);
         self.queue_event(RuntimeEvent::Exit { code });
         code

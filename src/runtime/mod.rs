@@ -175,8 +175,7 @@ pub async fn start(cfg: RuntimeConfig) -> Result<Runtime, RuntimeError> {
         })?;
     let path = socket.clone();
     let file = bound.file;
-    let task = tokio::spawn(async move {
-        let code = engine.run(conn_rx, cmd_rx).await;
+    let cleanup = move || {
         // Ours and useless once the run is over; a file someone else put there stays.
         file.remove_if_same(&path);
         if let Some(tmp) = python_tmp
@@ -185,8 +184,8 @@ pub async fn start(cfg: RuntimeConfig) -> Result<Runtime, RuntimeError> {
             tracing::warn!(dir = %tmp.path().display(), error = %e, "cannot remove the run's Python client");
         }
         drop(socket_dir);
-        code
-    });
+    };
+    let task = tokio::spawn(async move { engine.run(conn_rx, cmd_rx, cleanup).await });
     Ok(Runtime {
         events: ev_rx,
         commands: cmd_tx,

@@ -37,7 +37,8 @@ pub struct Run {
     rx: mpsc::Receiver<Value>,
     pub events: Vec<Value>,
     pub socket: PathBuf,
-    _dir: tempfile::TempDir,
+    /// The run's directory (socket, log); `None` once [`Run::keep_dir`] took it.
+    dir: Option<tempfile::TempDir>,
 }
 
 pub const TIMEOUT: Duration = Duration::from_secs(30);
@@ -103,7 +104,7 @@ impl Run {
             rx,
             events: Vec::new(),
             socket,
-            _dir: dir,
+            dir: Some(dir),
         }
     }
 
@@ -120,6 +121,22 @@ impl Run {
             return v.clone();
         }
         self.wait_for(what, pred)
+    }
+
+    /// Takes the run's directory out, so it outlives the run (to read the log after exit).
+    pub fn keep_dir(&mut self) -> tempfile::TempDir {
+        self.dir.take().expect("dir kept once")
+    }
+
+    /// Consumes events until one matches, for at most `within`; `None` if none did.
+    pub fn wait_within(&mut self, within: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+        let deadline = Instant::now() + within;
+        loop {
+            let v = self.pull(deadline)?;
+            if pred(&v) {
+                return Some(v);
+            }
+        }
     }
 
     /// Consumes events until one matches; panics with the log if none does in time.
@@ -352,9 +369,10 @@ pub fn check_invariants(events: &[Value]) {
                 dump()
             );
         }
-        // No process of the tree outlives the run.
+        // No process of the tree outlives the run (peers this test process played are
+        // not of the tree, and must not have been killed).
         let deadline = Instant::now() + Duration::from_secs(5);
-        for pid in pids(events) {
+        for pid in pids(events).into_iter().filter(|p| *p != std::process::id()) {
             while alive(pid) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
