@@ -183,7 +183,12 @@ async fn run(role: &str) -> i32 {
             use std::io::Write;
             let mut out = std::io::stdout().lock();
             for n in 0u64.. {
-                if writeln!(out, "flood line {n} ..............................................").is_err() {
+                if writeln!(
+                    out,
+                    "flood line {n} .............................................."
+                )
+                .is_err()
+                {
                     break;
                 }
             }

@@ -33,7 +33,13 @@ fn other_user() -> Option<(u32, u32)> {
     };
     if id("-u").is_none() {
         let made = Command::new("useradd")
-            .args(["--system", "--no-create-home", "--shell", "/usr/sbin/nologin", NAME])
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                NAME,
+            ])
             .status();
         match made {
             Ok(st) if st.success() => {}
@@ -153,12 +159,9 @@ fn python_dir_name(base: &Path) -> String {
     let xdg = base.join("learn");
     std::fs::create_dir(&xdg).expect("mkdir");
     let sock = base.join("learn.sock");
-    let (code, err) = run_root(
-        &["--socket", sock.to_str().expect("utf8"), "true"],
-        |c| {
-            c.env("XDG_RUNTIME_DIR", &xdg);
-        },
-    );
+    let (code, err) = run_root(&["--socket", sock.to_str().expect("utf8"), "true"], |c| {
+        c.env("XDG_RUNTIME_DIR", &xdg);
+    });
     assert_eq!(code, Some(0), "{err}");
     std::fs::read_dir(xdg.join("actor-tui"))
         .expect("default dir")
@@ -210,7 +213,11 @@ fn h01_default_dir_planted_by_another_user_is_refused_and_its_package_never_runs
     assert_eq!(code, Some(2), "refused: {err}");
     assert!(err.contains(&format!("belongs to uid {uid}")), "{err}");
     assert!(!marker.exists(), "the planted sitecustomize ran");
-    assert_eq!(std::fs::metadata(&dir).expect("meta").uid(), uid, "left alone");
+    assert_eq!(
+        std::fs::metadata(&dir).expect("meta").uid(),
+        uid,
+        "left alone"
+    );
 }
 
 #[test]
@@ -230,13 +237,20 @@ fn h01b_symlinked_or_loose_default_dir_is_refused_and_untouched() {
     assert!(err.contains("symbolic link"), "{err}");
     let meta = std::fs::metadata(&own).expect("meta");
     assert_eq!(meta.permissions().mode() & 0o777, 0o755, "not chmodded");
-    assert_eq!(std::fs::read_dir(&own).expect("ls").count(), 0, "nothing written");
+    assert_eq!(
+        std::fs::read_dir(&own).expect("ls").count(),
+        0,
+        "nothing written"
+    );
 
     // Our own directory, but open to others: refused with what to do.
     std::fs::remove_file(xdg.join("actor-tui")).expect("rm");
     std::fs::create_dir(xdg.join("actor-tui")).expect("mkdir");
-    std::fs::set_permissions(xdg.join("actor-tui"), std::fs::Permissions::from_mode(0o777))
-        .expect("chmod");
+    std::fs::set_permissions(
+        xdg.join("actor-tui"),
+        std::fs::Permissions::from_mode(0o777),
+    )
+    .expect("chmod");
     let (code, err) = run_root(&["true"], |c| {
         c.env("XDG_RUNTIME_DIR", &xdg);
     });
@@ -320,7 +334,10 @@ fn h02_socket_in_a_shared_dir_never_uses_a_planted_package() {
         "{}",
         pp.display()
     );
-    assert!(!fresh.exists(), "the run's own package directory is removed at the end");
+    assert!(
+        !fresh.exists(),
+        "the run's own package directory is removed at the end"
+    );
     assert!(!marker.exists());
 }
 
@@ -365,8 +382,11 @@ fn h13_socket_check_does_not_hang_on_a_live_root_with_a_full_backlog() {
         &nix::sys::socket::UnixAddr::new(&path).expect("addr"),
     )
     .expect("bind");
-    nix::sys::socket::listen(&listener, nix::sys::socket::Backlog::new(1).expect("backlog"))
-        .expect("listen");
+    nix::sys::socket::listen(
+        &listener,
+        nix::sys::socket::Backlog::new(1).expect("backlog"),
+    )
+    .expect("listen");
     // Fill the listener's backlog: nobody accepts, so connects pile up until EAGAIN.
     let mut held = Vec::new();
     for _ in 0..10_000 {
@@ -426,7 +446,10 @@ fn h04_socket_is_0600_even_under_umask_000() {
         }
     });
     run.wait_event("repl_ready");
-    let mode = std::fs::metadata(&socket).expect("socket").permissions().mode();
+    let mode = std::fs::metadata(&socket)
+        .expect("socket")
+        .permissions()
+        .mode();
     assert_eq!(mode & 0o777, 0o600, "socket mode {mode:o}");
     run.input("c\n");
     assert_eq!(run.finish().0, 0);
@@ -442,17 +465,18 @@ fn h04b_log_never_follows_a_planted_symlink_and_has_no_tmp_fallback() {
     std::fs::create_dir_all(tmp.join("actor-tui")).expect("mkdir");
     std::os::unix::fs::symlink(&victim, tmp.join("actor-tui/actor-tui.log")).expect("symlink");
     let sock = base.path().join("s.sock");
-    let (code, err) = run_root(
-        &["--socket", sock.to_str().expect("utf8"), "true"],
-        |c| {
-            c.env_remove("HOME")
-                .env_remove("XDG_STATE_HOME")
-                .env("TMPDIR", &tmp)
-                .env("ACTOR_TUI_LOG", "debug");
-        },
-    );
+    let (code, err) = run_root(&["--socket", sock.to_str().expect("utf8"), "true"], |c| {
+        c.env_remove("HOME")
+            .env_remove("XDG_STATE_HOME")
+            .env("TMPDIR", &tmp)
+            .env("ACTOR_TUI_LOG", "debug");
+    });
     assert_eq!(code, Some(0), "{err}");
-    assert_eq!(std::fs::read(&victim).expect("read"), b"", "nothing logged into it");
+    assert_eq!(
+        std::fs::read(&victim).expect("read"),
+        b"",
+        "nothing logged into it"
+    );
 
     let (code, err) = run_root(
         &[
@@ -464,7 +488,11 @@ fn h04b_log_never_follows_a_planted_symlink_and_has_no_tmp_fallback() {
         ],
         |_| {},
     );
-    assert_eq!(code, Some(2), "an explicit log file behind a symlink is refused");
+    assert_eq!(
+        code,
+        Some(2),
+        "an explicit log file behind a symlink is refused"
+    );
     assert!(err.contains("cannot open the log file"), "{err}");
     assert_eq!(std::fs::read(&victim).expect("read"), b"");
 }
@@ -507,7 +535,9 @@ fn h04c_peer_text_is_escaped_in_the_log_and_bogus_frames_are_rate_limited() {
             epoch,
             how: ReleaseHow::Continue,
         });
-        counted = run.wait_within(Duration::from_millis(200), suppressed).is_some();
+        counted = run
+            .wait_within(Duration::from_millis(200), suppressed)
+            .is_some();
     }
     assert!(counted, "the suppressed notices are counted");
     drop(peer);
@@ -524,7 +554,11 @@ fn h04c_peer_text_is_escaped_in_the_log_and_bogus_frames_are_rate_limited() {
         "a peer forged a log line"
     );
     assert!(text.contains("FORGED"), "the text is logged, escaped");
-    assert!(text.lines().count() < 500, "{} log lines", text.lines().count());
+    assert!(
+        text.lines().count() < 500,
+        "{} log lines",
+        text.lines().count()
+    );
 }
 
 #[test]
@@ -613,7 +647,10 @@ fn h06_a_frame_stalled_after_its_prefix_is_dropped() {
     let mut peer = Peer::join(&run.socket, "staller");
     peer.s.write_all(&1000u32.to_be_bytes()).expect("prefix");
     peer.s.write_all(&[0x80; 10]).expect("some bytes");
-    assert!(closed_by_root(&mut peer.s), "dropped after the frame deadline");
+    assert!(
+        closed_by_root(&mut peer.s),
+        "dropped after the frame deadline"
+    );
     run.wait_for("the drop notice", |e| {
         e["event"] == "notice"
             && e["message"]
@@ -675,7 +712,10 @@ fn h06b_idle_connections_cannot_fill_the_descriptor_table() {
             other => panic!("{other:?}"),
         }
     }
-    assert!(refused > 0, "the cap refused some of 60 connections at 64 fds");
+    assert!(
+        refused > 0,
+        "the cap refused some of 60 connections at 64 fds"
+    );
     // With descriptors to spare, an actor can still start a subactor.
     let mut spawner = Peer {
         s: peers.remove(0),
@@ -739,7 +779,25 @@ fn h07_a_huge_paste_is_refused_and_the_session_lives_on() {
 fn h08_unread_headless_stdout_does_not_stall_the_lock() {
     let mut run = Run::start(&scen(), &["flood"]);
     run.wait_event("output");
+    let flooder = harness::pids(&run.events)[0];
     run.pause_reading();
+    // Everything between the flooder and our unread pipe is full once it blocks writing
+    // its terminal (the root stopped reading its PTY).
+    let blocked = || {
+        let wchan = std::fs::read_to_string(format!("/proc/{flooder}/wchan")).unwrap_or_default();
+        let stat = std::fs::read_to_string(format!("/proc/{flooder}/stat")).unwrap_or_default();
+        let state = stat
+            .rfind(')')
+            .and_then(|i| stat[i + 1..].split_whitespace().next())
+            .unwrap_or("?")
+            .to_owned();
+        wchan.contains("wait_woken") && state == "S"
+    };
+    let deadline = Instant::now() + TIMEOUT;
+    while !blocked() {
+        assert!(Instant::now() < deadline, "the flooder never blocked");
+        std::thread::sleep(Duration::from_millis(20));
+    }
     // The flood fills the pipe and the output budget at once; then a lock request must
     // still be answered.
     let mut peer = Peer::join(&run.socket, "asker");
@@ -764,13 +822,15 @@ fn h08_unread_headless_stdout_does_not_stall_the_lock() {
 // ---- 10 and 11. nothing left running ----
 
 /// A first actor that starts four non-actor children: plain, SIGHUP-ignoring, in a new
-/// session, in a new session with an empty environment; writes their pids; then waits.
+/// session, in a new session with an empty environment. Each writes its own pid once it is
+/// set up (the pid `exec sleep` keeps); the script waits for all four, then does `then`.
 fn escapee_script(pids: &Path, then: &str) -> String {
     format!(
-        "sleep 300 & echo $! > {p}\n\
-         (trap '' HUP; exec sleep 301) & echo $! >> {p}\n\
-         setsid sleep 302 & echo $! >> {p}\n\
-         setsid env -i sleep 303 & echo $! >> {p}\n\
+        "sh -c 'echo $$ >> {p}; exec sleep 300' &\n\
+         sh -c 'trap \"\" HUP; echo $$ >> {p}; exec sleep 301' &\n\
+         setsid sh -c 'trap \"\" HUP; echo $$ >> {p}; exec sleep 302' &\n\
+         setsid env -i /bin/sh -c 'trap \"\" HUP; echo $$ >> {p}; exec /bin/sleep 303' &\n\
+         while [ \"$(wc -l < {p} 2>/dev/null || echo 0)\" -lt 4 ]; do sleep 0.05; done\n\
          echo children-started\n\
          {then}\n",
         p = pids.display()
@@ -866,7 +926,11 @@ fn h12_an_outside_process_that_connects_is_never_signalled() {
     let (_, events) = run.finish();
     let status = harness::wait_timeout(&mut watcher, TIMEOUT).expect("watcher ends");
     use std::os::unix::process::ExitStatusExt;
-    assert_eq!(status.signal(), None, "the outsider was signalled: {status:?}");
+    assert_eq!(
+        status.signal(),
+        None,
+        "the outsider was signalled: {status:?}"
+    );
     assert!(status.success());
     let mut out = String::new();
     watcher
@@ -886,8 +950,8 @@ fn h12_an_outside_process_that_connects_is_never_signalled() {
 
 #[test]
 fn h12b_a_fork_holding_a_dead_actors_connection_does_not_hang_the_run() {
-    // The first actor connects, forks and exits; the fork keeps the connection, ignores
-    // SIGTERM and never reads.
+    // The first actor connects, forks and exits; the fork keeps the connection, leaves the
+    // session, ignores SIGTERM and SIGHUP, and never reads.
     let script = "import os,signal,time\n\
                   from actor_tui import _wire\n\
                   s=_wire.connect_unix(os.environ['ACTOR_TUI_SOCKET'], 10)\n\
@@ -896,7 +960,7 @@ fn h12b_a_fork_holding_a_dead_actors_connection_does_not_hang_the_run() {
                   s.sendall(_wire.frame({'type':'register','name':'forker','pid':os.getpid()}))\n\
                   r.read()\n\
                   pid=os.fork()\n\
-                  if pid == 0:\n    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n    print('fork', os.getpid(), flush=True)\n    time.sleep(120)\n\
+                  if pid == 0:\n    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n    signal.signal(signal.SIGHUP, signal.SIG_IGN)\n    os.setsid()\n    print('fork', os.getpid(), flush=True)\n    time.sleep(120)\n\
                   else:\n    time.sleep(0.2)\n    os._exit(0)\n";
     let mut run = Run::start("python3", &["-c", script]);
     let line = run.wait_for("the fork", |e| {
@@ -927,7 +991,8 @@ fn h13_an_alias_id_does_not_escape_the_debugging_protection() {
                   print('registered as', r.read()['actor'], flush=True)\n\
                   s.sendall(_wire.frame({'type':'lock_request','task':1,'task_name':'main','reason':'pause','location':'x.py:1'}))\n\
                   while True:\n    m=r.read()\n    if m is None: break\n";
-    let mut run = Run::start("python3", &["-c", script]);
+    // `-S`: no sitecustomize, so the bundled client does not register "1" first.
+    let mut run = Run::start("python3", &["-S", "-c", script]);
     let granted = run.wait_event("lock_granted");
     assert_ne!(granted["actor"], "01", "an alias is not an id");
     let pid = harness::pids(&run.events)[0];

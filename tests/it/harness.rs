@@ -129,7 +129,11 @@ impl Run {
     }
 
     /// Consumes events until one matches, for at most `within`; `None` if none did.
-    pub fn wait_within(&mut self, within: Duration, pred: impl Fn(&Value) -> bool) -> Option<Value> {
+    pub fn wait_within(
+        &mut self,
+        within: Duration,
+        pred: impl Fn(&Value) -> bool,
+    ) -> Option<Value> {
         let deadline = Instant::now() + within;
         loop {
             let v = self.pull(deadline)?;
@@ -372,7 +376,10 @@ pub fn check_invariants(events: &[Value]) {
         // No process of the tree outlives the run (peers this test process played are
         // not of the tree, and must not have been killed).
         let deadline = Instant::now() + Duration::from_secs(5);
-        for pid in pids(events).into_iter().filter(|p| *p != std::process::id()) {
+        for pid in pids(events)
+            .into_iter()
+            .filter(|p| *p != std::process::id())
+        {
             while alive(pid) && Instant::now() < deadline {
                 std::thread::sleep(Duration::from_millis(20));
             }
