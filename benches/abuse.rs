@@ -1,13 +1,13 @@
 //! What abusive peers cost the root, measured on the real binary over its real socket while
 //! a Python actor holds the lock at a pdb prompt:
 //!
-//! - **flood**: 157 connections each queue 64 lock requests (10,048 in all), then all
-//!   disconnect; root CPU time for each phase, and how long the holder's session takes to
-//!   answer `p 1+1` while the requests arrive;
+//! - **flood**: C connections (default 157) each queue 64 lock requests (10,048 in all),
+//!   then all disconnect; root CPU time for each phase, and how long the holder's session
+//!   takes to answer `p x + 1` while the requests arrive;
 //! - **big**: 4 connections each queue 50 requests with 1 MiB `location`s (200 MB sent);
 //!   root RSS after they are queued and after they are dropped, and its high-water mark.
 //!
-//!     cargo bench --bench abuse [-- ROUNDS]          (default 3 rounds)
+//!     cargo bench --bench abuse [-- ROUNDS [C]]      (default 3 rounds, 157 connections)
 //!
 //! With `ACTOR_TUI_ANCHOR=/path/to/an/older/actor-tui`, every round runs that binary too,
 //! alternating with this one, and the report gives both side by side.
@@ -182,13 +182,13 @@ struct Flood {
     answer_ms: f64,
 }
 
-fn flood(bin: &str) -> Flood {
+fn flood(bin: &str, conns_n: usize) -> Flood {
     let mut root = Root::start(bin);
     let socket = root.socket.clone();
     let cpu0 = root.cpu();
     let sender = std::thread::spawn(move || {
         let mut conns = Vec::new();
-        for c in 0..157 {
+        for c in 0..conns_n {
             let mut s = join(&socket, &format!("flood-{c}"));
             for task in 0..64 {
                 request(&mut s, task, "abuse.rs:1");
@@ -203,10 +203,10 @@ fn flood(bin: &str) -> Flood {
     root.wait(|l| l.contains("\"repl_output\"") && l.contains('2'));
     let answer_ms = asked.elapsed().as_secs_f64() * 1e3;
     let conns = sender.join().expect("sender");
-    root.wait_n(157 * 64, |l| l.contains("\"lock_requested\""));
+    root.wait_n(conns_n * 64, |l| l.contains("\"lock_requested\""));
     let cpu1 = root.cpu();
     drop(conns);
-    root.wait_n(157 * 64, |l| l.contains("\"lock_dropped\""));
+    root.wait_n(conns_n * 64, |l| l.contains("\"lock_dropped\""));
     let cpu2 = root.cpu();
     root.stop();
     Flood {
@@ -251,11 +251,13 @@ fn median(mut v: Vec<f64>) -> f64 {
 }
 
 fn main() {
-    let rounds: usize = std::env::args()
+    let args: Vec<usize> = std::env::args()
         .skip(1)
-        .find(|a| !a.starts_with("--"))
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(3);
+        .filter(|a| !a.starts_with("--"))
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let rounds = args.first().copied().unwrap_or(3);
+    let conns_n = args.get(1).copied().unwrap_or(157);
     let ours = env!("CARGO_BIN_EXE_actor-tui").to_owned();
     let anchor = std::env::var("ACTOR_TUI_ANCHOR").ok();
     let mut bins = vec![("this build", ours)];
@@ -272,7 +274,7 @@ fn main() {
             (0..bins.len()).rev().collect()
         };
         for &i in &order {
-            let f = flood(&bins[i].1);
+            let f = flood(&bins[i].1, conns_n);
             let b = big(&bins[i].1);
             eprintln!("round {round} {}: {f:?} {b:?}", bins[i].0);
             floods[i].push(f);
@@ -285,7 +287,8 @@ fn main() {
         let b = &bigs[i];
         println!("{name} ({bin}):");
         println!(
-            "  10,048 lock requests from 157 connections: root CPU {:.3} s to queue, {:.3} s to drop; holder answered in {:.1} ms",
+            "  {} lock requests from {conns_n} connections: root CPU {:.3} s to queue, {:.3} s to drop; holder answered in {:.1} ms",
+            conns_n * 64,
             median(f.iter().map(|x| x.queue_cpu).collect()),
             median(f.iter().map(|x| x.drop_cpu).collect()),
             median(f.iter().map(|x| x.answer_ms).collect()),

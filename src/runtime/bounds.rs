@@ -40,19 +40,17 @@ pub fn max_connections(nofile_soft: u64) -> usize {
 }
 
 /// `s` cut to at most `max` bytes on a character boundary, with a marker saying how much
-/// was cut.
-pub fn truncate(mut s: String, max: usize) -> String {
+/// was cut. The result is a fresh allocation: `String::truncate` would keep the peer's
+/// whole buffer alive behind the short string.
+pub fn truncate(s: String, max: usize) -> String {
     if s.len() <= max {
         return s;
     }
-    let total = s.len();
     let mut cut = max;
     while !s.is_char_boundary(cut) {
         cut -= 1;
     }
-    s.truncate(cut);
-    s.push_str(&format!("…[{} bytes cut]", total - cut));
-    s
+    format!("{}…[{} bytes cut]", &s[..cut], s.len() - cut)
 }
 
 /// Peer text made safe for a log line: control characters and newlines escaped, length
@@ -126,6 +124,7 @@ mod tests {
         assert!(t.ends_with("[6 bytes cut]"), "{t}");
         let big = truncate("x".repeat(1 << 20), MAX_FIELD);
         assert!(big.len() < MAX_FIELD + 32);
+        assert!(big.capacity() < MAX_FIELD + 64, "the peer's buffer is not kept");
     }
 
     #[test]
