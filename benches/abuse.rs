@@ -95,12 +95,13 @@ impl Root {
 
     /// utime + stime of the root, in seconds.
     fn cpu(&self) -> f64 {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .expect("stat");
+        let stat =
+            std::fs::read_to_string(format!("/proc/{}/stat", self.child.id())).expect("stat");
         let rest = &stat[stat.rfind(')').expect(")") + 2..];
         let f: Vec<&str> = rest.split_whitespace().collect();
         // Fields 14 and 15 of stat (utime, stime), counted after the command name.
-        let ticks: u64 = f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime");
+        let ticks: u64 =
+            f[11].parse::<u64>().expect("utime") + f[12].parse::<u64>().expect("stime");
         // SAFETY: sysconf takes a constant and returns a number.
         let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
         ticks as f64 / hz
@@ -108,8 +109,8 @@ impl Root {
 
     /// (VmRSS, VmHWM) in MB.
     fn mem(&self) -> (f64, f64) {
-        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
-            .expect("status");
+        let status =
+            std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("status");
         let kb = |key: &str| {
             status
                 .lines()
@@ -226,7 +227,9 @@ struct Big {
 fn big(bin: &str) -> Big {
     let mut root = Root::start(bin);
     let location = "L".repeat(1_000_000);
-    let mut conns: Vec<UnixStream> = (0..4).map(|c| join(&root.socket, &format!("big-{c}"))).collect();
+    let mut conns: Vec<UnixStream> = (0..4)
+        .map(|c| join(&root.socket, &format!("big-{c}")))
+        .collect();
     for (c, s) in conns.iter_mut().enumerate() {
         for task in 0..50 {
             request(s, (c * 100 + task) as u64, &location);

@@ -124,7 +124,10 @@ mod tests {
         assert!(t.ends_with("[6 bytes cut]"), "{t}");
         let big = truncate("x".repeat(1 << 20), MAX_FIELD);
         assert!(big.len() < MAX_FIELD + 32);
-        assert!(big.capacity() < MAX_FIELD + 64, "the peer's buffer is not kept");
+        assert!(
+            big.capacity() < MAX_FIELD + 64,
+            "the peer's buffer is not kept"
+        );
     }
 
     #[test]
