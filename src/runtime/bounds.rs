@@ -50,7 +50,11 @@ pub fn truncate(s: String, max: usize) -> String {
     while !s.is_char_boundary(cut) {
         cut -= 1;
     }
-    format!("{}…[{} bytes cut]", &s[..cut], s.len() - cut)
+    let marker = format!("…[{} bytes cut]", s.len() - cut);
+    let mut out = String::with_capacity(cut + marker.len());
+    out.push_str(&s[..cut]);
+    out.push_str(&marker);
+    out
 }
 
 /// Peer text made safe for a log line: control characters and newlines escaped, length
