@@ -64,12 +64,19 @@ pub struct Released {
     pub cause: ReleaseCause,
 }
 
+/// A waiting request that left the queue without being granted, and why.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dropped {
+    pub request: LockRequest,
+    pub cause: ReleaseCause,
+}
+
 /// Everything one operation changed, in the order it happened: at most one release, the
 /// waiters that left the queue, then at most one new grant.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Transition {
     pub released: Option<Released>,
-    pub dropped: Vec<LockRequest>,
+    pub dropped: Vec<Dropped>,
     pub granted: Option<Grant>,
 }
 
@@ -166,10 +173,10 @@ impl LockTable {
         )
     }
 
-    /// Adds a request. Returns the grant if the lock was free; `Ok(None)` if queued.
-    /// A second request from a key that holds or waits is refused: queueing it would
-    /// deadlock the task against itself.
-    pub fn request(&mut self, req: LockRequest) -> Result<Option<Grant>, LockError> {
+    /// Adds a request. The transition holds the grant if the lock was free, nothing if the
+    /// request was queued. A second request from a key that holds or waits is refused:
+    /// queueing it would deadlock the task against itself.
+    pub fn request(&mut self, req: LockRequest) -> Result<Transition, LockError> {
         if let Some(g) = &self.holder
             && g.request.key == req.key
         {
@@ -203,7 +210,10 @@ impl LockTable {
             .or_default()
             .insert(seq);
         self.queue.insert(seq, req);
-        Ok(self.grant_next())
+        Ok(Transition {
+            granted: self.grant_next(),
+            ..Transition::default()
+        })
     }
 
     /// Takes waiter `seq` out of the queue and the indexes.
@@ -269,7 +279,11 @@ impl LockTable {
         // Reported in queue order.
         seqs.sort_unstable();
         seqs.dedup();
-        let dropped: Vec<LockRequest> = seqs.into_iter().filter_map(|q| self.unqueue(q)).collect();
+        let dropped: Vec<Dropped> = seqs
+            .into_iter()
+            .filter_map(|q| self.unqueue(q))
+            .map(|request| Dropped { request, cause })
+            .collect();
         let holds = self
             .holder
             .as_ref()
@@ -285,7 +299,7 @@ impl LockTable {
         }
     }
 
-    fn end_grant(&mut self, cause: ReleaseCause, dropped: Vec<LockRequest>) -> Transition {
+    fn end_grant(&mut self, cause: ReleaseCause, dropped: Vec<Dropped>) -> Transition {
         let released = self.holder.take().map(|grant| Released { grant, cause });
         Transition {
             released,
@@ -331,10 +345,14 @@ mod tests {
     #[test]
     fn first_request_is_granted_and_others_queue_in_order() {
         let mut t = LockTable::new();
-        let g = t.request(req("a", 1)).expect("free lock").expect("granted");
+        let g = t
+            .request(req("a", 1))
+            .expect("free lock")
+            .granted
+            .expect("granted");
         assert_eq!(g.epoch, 1);
-        assert_eq!(t.request(req("b", 1)), Ok(None));
-        assert_eq!(t.request(req("c", 1)), Ok(None));
+        assert_eq!(t.request(req("b", 1)).map(|tr| tr.granted), Ok(None));
+        assert_eq!(t.request(req("c", 1)).map(|tr| tr.granted), Ok(None));
         let tr = t
             .release(&g.request.key, 1, ReleaseCause::Continue)
             .expect("holder");
@@ -356,13 +374,17 @@ mod tests {
             Err(LockError::AlreadyQueued { .. })
         ));
         // Another task of the same actor is a different key and may queue.
-        assert_eq!(t.request(req("a", 2)), Ok(None));
+        assert_eq!(t.request(req("a", 2)).map(|tr| tr.granted), Ok(None));
     }
 
     #[test]
     fn late_release_with_old_epoch_changes_nothing() {
         let mut t = LockTable::new();
-        let g1 = t.request(req("a", 1)).expect("ok").expect("granted");
+        let g1 = t
+            .request(req("a", 1))
+            .expect("ok")
+            .granted
+            .expect("granted");
         t.request(req("b", 1)).expect("ok");
         let tr = t.force_release().expect("held");
         assert_eq!(tr.released.expect("released").cause, ReleaseCause::Force);
@@ -380,9 +402,17 @@ mod tests {
     #[test]
     fn same_key_regranted_refuses_old_epoch() {
         let mut t = LockTable::new();
-        let g1 = t.request(req("a", 1)).expect("ok").expect("granted");
+        let g1 = t
+            .request(req("a", 1))
+            .expect("ok")
+            .granted
+            .expect("granted");
         t.force_release().expect("held");
-        let g2 = t.request(req("a", 1)).expect("ok").expect("granted");
+        let g2 = t
+            .request(req("a", 1))
+            .expect("ok")
+            .granted
+            .expect("granted");
         assert_eq!(
             t.release(&g1.request.key, g1.epoch, ReleaseCause::Continue),
             Err(LockError::StaleEpoch {
@@ -428,7 +458,7 @@ mod tests {
         let mut t = LockTable::with_limit(3);
         t.request(req("holder", 0)).expect("ok");
         for task in 1..=3 {
-            assert_eq!(t.request(req("a", task)), Ok(None));
+            assert_eq!(t.request(req("a", task)).map(|tr| tr.granted), Ok(None));
         }
         assert_eq!(
             t.request(req("a", 4)),
@@ -437,12 +467,12 @@ mod tests {
                 limit: 3
             })
         );
-        assert_eq!(t.request(req("b", 1)), Ok(None));
+        assert_eq!(t.request(req("b", 1)).map(|tr| tr.granted), Ok(None));
         // Once one is granted, there is room again.
         let g = t.holder().cloned().expect("held");
         t.release(&g.request.key, g.epoch, ReleaseCause::Continue)
             .expect("release");
-        assert_eq!(t.request(req("a", 4)), Ok(None));
+        assert_eq!(t.request(req("a", 4)).map(|tr| tr.granted), Ok(None));
         let mut inv: Vec<&str> = t.involved_actors().collect();
         inv.sort_unstable();
         assert_eq!(inv, vec!["a", "b"]);
@@ -486,7 +516,7 @@ mod tests {
                     *open = None;
                 }
                 for d in tr.dropped {
-                    expected_order.retain(|k| *k != d.key);
+                    expected_order.retain(|k| *k != d.request.key);
                 }
                 if let Some(g) = tr.granted {
                     prop_assert!(open.is_none(), "two holders");
@@ -502,10 +532,9 @@ mod tests {
                         let r = req(&a.to_string(), task.into());
                         let key = r.key.clone();
                         match t.request(r) {
-                            Ok(g) => {
+                            Ok(tr) => {
                                 expected_order.push_back(key);
-                                apply(Transition { granted: g, ..Default::default() },
-                                      &mut expected_order, &mut open)?;
+                                apply(tr, &mut expected_order, &mut open)?;
                             }
                             Err(_) => {
                                 let dup = open.as_ref().is_some_and(|g| g.request.key == key)

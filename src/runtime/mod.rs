@@ -2,6 +2,7 @@
 //! front ends talk to it only through [`event`]'s `RuntimeEvent`/`RuntimeCommand`.
 
 pub mod bounds;
+pub mod core;
 mod engine;
 pub mod event;
 pub mod event_queue;
@@ -11,6 +12,7 @@ pub mod procs;
 pub mod pty;
 pub mod python;
 pub mod server;
+mod spawn;
 pub mod suspect;
 pub mod tree;
 

@@ -15,8 +15,7 @@ use super::bounds::{self, RateLimit};
 use super::private_dir::{FileId, PrivateDirError, SocketPath, SocketPathError, check_socket_path};
 use crate::proto::{self, FrameError, PROTOCOL_VERSION, ToActor, ToRoot};
 
-/// Connection id, unique within one run.
-pub type ConnId = u64;
+pub use super::core::ConnId;
 
 /// What the connection tasks tell the engine.
 #[derive(Debug)]

@@ -68,7 +68,9 @@ pub fn parse_id(id: &str) -> Option<u64> {
 #[derive(Debug, Default)]
 pub struct ActorTree {
     nodes: BTreeMap<u64, ActorNode>,
-    by_pid: HashMap<u32, String>,
+    /// Every actor of each pid, oldest first: one process may have several (a spawned
+    /// actor and extra connections it opened), and losing one must not hide the others.
+    by_pid: HashMap<u32, Vec<u64>>,
     last_id: u64,
 }
 
@@ -77,21 +79,39 @@ impl ActorTree {
         Self::default()
     }
 
-    /// The id the next `add` will return (so it can go in the environment of the process
-    /// before the process exists).
-    pub fn peek_next_id(&self) -> String {
-        (self.last_id + 1).to_string()
+    /// Takes the next id for an actor that does not exist yet (a process about to be
+    /// spawned carries it in its environment); [`ActorTree::add_reserved`] adds it. An id
+    /// whose spawn failed is never used.
+    pub fn reserve_id(&mut self) -> String {
+        self.last_id += 1;
+        self.last_id.to_string()
     }
 
     /// Adds an actor and returns its id ("1", "2", ... in order of arrival).
     pub fn add(&mut self, name: &str, pid: u32, parent: Option<&str>, spawned: bool) -> String {
-        self.last_id += 1;
-        let id = self.last_id.to_string();
+        let id = self.reserve_id();
+        self.add_reserved(&id, name, pid, parent, spawned);
+        id
+    }
+
+    /// Adds the actor of an id from [`ActorTree::reserve_id`].
+    pub fn add_reserved(
+        &mut self,
+        id: &str,
+        name: &str,
+        pid: u32,
+        parent: Option<&str>,
+        spawned: bool,
+    ) {
+        let Some(num) = parse_id(id) else {
+            return;
+        };
+        let id = id.to_owned();
         if let Some(p) = parent.and_then(|p| self.get_mut(p)) {
             p.children.push(id.clone());
         }
         self.nodes.insert(
-            self.last_id,
+            num,
             ActorNode {
                 id: id.clone(),
                 name: name.to_owned(),
@@ -106,8 +126,7 @@ impl ActorTree {
                 teardown_waiting: false,
             },
         );
-        self.by_pid.insert(pid, id.clone());
-        id
+        self.by_pid.entry(pid).or_default().push(num);
     }
 
     /// Only the canonical spelling of an id names an actor ("1", never "01" or "+1"):
@@ -124,12 +143,28 @@ impl ActorTree {
         self.nodes.values()
     }
 
-    /// The live actor with this pid, if any.
+    /// The oldest live actor with this pid, if any.
     pub fn live_by_pid(&self, pid: u32) -> Option<&ActorNode> {
         self.by_pid
-            .get(&pid)
-            .and_then(|id| self.get(id))
-            .filter(|n| n.is_live())
+            .get(&pid)?
+            .iter()
+            .filter_map(|n| self.nodes.get(n))
+            .find(|n| n.is_live())
+    }
+
+    /// [`ActorTree::nearest_ancestor`] over a recorded chain of parent pids (`ancestry[0]`
+    /// is `pid`'s parent, `ancestry[1]` its grandparent, ...), for callers that must not
+    /// read `/proc` themselves.
+    pub fn nearest_ancestor_in(&self, pid: u32, ancestry: &[u32]) -> Option<String> {
+        let mut chain = std::iter::once(pid).chain(ancestry.iter().copied());
+        let mut next: HashMap<u32, u32> = HashMap::new();
+        if let Some(mut prev) = chain.next() {
+            for p in chain {
+                next.insert(prev, p);
+                prev = p;
+            }
+        }
+        self.nearest_ancestor(pid, |p| next.get(&p).copied())
     }
 
     /// The nearest live actor among `pid` itself (a process that connects twice) and its
@@ -218,6 +253,29 @@ mod tests {
         }
         assert_eq!(parse_id("10"), Some(10));
         assert_eq!(parse_id("0"), Some(0));
+    }
+
+    #[test]
+    fn a_pid_with_several_actors_keeps_its_oldest_live_one() {
+        let mut t = ActorTree::new();
+        let first = t.add("proc", 50, None, true);
+        let extra = t.add("extra", 50, Some(&first), false);
+        t.get_mut(&extra).expect("extra").connected = true;
+        assert_eq!(t.live_by_pid(50).map(|n| n.id.clone()), Some(first.clone()));
+        // The extra connection goes away: the process is still the first actor.
+        t.get_mut(&extra).expect("extra").connected = false;
+        assert_eq!(t.live_by_pid(50).map(|n| n.id.clone()), Some(first.clone()));
+        assert_eq!(t.nearest_ancestor_in(77, &[50, 1]), Some(first));
+    }
+
+    #[test]
+    fn reserved_ids_are_never_reused() {
+        let mut t = ActorTree::new();
+        let a = t.reserve_id();
+        let b = t.reserve_id();
+        t.add_reserved(&b, "b", 2, None, true);
+        assert!(t.get(&a).is_none(), "a failed spawn leaves a gap");
+        assert_eq!(t.add("c", 3, None, false), "3");
     }
 
     #[test]

@@ -1,0 +1,1164 @@
+//! The root's policy as a pure state machine: the actor tree, the lock, the connections'
+//! identities, pending replies, the first program and teardown. One entry point,
+//! [`Core::handle`], takes an [`Input`] (a frame, a closed connection, a child exit, a timer,
+//! a front-end command) and returns the [`Effect`]s to carry out (send a frame, emit an event,
+//! signal, arm a timer, spawn, close). No tokio, no nix, no `/proc`: time and the process
+//! state come in as arguments, so every rule here is unit-tested with made-up inputs. The
+//! engine is the shell that runs the loop and carries out the effects; whatever an effect
+//! causes (a full peer, a spawn's result) comes back as a new input, so nothing re-enters.
+
+use std::collections::{HashMap, HashSet};
+use std::time::{Duration, Instant};
+
+use super::bounds::{self, RateLimit};
+use super::event::{RuntimeCommand, RuntimeEvent};
+use super::lock::{LockKey, LockRequest, LockTable, ReleaseCause, Transition};
+use super::suspect::{HolderWatch, Verdict};
+use super::tree::{ActorTree, CancelState, ExitInfo};
+use crate::proto::{ReleaseHow, ToActor, ToRoot};
+
+/// Connection id, unique within one run.
+pub type ConnId = u64;
+
+/// How long an exited actor's connection may stay open before the exit is handled anyway
+/// (a forked child may hold its socket).
+pub const EXIT_DEADLINE: Duration = Duration::from_millis(500);
+
+/// Largest `repl_input` payload, well under the frame limit.
+pub const INPUT_CHUNK: usize = 256 * 1024;
+
+/// A signal the core may ask for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sig {
+    Term,
+    Kill,
+}
+
+/// Who a signal goes to; the shell resolves it to a process group or a pidfd.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignalTarget {
+    /// A spawned actor's process group (its leader's pid), unless already reaped.
+    Group { pid: u32 },
+    /// An actor the root did not spawn, through the pidfd taken for its connection.
+    Peer { conn: ConnId },
+}
+
+/// A process to start on its own PTY. The id is reserved: it goes into the environment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SpawnRequest {
+    pub id: String,
+    pub name: String,
+    pub program: String,
+    pub args: Vec<String>,
+    pub env: Vec<(String, String)>,
+    pub cwd: Option<String>,
+    pub parent: Option<String>,
+    /// The actor connection and request id to answer with `spawned`/`spawn_failed`.
+    pub reply: Option<(ConnId, u64)>,
+}
+
+/// Something that happened, for the core to react to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Input {
+    /// A connection finished its handshake. `signalable`: the shell holds a pidfd for the
+    /// peer (it descends from the root). `ancestry`: the peer's parent pids, nearest first,
+    /// as read when it connected.
+    Opened {
+        conn: ConnId,
+        peer_pid: Option<u32>,
+        signalable: bool,
+        ancestry: Vec<u32>,
+    },
+    Frame {
+        conn: ConnId,
+        msg: ToRoot,
+    },
+    Closed {
+        conn: ConnId,
+        error: Option<String>,
+    },
+    /// The peer has not read what it was sent and is over its budget.
+    PeerFull {
+        conn: ConnId,
+        why: String,
+    },
+    /// The shell tried a [`Effect::Spawn`]: the pid, or why it failed.
+    Spawned {
+        req: SpawnRequest,
+        result: Result<u32, String>,
+    },
+    ChildExited {
+        actor: String,
+        exit: ExitInfo,
+    },
+    ExitDeadline {
+        actor: String,
+    },
+    Escalate {
+        actor: String,
+        stage: CancelState,
+    },
+    /// The process that registered `conn` exited a while ago (its pidfd said so).
+    PeerExited {
+        conn: ConnId,
+    },
+    /// The shell refused input for the holder: over the peer's byte budget.
+    InputRefused {
+        actor: String,
+        len: usize,
+        queued: usize,
+    },
+    Command(RuntimeCommand),
+    /// The once-a-second look at the holder: its process state as the shell read it
+    /// (`None`: no such process; `Some('?')`: cannot tell).
+    Watch {
+        holder_state: Option<char>,
+    },
+}
+
+/// What the shell must do.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Effect {
+    Send {
+        conn: ConnId,
+        msg: ToActor,
+    },
+    /// Input for the holder's session: the shell cuts it into [`INPUT_CHUNK`] frames if the
+    /// peer's byte budget allows, else answers with [`Input::InputRefused`].
+    SendInput {
+        conn: ConnId,
+        actor: String,
+        task: u64,
+        epoch: u64,
+        data: String,
+    },
+    Event(RuntimeEvent),
+    Signal {
+        actor: String,
+        target: SignalTarget,
+        sig: Sig,
+    },
+    /// Feed `input` back after `delay`.
+    After {
+        delay: Duration,
+        input: Input,
+    },
+    Spawn(SpawnRequest),
+    Close {
+        conn: ConnId,
+    },
+    Resize {
+        rows: u16,
+        cols: u16,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Conn {
+    actor: Option<String>,
+    peer_pid: Option<u32>,
+    signalable: bool,
+    ancestry: Vec<u32>,
+}
+
+/// The root's state.
+#[derive(Debug)]
+pub struct Core {
+    grace: Duration,
+    tree: ActorTree,
+    lock: LockTable,
+    conns: HashMap<ConnId, Conn>,
+    /// actor id -> its connection, for actors that registered.
+    actor_conn: HashMap<String, ConnId>,
+    /// Dumps in flight: req -> the asked actor.
+    pending_dumps: HashMap<u64, String>,
+    /// Completion requests in flight: req -> (actor, line).
+    pending_completions: HashMap<u64, (String, String)>,
+    next_req: u64,
+    first: Option<String>,
+    first_code: Option<i32>,
+    quitting: bool,
+    /// Exits reaped while the actor's connection was still open: handled when it closes,
+    /// so frames the actor sent before dying (its `exiting` reason) are seen first.
+    pending_exits: HashMap<String, ExitInfo>,
+    /// Actors whose teardown waits to start (CancelState::Pending), so each transition
+    /// looks only at them.
+    pending_cancels: HashSet<String>,
+    /// The current grant's liveness watch, keyed by its epoch.
+    holder_watch: Option<(u64, HolderWatch)>,
+    /// Peer-caused notices are rate-limited, so bogus frames cannot flood the front end
+    /// or the log.
+    notice_limit: RateLimit,
+    now: Instant,
+    out: Vec<Effect>,
+}
+
+impl Core {
+    pub fn new(grace: Duration, now: Instant) -> Self {
+        Self {
+            grace,
+            tree: ActorTree::new(),
+            lock: LockTable::new(),
+            conns: HashMap::new(),
+            actor_conn: HashMap::new(),
+            pending_dumps: HashMap::new(),
+            pending_completions: HashMap::new(),
+            next_req: 0,
+            first: None,
+            first_code: None,
+            quitting: false,
+            pending_exits: HashMap::new(),
+            pending_cancels: HashSet::new(),
+            holder_watch: None,
+            notice_limit: RateLimit::new(50, 20),
+            now,
+            out: Vec::new(),
+        }
+    }
+
+    // ---- queries for the shell ----
+
+    /// The run is over: the first program has exited and nothing of the tree is live.
+    pub fn finished(&self) -> bool {
+        self.first_code.is_some() && !self.tree.any_live()
+    }
+
+    /// The first program's exit code (128 + signal if killed); 1 if it never ran.
+    pub fn exit_code(&self) -> i32 {
+        self.first_code.unwrap_or(1)
+    }
+
+    /// Pids of spawned actors not yet reaped (the shell must not reap them itself).
+    pub fn managed_pids(&self) -> HashSet<u32> {
+        self.tree
+            .iter()
+            .filter(|n| n.spawned && n.exited.is_none())
+            .map(|n| n.pid)
+            .collect()
+    }
+
+    /// The lock holder's pid, if it is known (0 means another pid namespace).
+    pub fn holder_pid(&self) -> Option<u32> {
+        let g = self.lock.holder()?;
+        self.tree
+            .get(&g.request.key.actor)
+            .map(|n| n.pid)
+            .filter(|p| *p != 0)
+    }
+
+    pub fn tree(&self) -> &ActorTree {
+        &self.tree
+    }
+
+    pub fn lock(&self) -> &LockTable {
+        &self.lock
+    }
+
+    /// The request that starts the first program (its id is reserved now).
+    pub fn first_spawn(
+        &mut self,
+        name: String,
+        program: String,
+        args: Vec<String>,
+        env: Vec<(String, String)>,
+    ) -> SpawnRequest {
+        let id = self.tree.reserve_id();
+        self.first = Some(id.clone());
+        SpawnRequest {
+            id,
+            name,
+            program,
+            args,
+            env,
+            cwd: None,
+            parent: None,
+            reply: None,
+        }
+    }
+
+    // ---- the entry point ----
+
+    /// Reacts to one input at time `now`; returns what to do, in order.
+    pub fn handle(&mut self, now: Instant, input: Input) -> Vec<Effect> {
+        self.now = now;
+        match input {
+            Input::Opened {
+                conn,
+                peer_pid,
+                signalable,
+                ancestry,
+            } => {
+                self.conns.insert(
+                    conn,
+                    Conn {
+                        actor: None,
+                        peer_pid,
+                        signalable,
+                        ancestry,
+                    },
+                );
+            }
+            Input::Frame { conn, msg } => self.on_frame(conn, msg),
+            Input::Closed { conn, error } => self.close_conn(conn, error),
+            Input::PeerFull { conn, why } => {
+                if let Some(c) = self.conns.get(&conn) {
+                    let actor = c.actor.clone();
+                    self.notice(
+                        actor.as_deref(),
+                        format!("connection {conn} stopped reading ({why}); dropped"),
+                    );
+                    self.close_conn(conn, None);
+                }
+            }
+            Input::Spawned { req, result } => self.spawned(req, result),
+            Input::ChildExited { actor, exit } => {
+                if self.actor_conn.contains_key(&actor) {
+                    self.pending_exits.insert(actor.clone(), exit);
+                    self.after(EXIT_DEADLINE, Input::ExitDeadline { actor });
+                } else {
+                    self.child_exited(&actor, exit);
+                }
+            }
+            Input::ExitDeadline { actor } => {
+                if let Some(exit) = self.pending_exits.remove(&actor) {
+                    self.child_exited(&actor, exit);
+                }
+            }
+            Input::Escalate { actor, stage } => self.escalate(&actor, stage),
+            Input::PeerExited { conn } => {
+                let unspawned = self
+                    .conns
+                    .get(&conn)
+                    .and_then(|c| c.actor.as_deref())
+                    .and_then(|a| self.tree.get(a))
+                    .is_some_and(|n| !n.spawned);
+                if unspawned {
+                    self.close_conn(
+                        conn,
+                        Some("its process exited; the connection another process kept open is closed".into()),
+                    );
+                }
+            }
+            Input::InputRefused { actor, len, queued } => self.notice(
+                Some(&actor),
+                format!(
+                    "input of {len} bytes refused: actor {actor} has not read {queued} bytes sent earlier yet"
+                ),
+            ),
+            Input::Command(cmd) => self.on_command(cmd),
+            Input::Watch { holder_state } => self.watch_holder(holder_state),
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    // ---- effects ----
+
+    fn event(&mut self, ev: RuntimeEvent) {
+        self.out.push(Effect::Event(ev));
+    }
+
+    fn after(&mut self, delay: Duration, input: Input) {
+        self.out.push(Effect::After { delay, input });
+    }
+
+    /// A notice for the user. Rate-limited (a peer's bogus frames must not flood the front
+    /// end or the log); the next notice let through says how many were held back. The log
+    /// line escapes peer text.
+    fn notice(&mut self, actor: Option<&str>, message: String) {
+        let Some(suppressed) = self.notice_limit.admit(self.now) else {
+            return;
+        };
+        let message = if suppressed > 0 {
+            format!("{message} ({suppressed} similar notices suppressed)")
+        } else {
+            message
+        };
+        tracing::info!(actor, message = %bounds::escape(&message), "notice");
+        self.event(RuntimeEvent::Notice {
+            actor: actor.map(str::to_owned),
+            message,
+        });
+    }
+
+    /// Queues a frame to `actor`; false if it has no connection.
+    fn send_to_actor(&mut self, actor: &str, msg: ToActor) -> bool {
+        let Some(conn) = self.actor_conn.get(actor).copied() else {
+            return false;
+        };
+        self.out.push(Effect::Send { conn, msg });
+        true
+    }
+
+    fn send_to_conn(&mut self, conn: ConnId, msg: ToActor) {
+        self.out.push(Effect::Send { conn, msg });
+    }
+
+    // ---- connections ----
+
+    fn close_conn(&mut self, conn: ConnId, error: Option<String>) {
+        let Some(c) = self.conns.remove(&conn) else {
+            return;
+        };
+        self.out.push(Effect::Close { conn });
+        let Some(actor) = c.actor else {
+            if let Some(e) = error {
+                self.notice(None, format!("dropped unregistered connection: {e}"));
+            }
+            return;
+        };
+        self.actor_conn.remove(&actor);
+        // Requests it will never answer.
+        self.pending_dumps.retain(|_, a| *a != actor);
+        self.pending_completions.retain(|_, (a, _)| *a != actor);
+        if let Some(e) = error {
+            self.notice(Some(&actor), format!("dropped connection: {e}"));
+        }
+        if let Some(exit) = self.pending_exits.remove(&actor) {
+            self.child_exited(&actor, exit);
+        }
+        let tr = self.lock.remove_actor(&actor, ReleaseCause::Disconnect);
+        self.apply(tr);
+        let Some(node) = self.tree.get_mut(&actor) else {
+            return;
+        };
+        node.connected = false;
+        if !node.spawned {
+            // We cannot reap a process we did not start: its connection is its life.
+            let reason = node.exit_reason;
+            self.event(RuntimeEvent::ActorExited {
+                actor: actor.clone(),
+                code: None,
+                signal: None,
+                reason,
+            });
+            self.pending_cancels.remove(&actor);
+            self.progress_cancels();
+        }
+    }
+
+    fn protocol_error(&mut self, conn: ConnId, message: String) {
+        self.send_to_conn(
+            conn,
+            ToActor::Error {
+                message: message.clone(),
+            },
+        );
+        self.close_conn(conn, Some(message));
+    }
+
+    fn on_frame(&mut self, conn: ConnId, msg: ToRoot) {
+        let Some(c) = self.conns.get(&conn) else {
+            // Frames already in flight from a connection we dropped.
+            return;
+        };
+        let actor = match (msg, c.actor.clone()) {
+            (
+                ToRoot::Register {
+                    name,
+                    pid,
+                    actor: claimed,
+                },
+                None,
+            ) => {
+                self.register(conn, name, pid, claimed);
+                return;
+            }
+            (ToRoot::Register { .. }, Some(_)) => {
+                self.protocol_error(conn, "register sent twice".into());
+                return;
+            }
+            (ToRoot::Hello { .. }, _) => {
+                self.protocol_error(conn, "hello sent twice".into());
+                return;
+            }
+            (_, None) => {
+                self.protocol_error(conn, "first frame after hello must be register".into());
+                return;
+            }
+            (msg, Some(actor)) => (msg, actor),
+        };
+        let (msg, actor) = actor;
+        if let Some((epoch, w)) = &mut self.holder_watch
+            && self
+                .lock
+                .holder()
+                .is_some_and(|g| g.epoch == *epoch && g.request.key.actor == actor)
+        {
+            w.frame(self.now);
+        }
+        match msg {
+            ToRoot::Hello { .. } | ToRoot::Register { .. } => {}
+            ToRoot::Unknown => {
+                tracing::debug!(%actor, "ignoring a message type from a newer client")
+            }
+            ToRoot::Spawn {
+                req,
+                name,
+                program,
+                args,
+                env,
+                cwd,
+            } => {
+                let going = self.quitting
+                    || self
+                        .tree
+                        .get(&actor)
+                        .is_some_and(|n| n.cancel != CancelState::None);
+                if going {
+                    self.send_to_conn(
+                        conn,
+                        ToActor::SpawnFailed {
+                            req,
+                            error: "the tree is being torn down".into(),
+                        },
+                    );
+                } else {
+                    let id = self.tree.reserve_id();
+                    self.out.push(Effect::Spawn(SpawnRequest {
+                        id,
+                        name: bounds::truncate(name, bounds::MAX_FIELD),
+                        program,
+                        args,
+                        env: env.unwrap_or_default(),
+                        cwd,
+                        parent: Some(actor),
+                        reply: Some((conn, req)),
+                    }));
+                }
+            }
+            ToRoot::Cancel {
+                actor: target,
+                force,
+            } => self.cancel_subtree(&target, force),
+            ToRoot::LockRequest {
+                task,
+                task_name,
+                reason,
+                location,
+            } => {
+                // Bounded before anything keeps them (the queue, events, the console).
+                let task_name = bounds::truncate(task_name, bounds::MAX_FIELD);
+                let location = bounds::truncate(location, bounds::MAX_FIELD);
+                self.event(RuntimeEvent::LockRequested {
+                    actor: actor.clone(),
+                    task,
+                    task_name: task_name.clone(),
+                    reason,
+                    location: location.clone(),
+                });
+                if self.quitting {
+                    self.refuse(&actor, task, "actor-tui is quitting".into());
+                    return;
+                }
+                let req = LockRequest {
+                    key: LockKey {
+                        actor: actor.clone(),
+                        task,
+                    },
+                    task_name,
+                    reason,
+                    location,
+                };
+                match self.lock.request(req) {
+                    Ok(tr) => self.apply(tr),
+                    Err(e) => self.refuse(&actor, task, e.to_string()),
+                }
+            }
+            ToRoot::LockRelease { task, epoch, how } => {
+                let cause = match how {
+                    ReleaseHow::Continue => ReleaseCause::Continue,
+                    ReleaseHow::Quit => ReleaseCause::Quit,
+                };
+                let key = LockKey {
+                    actor: actor.clone(),
+                    task,
+                };
+                match self.lock.release(&key, epoch, cause) {
+                    Ok(tr) => self.apply(tr),
+                    Err(e) => self.notice(Some(&actor), format!("ignored release: {e}")),
+                }
+            }
+            ToRoot::ReplOutput { task, epoch, data } => {
+                if self.is_current(&actor, task, epoch) {
+                    self.event(RuntimeEvent::ReplOutput { actor, task, data });
+                }
+            }
+            ToRoot::ReplWaiting {
+                task,
+                epoch,
+                prompt,
+            } => {
+                if self.is_current(&actor, task, epoch) {
+                    self.event(RuntimeEvent::ReplReady {
+                        actor,
+                        task,
+                        prompt,
+                    });
+                }
+            }
+            ToRoot::DumpReply { req, text } => {
+                // Only the asked actor may answer: another one must not pass its text off
+                // as the dump of a hung actor.
+                if self.pending_dumps.get(&req) == Some(&actor) {
+                    self.pending_dumps.remove(&req);
+                    self.event(RuntimeEvent::Dump { actor, text });
+                } else if self.pending_dumps.contains_key(&req) {
+                    self.notice(
+                        Some(&actor),
+                        format!(
+                            "ignored a dump reply for request {req}, which was not sent to actor {actor}"
+                        ),
+                    );
+                }
+            }
+            ToRoot::CompleteReply { req, matches } => {
+                if let Some((target, line)) = self.pending_completions.remove(&req)
+                    && target == actor
+                {
+                    self.event(RuntimeEvent::Completions {
+                        actor,
+                        line,
+                        matches,
+                    });
+                }
+            }
+            ToRoot::Exiting { reason, .. } => {
+                if let Some(n) = self.tree.get_mut(&actor) {
+                    n.exit_reason = Some(reason);
+                }
+            }
+        }
+    }
+
+    /// Frames from an old holder (after force-release) are dropped: its session is over.
+    fn is_current(&self, actor: &str, task: u64, epoch: u64) -> bool {
+        self.lock.holder().is_some_and(|g| {
+            g.request.key.actor == actor && g.request.key.task == task && g.epoch == epoch
+        })
+    }
+
+    fn refuse(&mut self, actor: &str, task: u64, error: String) {
+        self.send_to_actor(
+            actor,
+            ToActor::LockRefused {
+                task,
+                error: error.clone(),
+            },
+        );
+        self.event(RuntimeEvent::LockRefused {
+            actor: actor.into(),
+            task,
+            error,
+        });
+    }
+
+    fn register(&mut self, conn: ConnId, name: String, claimed_pid: u32, claimed: Option<String>) {
+        let name = bounds::truncate(name, bounds::MAX_FIELD);
+        let Some(c) = self.conns.get(&conn) else {
+            return;
+        };
+        let pid = c.peer_pid.unwrap_or(claimed_pid);
+        let ancestry = c.ancestry.clone();
+        let reserved = claimed.filter(|id| {
+            self.tree
+                .get(id)
+                .is_some_and(|n| n.spawned && n.pid == pid && !n.connected && n.exited.is_none())
+        });
+        let id = match reserved {
+            Some(id) => id,
+            None => {
+                // Not started by us (a fork, or a child an actor started itself): it goes
+                // under its nearest live actor by pid: itself if it already is one, else
+                // the actor it descends from. The parent pids were read by the shell.
+                let parent = self.tree.nearest_ancestor_in(pid, &ancestry);
+                let id = self.tree.add(&name, pid, parent.as_deref(), false);
+                self.event(RuntimeEvent::ActorStarted {
+                    actor: id.clone(),
+                    name,
+                    pid,
+                    parent,
+                });
+                id
+            }
+        };
+        let parent = self.tree.get(&id).and_then(|n| n.parent.clone());
+        if let Some(n) = self.tree.get_mut(&id) {
+            n.connected = true;
+        }
+        if let Some(c) = self.conns.get_mut(&conn) {
+            c.actor = Some(id.clone());
+        }
+        self.actor_conn.insert(id.clone(), conn);
+        self.send_to_conn(
+            conn,
+            ToActor::Registered {
+                actor: id.clone(),
+                parent: parent.clone(),
+            },
+        );
+        // An actor that registers after its teardown was asked for gets the word now.
+        if self
+            .tree
+            .get(&id)
+            .is_some_and(|n| n.cancel == CancelState::Requested)
+        {
+            self.send_to_conn(conn, ToActor::Cancel { force: false });
+        }
+        self.join_teardown_if_going(&id, parent.as_deref());
+    }
+
+    /// One that appears while the run or its parent is being torn down is torn down too, or
+    /// the run would wait for it forever.
+    fn join_teardown_if_going(&mut self, id: &str, parent: Option<&str>) {
+        let parent_going = parent
+            .and_then(|p| self.tree.get(p))
+            .is_some_and(|p| p.cancel != CancelState::None || p.exited.is_some());
+        if (self.quitting || self.first_code.is_some() || parent_going)
+            && let Some(n) = self.tree.get_mut(id)
+            && n.cancel == CancelState::None
+        {
+            n.cancel = CancelState::Pending;
+            self.pending_cancels.insert(id.to_owned());
+            self.progress_cancels();
+        }
+    }
+
+    fn spawned(&mut self, req: SpawnRequest, result: Result<u32, String>) {
+        match result {
+            Ok(pid) => {
+                self.tree
+                    .add_reserved(&req.id, &req.name, pid, req.parent.as_deref(), true);
+                self.event(RuntimeEvent::ActorStarted {
+                    actor: req.id.clone(),
+                    name: req.name.clone(),
+                    pid,
+                    parent: req.parent.clone(),
+                });
+                if let Some((conn, r)) = req.reply {
+                    self.send_to_conn(
+                        conn,
+                        ToActor::Spawned {
+                            req: r,
+                            actor: req.id.clone(),
+                            pid,
+                        },
+                    );
+                }
+                // A parent cancelled while the spawn was under way takes its child along.
+                self.join_teardown_if_going(&req.id, req.parent.as_deref());
+            }
+            Err(error) => {
+                if let Some((conn, r)) = req.reply {
+                    self.send_to_conn(conn, ToActor::SpawnFailed { req: r, error });
+                }
+            }
+        }
+    }
+
+    // ---- the lock ----
+
+    /// Turns a lock transition into frames and events, then lets waiting teardowns move.
+    fn apply(&mut self, tr: Transition) {
+        if let Some(r) = tr.released {
+            let key = &r.grant.request.key;
+            if matches!(r.cause, ReleaseCause::Force | ReleaseCause::Cancel) {
+                self.send_to_actor(
+                    &key.actor.clone(),
+                    ToActor::LockRevoked {
+                        task: key.task,
+                        epoch: r.grant.epoch,
+                    },
+                );
+            }
+            self.event(RuntimeEvent::LockReleased {
+                actor: key.actor.clone(),
+                task: key.task,
+                epoch: r.grant.epoch,
+                cause: r.cause,
+            });
+            self.holder_watch = None;
+        }
+        for d in tr.dropped {
+            if d.cause == ReleaseCause::Cancel {
+                // The actor may still be alive and waiting: tell it instead of leaving it
+                // blocked until the kill.
+                self.send_to_actor(
+                    &d.request.key.actor,
+                    ToActor::LockRefused {
+                        task: d.request.key.task,
+                        error: "request dropped: the actor is being cancelled".into(),
+                    },
+                );
+            }
+            self.event(RuntimeEvent::LockDropped {
+                actor: d.request.key.actor,
+                task: d.request.key.task,
+                cause: d.cause,
+            });
+        }
+        if let Some(g) = tr.granted {
+            self.holder_watch = Some((g.epoch, HolderWatch::new(self.now)));
+            let key = g.request.key.clone();
+            self.event(RuntimeEvent::LockGranted {
+                actor: key.actor.clone(),
+                task: key.task,
+                epoch: g.epoch,
+            });
+            if !self.send_to_actor(
+                &key.actor,
+                ToActor::LockGranted {
+                    task: key.task,
+                    epoch: g.epoch,
+                },
+            ) {
+                // Cannot happen while connection close removes the actor from the lock,
+                // but if it does, do not leave the tree stuck on a holder that is gone.
+                let tr = self.lock.remove_actor(&key.actor, ReleaseCause::Disconnect);
+                self.apply(tr);
+            }
+        }
+        self.progress_cancels();
+    }
+
+    /// Marks the holder suspect (or healthy again) from its process state and whether it
+    /// answers input.
+    fn watch_holder(&mut self, state: Option<char>) {
+        let Some(g) = self.lock.holder().cloned() else {
+            return;
+        };
+        let now = self.now;
+        let verdict = match &mut self.holder_watch {
+            Some((epoch, w)) if *epoch == g.epoch => w.check(now, state),
+            _ => return,
+        };
+        let (actor, task, epoch) = (g.request.key.actor, g.request.key.task, g.epoch);
+        match verdict {
+            Some(Verdict::Suspect { why, since }) => self.event(RuntimeEvent::LockSuspect {
+                actor,
+                task,
+                epoch,
+                why,
+                since,
+            }),
+            Some(Verdict::Healthy) => self.event(RuntimeEvent::LockHealthy { actor, task, epoch }),
+            None => {}
+        }
+    }
+
+    // ---- children and teardown ----
+
+    fn child_exited(&mut self, actor: &str, exit: ExitInfo) {
+        self.pending_cancels.remove(actor);
+        let tr = self.lock.remove_actor(actor, ReleaseCause::Exit);
+        self.apply(tr);
+        let Some(node) = self.tree.get_mut(actor) else {
+            return;
+        };
+        node.exited = Some(exit);
+        let reason = node.exit_reason;
+        let parent = node.parent.clone();
+        if let Some(parent) = parent {
+            self.send_to_actor(
+                &parent,
+                ToActor::ChildExited {
+                    actor: actor.into(),
+                    code: exit.code,
+                    signal: exit.signal,
+                    reason,
+                },
+            );
+        }
+        self.event(RuntimeEvent::ActorExited {
+            actor: actor.into(),
+            code: exit.code,
+            signal: exit.signal,
+            reason,
+        });
+        if self.first.as_deref() == Some(actor) {
+            self.first_code = Some(exit.code.unwrap_or_else(|| 128 + exit.signal.unwrap_or(0)));
+            // The program is over: whatever it left running is torn down, gently.
+            let live: Vec<String> = self
+                .tree
+                .iter()
+                .filter(|n| n.is_live())
+                .map(|n| n.id.clone())
+                .collect();
+            for id in live {
+                self.cancel_subtree(&id, false);
+            }
+        }
+        self.progress_cancels();
+    }
+
+    /// Actors that must not be signalled now: those that hold or wait for the lock, and all
+    /// their ancestors (killing a parent would take the debugging child's session with it).
+    /// Costs one lineage walk per distinct involved actor, not per request.
+    fn protected(&self) -> HashSet<String> {
+        if self.quitting {
+            return HashSet::new();
+        }
+        let mut out = HashSet::new();
+        for a in self.lock.involved_actors() {
+            if out.contains(a) {
+                continue;
+            }
+            out.extend(self.tree.lineage(a));
+        }
+        out
+    }
+
+    fn cancel_subtree(&mut self, target: &str, force: bool) {
+        if self.tree.get(target).is_none() {
+            self.notice(None, format!("cancel: no actor {target}"));
+            return;
+        }
+        let live: Vec<String> = self
+            .tree
+            .subtree(target)
+            .into_iter()
+            .filter(|id| self.tree.get(id).is_some_and(|n| n.is_live()))
+            .collect();
+        if force {
+            // The whole subtree leaves the lock at once, so no member is granted it on the
+            // way out.
+            let refs: Vec<&str> = live.iter().map(String::as_str).collect();
+            let tr = self.lock.remove_actors(&refs, ReleaseCause::Cancel);
+            self.apply(tr);
+        }
+        for id in live {
+            if force {
+                self.send_to_actor(&id, ToActor::Cancel { force: true });
+                self.signal(&id, Sig::Kill);
+                if let Some(n) = self.tree.get_mut(&id) {
+                    n.cancel = CancelState::Killed;
+                }
+                self.pending_cancels.remove(&id);
+                self.disconnect_unspawned(&id);
+                self.event(RuntimeEvent::Cancelling { actor: id, force });
+            } else if let Some(n) = self.tree.get_mut(&id)
+                && n.cancel == CancelState::None
+            {
+                n.cancel = CancelState::Pending;
+                self.pending_cancels.insert(id);
+            }
+        }
+        self.progress_cancels();
+    }
+
+    /// Starts every pending teardown that the lock no longer protects. Looks only at the
+    /// pending ones, so a transition with no teardown under way costs nothing here.
+    fn progress_cancels(&mut self) {
+        if self.pending_cancels.is_empty() {
+            return;
+        }
+        let protected = self.protected();
+        let mut pending: Vec<String> = self.pending_cancels.iter().cloned().collect();
+        // Parents first, in the order actors arrived: ids are numbers.
+        pending.sort_by_key(|id| super::tree::parse_id(id).unwrap_or(u64::MAX));
+        for id in pending {
+            let live = self
+                .tree
+                .get(&id)
+                .is_some_and(|n| n.cancel == CancelState::Pending && n.is_live());
+            if !live {
+                self.pending_cancels.remove(&id);
+                continue;
+            }
+            if protected.contains(&id) {
+                let Some(n) = self.tree.get_mut(&id) else {
+                    continue;
+                };
+                if !n.teardown_waiting {
+                    n.teardown_waiting = true;
+                    self.event(RuntimeEvent::TeardownWaiting { actor: id });
+                }
+                continue;
+            }
+            self.pending_cancels.remove(&id);
+            if let Some(n) = self.tree.get_mut(&id) {
+                n.cancel = CancelState::Requested;
+                n.teardown_waiting = false;
+            }
+            self.send_to_actor(&id, ToActor::Cancel { force: false });
+            self.event(RuntimeEvent::Cancelling {
+                actor: id.clone(),
+                force: false,
+            });
+            self.schedule(id, CancelState::Terminated);
+        }
+    }
+
+    fn schedule(&mut self, actor: String, stage: CancelState) {
+        let grace = self.grace;
+        self.after(grace, Input::Escalate { actor, stage });
+    }
+
+    fn escalate(&mut self, actor: &str, stage: CancelState) {
+        let Some(n) = self.tree.get(actor) else {
+            return;
+        };
+        if !n.is_live() || n.cancel == CancelState::Killed {
+            return;
+        }
+        if self.protected().contains(actor) {
+            // It entered the debugger while being torn down: wait for that session.
+            if !n.teardown_waiting {
+                self.event(RuntimeEvent::TeardownWaiting {
+                    actor: actor.into(),
+                });
+                if let Some(n) = self.tree.get_mut(actor) {
+                    n.teardown_waiting = true;
+                }
+            }
+            self.schedule(actor.into(), stage);
+            return;
+        }
+        if let Some(n) = self.tree.get_mut(actor) {
+            n.teardown_waiting = false;
+            n.cancel = stage;
+        }
+        match stage {
+            CancelState::Terminated => {
+                self.signal(actor, Sig::Term);
+                self.schedule(actor.into(), CancelState::Killed);
+            }
+            _ => {
+                self.signal(actor, Sig::Kill);
+                self.disconnect_unspawned(actor);
+            }
+        }
+    }
+
+    /// The last step of tearing down an actor the root did not spawn: it was asked, and
+    /// signalled if it is ours; its connection is now closed, so a process outside the
+    /// tree (or a fork holding the connection) cannot keep the run from ending.
+    fn disconnect_unspawned(&mut self, actor: &str) {
+        if self.tree.get(actor).is_some_and(|n| !n.spawned)
+            && let Some(conn) = self.actor_conn.get(actor).copied()
+        {
+            self.close_conn(conn, Some("torn down".into()));
+        }
+    }
+
+    /// Asks the shell to signal a spawned actor's process group, or an unspawned actor
+    /// through its pidfd. An actor with neither (outside the tree) is never signalled.
+    fn signal(&mut self, actor: &str, sig: Sig) {
+        let Some(n) = self.tree.get(actor) else {
+            return;
+        };
+        let target = if n.spawned {
+            if n.pid == 0 || n.exited.is_some() {
+                return;
+            }
+            SignalTarget::Group { pid: n.pid }
+        } else {
+            match self.actor_conn.get(actor) {
+                Some(&conn) if self.conns.get(&conn).is_some_and(|c| c.signalable) => {
+                    SignalTarget::Peer { conn }
+                }
+                _ => return,
+            }
+        };
+        self.out.push(Effect::Signal {
+            actor: actor.to_owned(),
+            target,
+            sig,
+        });
+    }
+
+    // ---- commands ----
+
+    fn on_command(&mut self, cmd: RuntimeCommand) {
+        match cmd {
+            RuntimeCommand::Input { data } => match self.lock.holder().cloned() {
+                Some(g) => {
+                    let actor = g.request.key.actor.clone();
+                    // Refused, not queued: a healthy session must never be dropped because
+                    // somebody pasted a lot into it.
+                    if data.len() > bounds::MAX_INPUT {
+                        self.notice(
+                            Some(&actor),
+                            format!(
+                                "input of {} bytes refused: the limit is {} bytes",
+                                data.len(),
+                                bounds::MAX_INPUT
+                            ),
+                        );
+                        return;
+                    }
+                    let Some(conn) = self.actor_conn.get(&actor).copied() else {
+                        return;
+                    };
+                    if let Some((epoch, w)) = &mut self.holder_watch
+                        && *epoch == g.epoch
+                    {
+                        w.input(self.now);
+                    }
+                    self.out.push(Effect::SendInput {
+                        conn,
+                        actor,
+                        task: g.request.key.task,
+                        epoch: g.epoch,
+                        data,
+                    });
+                }
+                None => self.notice(None, "input ignored: nobody holds the debug lock".into()),
+            },
+            RuntimeCommand::Complete { line } => match self.lock.holder().cloned() {
+                Some(g) => {
+                    self.next_req += 1;
+                    let req = self.next_req;
+                    let actor = g.request.key.actor.clone();
+                    let msg = ToActor::CompleteRequest {
+                        task: g.request.key.task,
+                        epoch: g.epoch,
+                        req,
+                        line: line.clone(),
+                    };
+                    if self.send_to_actor(&actor, msg) {
+                        self.pending_completions.insert(req, (actor, line));
+                    }
+                }
+                None => self.notice(None, "complete: nobody holds the debug lock".into()),
+            },
+            RuntimeCommand::ForceRelease => match self.lock.force_release() {
+                Some(tr) => self.apply(tr),
+                None => self.notice(None, "force release: the lock is free".into()),
+            },
+            RuntimeCommand::Dump { actor } => {
+                self.next_req += 1;
+                let req = self.next_req;
+                if self.send_to_actor(&actor, ToActor::DumpRequest { req }) {
+                    self.pending_dumps.insert(req, actor);
+                } else {
+                    self.notice(
+                        Some(&actor),
+                        format!("dump: actor {actor} is not connected"),
+                    );
+                }
+            }
+            RuntimeCommand::Cancel { actor, force } => self.cancel_subtree(&actor, force),
+            RuntimeCommand::Resize { rows, cols } => self.out.push(Effect::Resize {
+                rows: rows.max(1),
+                cols: cols.max(1),
+            }),
+            RuntimeCommand::Quit => {
+                self.quitting = true;
+                let involved: Vec<String> =
+                    self.lock.involved_actors().map(str::to_owned).collect();
+                let refs: Vec<&str> = involved.iter().map(String::as_str).collect();
+                let tr = self.lock.remove_actors(&refs, ReleaseCause::Cancel);
+                self.apply(tr);
+                let tops: Vec<String> = self
+                    .tree
+                    .iter()
+                    .filter(|n| n.parent.is_none())
+                    .map(|n| n.id.clone())
+                    .collect();
+                for id in tops {
+                    self.cancel_subtree(&id, false);
+                }
+            }
+        }
+    }
+}

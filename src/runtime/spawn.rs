@@ -1,0 +1,125 @@
+//! Starting an actor for the engine: its environment (socket, reserved id, name, the
+//! bundled Python client), its PTY, the task that forwards its output to the front end and
+//! the task that reaps it and reports the exit. Policy (who may spawn, what id) is the
+//! core's; this only carries a [`SpawnRequest`] out.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::mpsc;
+
+use super::core::{Input, SpawnRequest};
+use super::event_queue::EventSender;
+use super::pty::{self, PtyMaster, SpawnSpec};
+use super::tree::ExitInfo;
+use crate::proto::env;
+
+/// A spawned actor's process as the shell keeps it.
+#[derive(Debug)]
+pub struct Proc {
+    pub pid: u32,
+    /// Set by the waiter the moment it reaps the process: from then on its pid (and
+    /// process group id) may belong to somebody else, so it is never signalled.
+    pub reaped: Arc<AtomicBool>,
+    /// The PTY, for input and resize; dropped when the actor exits.
+    pub pty: Option<Arc<PtyMaster>>,
+}
+
+/// What every spawn needs to know about the run.
+#[derive(Debug)]
+pub struct Spawner {
+    pub socket: PathBuf,
+    /// Where the bundled Python client was written, for every actor's PYTHONPATH.
+    pub python_dir: Option<PathBuf>,
+    pub rows: u16,
+    pub cols: u16,
+    pub events: EventSender,
+    /// Exits go back to the engine as inputs.
+    pub inputs: mpsc::Sender<Input>,
+}
+
+fn exit_info(status: std::process::ExitStatus) -> ExitInfo {
+    use std::os::unix::process::ExitStatusExt;
+    ExitInfo {
+        code: status.code(),
+        signal: status.signal(),
+    }
+}
+
+impl Spawner {
+    /// Starts `req` on its own PTY and wires its output and exit into the engine.
+    pub fn spawn(&self, req: &SpawnRequest) -> std::io::Result<Proc> {
+        let mut envs: Vec<(String, String)> = req.env.clone();
+        if let Some(dir) = &self.python_dir {
+            let py = super::python::env_for(dir, &envs);
+            envs.extend(py);
+        }
+        envs.push((
+            env::SOCKET.into(),
+            self.socket.to_string_lossy().into_owned(),
+        ));
+        envs.push((env::ACTOR.into(), req.id.clone()));
+        envs.push((env::NAME.into(), req.name.clone()));
+        let spec = SpawnSpec {
+            program: &req.program,
+            args: &req.args,
+            env: &envs,
+            cwd: req.cwd.as_deref().map(Path::new),
+            rows: self.rows,
+            cols: self.cols,
+        };
+        let (mut child, master) = pty::spawn_on_pty(&spec)?;
+        let pid = child.id().unwrap_or(0);
+        let master = Arc::new(master);
+        let reaped = Arc::new(AtomicBool::new(false));
+
+        // Output reader: straight to the front end, so output never waits on the engine.
+        let events = self.events.clone();
+        let out_actor = req.id.clone();
+        let reader_master = master.clone();
+        let (eof_tx, eof_rx) = tokio::sync::oneshot::channel::<()>();
+        tokio::spawn(async move {
+            // 16 KiB reads; the event queue bounds what waits in total.
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                match reader_master.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if !events.output(&out_actor, &buf[..n]).await {
+                            break;
+                        }
+                    }
+                }
+            }
+            // The waiter may have given up on us already.
+            let _ = eof_tx.send(());
+        });
+
+        // Waiter: reap, then give the output a moment to drain so `actor_exited` comes
+        // after the actor's last output (a non-actor grandchild may hold the PTY open).
+        let inputs = self.inputs.clone();
+        let actor = req.id.clone();
+        let flag = reaped.clone();
+        tokio::spawn(async move {
+            let status = child.wait().await;
+            flag.store(true, Ordering::SeqCst);
+            // Timed out: a grandchild keeps the PTY open; the exit is reported anyway.
+            let _ = tokio::time::timeout(Duration::from_millis(200), eof_rx).await;
+            match status {
+                Ok(status) => {
+                    let exit = exit_info(status);
+                    // Engine gone: the run is over and nobody needs the status.
+                    let _ = inputs.send(Input::ChildExited { actor, exit }).await;
+                }
+                Err(e) => tracing::error!(%actor, error = %e, "wait failed"),
+            }
+        });
+        Ok(Proc {
+            pid,
+            reaped,
+            pty: Some(master),
+        })
+    }
+}
