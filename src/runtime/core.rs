@@ -1162,3 +1162,555 @@ impl Core {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The core driven with made-up inputs and virtual time: `After` effects become timers
+    //! that `advance` fires in order, so grace periods cost nothing.
+
+    use super::*;
+    use crate::proto::Reason;
+    use std::collections::VecDeque;
+
+    const GRACE: Duration = Duration::from_secs(2);
+
+    struct Sim {
+        core: Core,
+        now: Instant,
+        timers: Vec<(Instant, Input)>,
+        /// Every effect so far, in order.
+        log: Vec<Effect>,
+    }
+
+    impl Sim {
+        fn new() -> Self {
+            let now = Instant::now();
+            Self {
+                core: Core::new(GRACE, now),
+                now,
+                timers: Vec::new(),
+                log: Vec::new(),
+            }
+        }
+
+        /// Feeds one input; effects that come back as inputs (spawns) are answered at once.
+        fn feed(&mut self, input: Input) -> Vec<Effect> {
+            let mut out = Vec::new();
+            let mut queue = VecDeque::from([input]);
+            while let Some(i) = queue.pop_front() {
+                for e in self.core.handle(self.now, i) {
+                    match &e {
+                        Effect::After { delay, input } => {
+                            self.timers.push((self.now + *delay, input.clone()))
+                        }
+                        Effect::Spawn(req) => {
+                            // Pids follow ids: actor N gets pid 100 * N.
+                            let pid = 100 * req.id.parse::<u32>().expect("numeric id");
+                            queue.push_front(Input::Spawned {
+                                req: req.clone(),
+                                result: Ok(pid),
+                            });
+                        }
+                        _ => {}
+                    }
+                    out.push(e);
+                }
+            }
+            self.log.extend(out.iter().cloned());
+            out
+        }
+
+        /// Moves the clock, firing due timers in time order.
+        fn advance(&mut self, d: Duration) -> Vec<Effect> {
+            let until = self.now + d;
+            let mut out = Vec::new();
+            loop {
+                self.timers.sort_by_key(|(t, _)| *t);
+                match self.timers.first() {
+                    Some((t, _)) if *t <= until => {
+                        let (t, input) = self.timers.remove(0);
+                        self.now = t;
+                        out.extend(self.feed(input));
+                    }
+                    _ => break,
+                }
+            }
+            self.now = until;
+            out
+        }
+
+        /// Starts the first program (actor 1, pid 100) and connects it on conn 1.
+        fn first(&mut self) {
+            let req = self
+                .core
+                .first_spawn("top".into(), "top".into(), vec![], vec![]);
+            self.feed(Input::Spawned {
+                req,
+                result: Ok(100),
+            });
+            self.connect(1, 100, Some("1"), true);
+        }
+
+        /// A connection from `pid` that registers, claiming `claim`.
+        fn connect(
+            &mut self,
+            conn: ConnId,
+            pid: u32,
+            claim: Option<&str>,
+            signalable: bool,
+        ) -> String {
+            self.connect_under(conn, pid, claim, signalable, vec![])
+        }
+
+        fn connect_under(
+            &mut self,
+            conn: ConnId,
+            pid: u32,
+            claim: Option<&str>,
+            signalable: bool,
+            ancestry: Vec<u32>,
+        ) -> String {
+            self.feed(Input::Opened {
+                conn,
+                peer_pid: Some(pid),
+                signalable,
+                ancestry,
+            });
+            let out = self.feed(Input::Frame {
+                conn,
+                msg: ToRoot::Register {
+                    name: format!("p{pid}"),
+                    pid,
+                    actor: claim.map(str::to_owned),
+                },
+            });
+            out.iter()
+                .find_map(|e| match e {
+                    Effect::Send {
+                        msg: ToActor::Registered { actor, .. },
+                        ..
+                    } => Some(actor.clone()),
+                    _ => None,
+                })
+                .expect("registered")
+        }
+
+        /// Actor on `conn` spawns a child; returns its id. The child connects on `child_conn`.
+        fn spawn_child(&mut self, conn: ConnId, child_conn: ConnId) -> String {
+            let out = self.feed(Input::Frame {
+                conn,
+                msg: ToRoot::Spawn {
+                    req: 1,
+                    name: "child".into(),
+                    program: "child".into(),
+                    args: vec![],
+                    env: None,
+                    cwd: None,
+                },
+            });
+            let id = out
+                .iter()
+                .find_map(|e| match e {
+                    Effect::Send {
+                        msg: ToActor::Spawned { actor, .. },
+                        ..
+                    } => Some(actor.clone()),
+                    _ => None,
+                })
+                .expect("spawned");
+            let pid = 100 * id.parse::<u32>().expect("id");
+            assert_eq!(self.connect(child_conn, pid, Some(&id), true), id);
+            id
+        }
+
+        fn request(&mut self, conn: ConnId, task: u64) -> Vec<Effect> {
+            self.feed(Input::Frame {
+                conn,
+                msg: ToRoot::LockRequest {
+                    task,
+                    task_name: "main".into(),
+                    reason: Reason::Pause,
+                    location: "x.rs:1".into(),
+                },
+            })
+        }
+
+        fn release(&mut self, conn: ConnId, task: u64, epoch: u64) -> Vec<Effect> {
+            self.feed(Input::Frame {
+                conn,
+                msg: ToRoot::LockRelease {
+                    task,
+                    epoch,
+                    how: ReleaseHow::Continue,
+                },
+            })
+        }
+    }
+
+    fn signals(effects: &[Effect]) -> Vec<(String, Sig)> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Signal { actor, sig, .. } => Some((actor.clone(), *sig)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn events(effects: &[Effect]) -> Vec<&RuntimeEvent> {
+        effects
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Event(ev) => Some(ev),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn granted_epoch(effects: &[Effect]) -> Option<u64> {
+        events(effects).into_iter().find_map(|ev| match ev {
+            RuntimeEvent::LockGranted { epoch, .. } => Some(*epoch),
+            _ => None,
+        })
+    }
+
+    fn cancel_sent(effects: &[Effect], conn: ConnId) -> bool {
+        effects.iter().any(
+            |e| matches!(e, Effect::Send { conn: c, msg: ToActor::Cancel { .. } } if *c == conn),
+        )
+    }
+
+    /// top (1) -> mid (2) -> leaf (3), each connected on the conn of its number.
+    fn three_levels() -> Sim {
+        let mut s = Sim::new();
+        s.first();
+        assert_eq!(s.spawn_child(1, 2), "2");
+        assert_eq!(s.spawn_child(2, 3), "3");
+        s
+    }
+
+    #[test]
+    fn a_holders_lineage_is_never_signalled_until_the_session_ends() {
+        let mut s = three_levels();
+        let epoch = granted_epoch(&s.request(3, 1)).expect("leaf granted");
+        let out = s.feed(Input::Command(RuntimeCommand::Cancel {
+            actor: "1".into(),
+            force: false,
+        }));
+        let waiting: Vec<&RuntimeEvent> = events(&out)
+            .into_iter()
+            .filter(|e| matches!(e, RuntimeEvent::TeardownWaiting { .. }))
+            .collect();
+        assert_eq!(waiting.len(), 3, "top, mid and leaf all wait");
+        assert!(!cancel_sent(&out, 1) && !cancel_sent(&out, 3));
+        let later = s.advance(GRACE * 10);
+        assert!(
+            signals(&later).is_empty(),
+            "nothing signalled while debugging"
+        );
+        // The session ends: teardown goes on, polite first.
+        let out = s.release(3, 1, epoch);
+        assert!(cancel_sent(&out, 1) && cancel_sent(&out, 2) && cancel_sent(&out, 3));
+        assert!(signals(&out).is_empty());
+        let term = s.advance(GRACE);
+        assert_eq!(
+            signals(&term),
+            vec![
+                ("1".into(), Sig::Term),
+                ("2".into(), Sig::Term),
+                ("3".into(), Sig::Term)
+            ]
+        );
+        let kill = s.advance(GRACE);
+        assert_eq!(signals(&kill).len(), 3);
+        assert!(signals(&kill).iter().all(|(_, sig)| *sig == Sig::Kill));
+    }
+
+    #[test]
+    fn escalation_waits_while_protected_and_resumes_after_release() {
+        let mut s = three_levels();
+        let out = s.feed(Input::Command(RuntimeCommand::Cancel {
+            actor: "3".into(),
+            force: false,
+        }));
+        assert!(cancel_sent(&out, 3), "nobody debugs yet: asked at once");
+        // It enters the debugger before the grace period is over.
+        let epoch = granted_epoch(&s.request(3, 1)).expect("granted");
+        let out = s.advance(GRACE * 5);
+        assert!(signals(&out).is_empty(), "no SIGTERM into a session");
+        assert!(
+            events(&out)
+                .iter()
+                .any(|e| matches!(e, RuntimeEvent::TeardownWaiting { actor } if actor == "3"))
+        );
+        s.release(3, 1, epoch);
+        let out = s.advance(GRACE);
+        assert_eq!(signals(&out), vec![("3".into(), Sig::Term)]);
+    }
+
+    #[test]
+    fn an_actor_that_joins_during_teardown_is_cancelled() {
+        let mut s = Sim::new();
+        s.first();
+        s.feed(Input::ChildExited {
+            actor: "1".into(),
+            exit: ExitInfo {
+                code: Some(0),
+                signal: None,
+            },
+        });
+        s.feed(Input::Closed {
+            conn: 1,
+            error: None,
+        });
+        // A helper the program left behind connects late.
+        s.feed(Input::Opened {
+            conn: 9,
+            peer_pid: Some(900),
+            signalable: true,
+            ancestry: vec![],
+        });
+        let out = s.feed(Input::Frame {
+            conn: 9,
+            msg: ToRoot::Register {
+                name: "late".into(),
+                pid: 900,
+                actor: None,
+            },
+        });
+        assert!(cancel_sent(&out, 9), "the late joiner is told to go");
+        assert!(!s.core.finished(), "the run waits for it");
+        let out = s.advance(GRACE * 2);
+        assert_eq!(
+            signals(&out).len(),
+            2,
+            "SIGTERM then SIGKILL through its pidfd"
+        );
+        assert!(out.contains(&Effect::Close { conn: 9 }));
+        assert!(s.core.finished());
+        assert_eq!(s.core.exit_code(), 0);
+    }
+
+    #[test]
+    fn a_stale_epoch_release_is_ignored() {
+        let mut s = Sim::new();
+        s.first();
+        s.connect(5, 500, None, true);
+        let old = granted_epoch(&s.request(1, 1)).expect("first granted");
+        s.request(5, 1);
+        let out = s.feed(Input::Command(RuntimeCommand::ForceRelease));
+        assert!(out.contains(&Effect::Send {
+            conn: 1,
+            msg: ToActor::LockRevoked {
+                task: 1,
+                epoch: old
+            }
+        }));
+        let new = granted_epoch(&out).expect("waiter granted");
+        let out = s.release(1, 1, old);
+        assert!(events(&out).iter().any(
+            |e| matches!(e, RuntimeEvent::Notice { message, .. } if message.contains("ignored release"))
+        ));
+        let holder = s.core.lock().holder().expect("held");
+        assert_eq!(
+            (holder.request.key.actor.as_str(), holder.epoch),
+            ("2", new)
+        );
+    }
+
+    #[test]
+    fn a_registration_takes_its_reservation_once_and_aliases_take_none() {
+        let mut s = Sim::new();
+        s.first();
+        // The reservation is taken: a second claim of "1", even from its pid, is a new actor.
+        let again = s.connect(2, 100, Some("1"), true);
+        assert_eq!(again, "2");
+        // A non-canonical spelling matches nothing.
+        let mut s = Sim::new();
+        let req = s
+            .core
+            .first_spawn("top".into(), "top".into(), vec![], vec![]);
+        s.feed(Input::Spawned {
+            req,
+            result: Ok(100),
+        });
+        assert_eq!(s.connect(1, 100, Some("01"), true), "2");
+        assert_eq!(
+            s.connect(2, 100, Some("1"), true),
+            "1",
+            "the real one still can"
+        );
+    }
+
+    #[test]
+    fn placement_by_pid_survives_an_extra_connection_going_away() {
+        let mut s = Sim::new();
+        s.first();
+        // The program opens an extra connection, which closes again.
+        let extra = s.connect(2, 100, None, true);
+        assert_eq!(
+            s.core.tree().get(&extra).and_then(|n| n.parent.clone()),
+            Some("1".into())
+        );
+        s.feed(Input::Closed {
+            conn: 2,
+            error: None,
+        });
+        // A subprocess of the program connects: it still lands under the program.
+        let child = s.connect_under(3, 150, None, true, vec![100, 1]);
+        assert_eq!(
+            s.core.tree().get(&child).and_then(|n| n.parent.clone()),
+            Some("1".into())
+        );
+    }
+
+    #[test]
+    fn quit_with_a_queue_revokes_refuses_and_tears_down_without_waiting() {
+        let mut s = Sim::new();
+        s.first();
+        s.connect(2, 200, None, true);
+        s.connect(3, 300, None, true);
+        let epoch = granted_epoch(&s.request(1, 1)).expect("granted");
+        s.request(2, 1);
+        s.request(3, 1);
+        let out = s.feed(Input::Command(RuntimeCommand::Quit));
+        assert!(out.contains(&Effect::Send {
+            conn: 1,
+            msg: ToActor::LockRevoked { task: 1, epoch }
+        }));
+        for conn in [2, 3] {
+            assert!(out.iter().any(|e| matches!(e,
+                Effect::Send { conn: c, msg: ToActor::LockRefused { .. } } if *c == conn)));
+        }
+        let dropped = events(&out)
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e,
+                    RuntimeEvent::LockDropped {
+                        cause: ReleaseCause::Cancel,
+                        ..
+                    }
+                )
+            })
+            .count();
+        assert_eq!(dropped, 2);
+        assert!(cancel_sent(&out, 1) && cancel_sent(&out, 2) && cancel_sent(&out, 3));
+        assert!(s.core.lock().is_idle());
+        // New requests are refused while quitting.
+        let out = s.request(2, 2);
+        assert!(events(&out).iter().any(
+            |e| matches!(e, RuntimeEvent::LockRefused { error, .. } if error.contains("quitting"))
+        ));
+    }
+
+    #[test]
+    fn a_stopped_holder_is_suspect_and_force_release_hands_over() {
+        let mut s = Sim::new();
+        s.first();
+        s.connect(2, 200, None, true);
+        granted_epoch(&s.request(1, 1)).expect("granted");
+        s.request(2, 1);
+        let out = s.feed(Input::Watch {
+            holder_state: Some('T'),
+        });
+        assert!(events(&out).iter().any(|e| matches!(e,
+            RuntimeEvent::LockSuspect { actor, why: crate::runtime::suspect::Why::Stopped, .. } if actor == "1")));
+        assert_eq!(
+            s.core.lock().holder().map(|g| g.request.key.actor.as_str()),
+            Some("1"),
+            "suspect is a warning, not a release"
+        );
+        let out = s.feed(Input::Command(RuntimeCommand::ForceRelease));
+        assert!(events(&out).iter().any(|e| matches!(
+            e,
+            RuntimeEvent::LockReleased {
+                cause: ReleaseCause::Force,
+                ..
+            }
+        )));
+        assert!(
+            events(&out)
+                .iter()
+                .any(|e| matches!(e, RuntimeEvent::LockGranted { actor, .. } if actor == "2"))
+        );
+    }
+
+    #[test]
+    fn a_full_peer_is_dropped_through_a_new_input_and_the_lock_moves_on() {
+        let mut s = Sim::new();
+        s.first();
+        s.connect(2, 200, None, true);
+        granted_epoch(&s.request(1, 1)).expect("granted");
+        s.request(2, 1);
+        let out = s.feed(Input::PeerFull {
+            conn: 1,
+            why: "4096 frames unread".into(),
+        });
+        assert!(out.contains(&Effect::Close { conn: 1 }));
+        assert!(events(&out).iter().any(|e| matches!(
+            e,
+            RuntimeEvent::LockReleased {
+                cause: ReleaseCause::Disconnect,
+                ..
+            }
+        )));
+        assert_eq!(granted_epoch(&out), Some(2));
+    }
+
+    #[test]
+    fn an_actor_from_outside_the_tree_is_asked_then_disconnected_never_signalled() {
+        let mut s = Sim::new();
+        s.first();
+        s.connect(7, 7000, None, false);
+        let mut out = s.feed(Input::Command(RuntimeCommand::Quit));
+        out.extend(s.advance(GRACE * 3));
+        assert!(cancel_sent(&out, 7));
+        assert!(
+            !signals(&out).iter().any(|(a, _)| a == "2"),
+            "the outsider got a signal: {:?}",
+            signals(&out)
+        );
+        assert!(out.contains(&Effect::Close { conn: 7 }));
+    }
+
+    #[test]
+    fn a_dump_reply_counts_only_from_the_asked_actor() {
+        let mut s = Sim::new();
+        s.first();
+        s.connect(2, 200, None, true);
+        let out = s.feed(Input::Command(RuntimeCommand::Dump { actor: "1".into() }));
+        let req = out
+            .iter()
+            .find_map(|e| match e {
+                Effect::Send {
+                    msg: ToActor::DumpRequest { req },
+                    ..
+                } => Some(*req),
+                _ => None,
+            })
+            .expect("asked");
+        let forged = s.feed(Input::Frame {
+            conn: 2,
+            msg: ToRoot::DumpReply {
+                req,
+                text: "forged".into(),
+            },
+        });
+        assert!(
+            !events(&forged)
+                .iter()
+                .any(|e| matches!(e, RuntimeEvent::Dump { .. }))
+        );
+        let real = s.feed(Input::Frame {
+            conn: 1,
+            msg: ToRoot::DumpReply {
+                req,
+                text: "real".into(),
+            },
+        });
+        assert!(events(&real).iter().any(
+            |e| matches!(e, RuntimeEvent::Dump { actor, text } if actor == "1" && text == "real")
+        ));
+    }
+}
