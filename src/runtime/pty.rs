@@ -184,6 +184,8 @@ pub struct Mirror {
     screen: std::sync::Arc<std::sync::Mutex<vt100::Parser>>,
     /// Every chunk read, with the time since the start (for recordings).
     log: std::sync::Arc<std::sync::Mutex<Vec<TimedChunk>>>,
+    /// Set when the reader saw the end of the program's output (every slave closed).
+    eof: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl std::fmt::Debug for Mirror {
@@ -203,7 +205,8 @@ impl Mirror {
         let master = Arc::new(master);
         let screen = Arc::new(Mutex::new(vt100::Parser::new(spec.rows, spec.cols, 0)));
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (m, s, l) = (master.clone(), screen.clone(), log.clone());
+        let eof = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (m, s, l, e) = (master.clone(), screen.clone(), log.clone(), eof.clone());
         let start = std::time::Instant::now();
         tokio::spawn(async move {
             let mut buf = vec![0u8; 65536];
@@ -219,13 +222,20 @@ impl Mirror {
                     .unwrap_or_else(|p| p.into_inner())
                     .push((start.elapsed(), buf[..n].to_vec()));
             }
+            e.store(true, std::sync::atomic::Ordering::SeqCst);
         });
         Ok(Self {
             child,
             master,
             screen,
             log,
+            eof,
         })
+    }
+
+    /// True once the program's output has ended and everything it wrote was read.
+    pub fn at_eof(&self) -> bool {
+        self.eof.load(std::sync::atomic::Ordering::SeqCst)
     }
 
     /// Runs `f` on the current screen.

@@ -79,6 +79,21 @@ impl Console {
         }
     }
 
+    /// Like [`Console::wait`], but `None` after `within` instead of a panic.
+    fn wait_within(&self, within: Duration, pred: impl Fn(&str) -> bool) -> Option<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let c = self.contents();
+            if pred(&c) {
+                return Some(c);
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+
     fn wait_text(&self, text: &str) -> String {
         self.wait(text, |c| c.contains(text))
     }
@@ -87,8 +102,11 @@ impl Console {
         self.rt
             .block_on(self.term.write(keys.as_bytes()))
             .expect("write keys");
-        // Let crossterm see an escape sequence as one key before the next one starts.
-        std::thread::sleep(Duration::from_millis(60));
+        // A lone Esc followed at once by another key reads as Alt+key: wait until the
+        // console shows it took the Esc (it leaves the input for navigation).
+        if keys == "\x1b" {
+            self.wait("navigation mode", |c| c.contains(" NAV "));
+        }
     }
 
     /// Waits for the console to exit; checks that it left the terminal as it found it.
@@ -99,7 +117,11 @@ impl Console {
             .block_on(async { tokio::time::timeout(Duration::from_secs(30), child.wait()).await })
             .expect("console did not exit")
             .expect("wait");
-        std::thread::sleep(Duration::from_millis(100));
+        // Everything it wrote on the way out (the terminal restore) must have been read.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !self.term.at_eof() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(5));
+        }
         let raw: Vec<u8> = self
             .term
             .output()
@@ -183,12 +205,22 @@ fn c03_dump_with_f5_while_a_repl_is_open() {
     con.wait("top in REPL and busy running", |c| {
         c.contains("in REPL") && c.contains("busy")
     });
-    std::thread::sleep(Duration::from_millis(400));
-    // Leave the input, select `busy` (second row), ask for its dump.
+    // Leave the input, select `busy` (second row), ask for its dump; busy registers its
+    // tasks as it starts, so ask again until they all show.
     con.keys("\x1b");
     con.keys("j");
-    con.keys(F5);
-    let s = con.wait("the dump", |c| c.contains("conn-1") && c.contains("hasher"));
+    let mut s = String::new();
+    for _ in 0..50 {
+        con.keys(F5);
+        let seen = con.wait_within(Duration::from_secs(2), |c| {
+            c.contains("conn-1") && c.contains("hasher")
+        });
+        if let Some(screen) = seen {
+            s = screen;
+            break;
+        }
+    }
+    assert!(s.contains("conn-1"), "the dump never showed busy's tasks");
     assert!(s.contains("server"), "{s}");
     // Back to the input: the session was not disturbed.
     con.keys("i");
@@ -233,8 +265,11 @@ fn c05_quit_with_f10_tears_the_tree_down() {
     con.keys("y");
     let code = con.finish();
     assert_ne!(code, 0, "the first actor was cancelled");
-    std::thread::sleep(Duration::from_millis(300));
+    let deadline = Instant::now() + Duration::from_secs(5);
     for pid in pids {
+        while alive(pid) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
         assert!(!alive(pid), "{pid} outlived the console");
     }
 }

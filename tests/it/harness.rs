@@ -43,6 +43,9 @@ pub struct Run {
 
 pub const TIMEOUT: Duration = Duration::from_secs(30);
 
+/// The teardown grace period every headless run here uses.
+pub const GRACE: Duration = Duration::from_millis(500);
+
 impl Run {
     pub fn start(program: &str, args: &[&str]) -> Self {
         let dir = tempdir();
@@ -66,7 +69,7 @@ impl Run {
         let mut cmd = Command::new(BIN);
         cmd.arg("--headless")
             .arg("--grace-ms")
-            .arg("500")
+            .arg(GRACE.as_millis().to_string())
             .arg("--socket")
             .arg(&socket)
             .arg("--log-file")

@@ -178,3 +178,45 @@ fn s18_bad_bytes_drop_only_that_connection() {
         .count();
     assert!(dropped >= 2, "dropped connections are reported");
 }
+
+/// A `register` frame whose `name` is msgpack bin with these bytes.
+fn register_with_bin_name(name: &[u8]) -> Vec<u8> {
+    let mut p = vec![0x83, 0xa4];
+    p.extend_from_slice(b"type");
+    p.push(0xa8);
+    p.extend_from_slice(b"register");
+    p.push(0xa4);
+    p.extend_from_slice(b"name");
+    p.extend_from_slice(&[0xc4, name.len() as u8]);
+    p.extend_from_slice(name);
+    p.push(0xa3);
+    p.extend_from_slice(b"pid");
+    p.push(0x01);
+    let mut frame = (p.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&p);
+    frame
+}
+
+#[test]
+fn a_str_field_sent_as_bin_is_taken_only_if_it_is_utf8_as_documented() {
+    let mut run = Run::start(&example("scenarios"), &["pause_once"]);
+    run.wait_event("repl_ready");
+    let mut s = connect(&run.socket);
+    hello(&mut s, PROTOCOL_VERSION);
+    s.write_all(&register_with_bin_name(b"bin-name"))
+        .expect("write");
+    match proto::read_frame_sync::<_, ToActor>(&mut s).expect("reply") {
+        Some(ToActor::Registered { .. }) => {}
+        other => panic!("valid UTF-8 in bin is accepted (PROTOCOL.md 3): {other:?}"),
+    }
+    let mut s = connect(&run.socket);
+    hello(&mut s, PROTOCOL_VERSION);
+    s.write_all(&register_with_bin_name(&[0xff, 0xfe]))
+        .expect("write");
+    assert!(
+        closed_by_root(&mut s),
+        "bin that is not UTF-8 closes the connection"
+    );
+    run.input("c\n");
+    assert_eq!(run.finish().0, 0);
+}
