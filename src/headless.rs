@@ -208,3 +208,151 @@ async fn read_commands(commands: mpsc::Sender<RuntimeCommand>) {
     }
     std::future::pending::<()>().await;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Reason;
+    use crate::runtime::lock::ReleaseCause;
+    use crate::runtime::suspect::Why;
+
+    /// The headless contract, one line per event: field names and shapes only grow. A
+    /// change here is a change for every script that reads actor-tui's stdout.
+    #[test]
+    fn every_event_prints_as_one_pinned_line() {
+        let events = vec![
+            RuntimeEvent::ActorStarted {
+                actor: "2".into(),
+                name: "worker".into(),
+                pid: 42,
+                parent: Some("1".into()),
+            },
+            RuntimeEvent::ActorExited {
+                actor: "2".into(),
+                code: Some(113),
+                signal: None,
+                reason: Some(ExitReason::Quit),
+            },
+            RuntimeEvent::LockRequested {
+                actor: "2".into(),
+                task: 1,
+                task_name: "main".into(),
+                reason: Reason::Crash,
+                location: "a.rs:1".into(),
+            },
+            RuntimeEvent::LockGranted {
+                actor: "2".into(),
+                task: 1,
+                epoch: 3,
+            },
+            RuntimeEvent::LockReleased {
+                actor: "2".into(),
+                task: 1,
+                epoch: 3,
+                cause: ReleaseCause::Force,
+            },
+            RuntimeEvent::LockDropped {
+                actor: "2".into(),
+                task: 1,
+                cause: ReleaseCause::Cancel,
+            },
+            RuntimeEvent::LockRefused {
+                actor: "2".into(),
+                task: 1,
+                error: "e".into(),
+            },
+            RuntimeEvent::LockSuspect {
+                actor: "2".into(),
+                task: 1,
+                epoch: 3,
+                why: Why::Stopped,
+                since: std::time::Duration::from_millis(1500),
+            },
+            RuntimeEvent::LockHealthy {
+                actor: "2".into(),
+                task: 1,
+                epoch: 3,
+            },
+            RuntimeEvent::ReplOutput {
+                actor: "2".into(),
+                task: 1,
+                data: "x = 1\n".into(),
+            },
+            RuntimeEvent::ReplReady {
+                actor: "2".into(),
+                task: 1,
+                prompt: "(Pdb) ".into(),
+            },
+            RuntimeEvent::Output {
+                actor: "2".into(),
+                data: b"log \xff\n".to_vec(),
+            },
+            RuntimeEvent::Dump {
+                actor: "2".into(),
+                text: "tasks".into(),
+            },
+            RuntimeEvent::Completions {
+                actor: "2".into(),
+                line: "p a".into(),
+                matches: vec!["p answer".into()],
+            },
+            RuntimeEvent::TeardownWaiting { actor: "2".into() },
+            RuntimeEvent::Cancelling {
+                actor: "2".into(),
+                force: false,
+            },
+            RuntimeEvent::Notice {
+                actor: None,
+                message: "m".into(),
+            },
+            RuntimeEvent::Exit { code: 0 },
+        ];
+        let lines: Vec<String> = events.iter().map(|e| event_json(e).to_string()).collect();
+        insta::assert_snapshot!(lines.join("\n"));
+    }
+
+    #[test]
+    fn every_command_parses() {
+        let cases = [
+            (
+                r#"{"cmd":"input","data":"c\n"}"#,
+                RuntimeCommand::Input { data: "c\n".into() },
+            ),
+            (
+                r#"{"cmd":"complete","data":"p a"}"#,
+                RuntimeCommand::Complete { line: "p a".into() },
+            ),
+            (r#"{"cmd":"force_release"}"#, RuntimeCommand::ForceRelease),
+            (
+                r#"{"cmd":"dump","actor":"2"}"#,
+                RuntimeCommand::Dump { actor: "2".into() },
+            ),
+            (
+                r#"{"cmd":"cancel","actor":"2","force":true}"#,
+                RuntimeCommand::Cancel {
+                    actor: "2".into(),
+                    force: true,
+                },
+            ),
+            (r#"{"cmd":"quit"}"#, RuntimeCommand::Quit),
+            (
+                r#"{"cmd":"resize","rows":30,"cols":100}"#,
+                RuntimeCommand::Resize {
+                    rows: 30,
+                    cols: 100,
+                },
+            ),
+        ];
+        for (line, want) in cases {
+            assert_eq!(parse_command(line).expect(line), want);
+        }
+        assert!(matches!(
+            parse_command(r#"{"cmd":"nap"}"#),
+            Err(CommandError::Unknown(_))
+        ));
+        assert!(matches!(
+            parse_command(r#"{"cmd":"dump"}"#),
+            Err(CommandError::Field("actor"))
+        ));
+    }
+}

@@ -95,6 +95,9 @@ pub fn bind(path: &Path) -> Result<Bound, ServerError> {
     Ok(Bound { listener, file })
 }
 
+/// How long a peer has for `hello` after connecting, and for `register` after `hello`.
+const HANDSHAKE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Frames to one peer, already encoded, with what is queued counted in frames and bytes
 /// (the writer task takes them off as it writes). The channel itself is unbounded: these
 /// counters are the bound, checked on every send.
@@ -312,9 +315,21 @@ async fn connection(
         }
     });
 
+    // `register` must follow `hello` as promptly as `hello` followed the connect.
+    let mut registered = false;
     let error = loop {
         let frame = tokio::select! {
-            f = read_frame_bounded(&mut rd, &inflight) => f,
+            f = async {
+                if registered {
+                    return read_frame_bounded(&mut rd, &inflight).await;
+                }
+                tokio::time::timeout(HANDSHAKE, read_frame_bounded(&mut rd, &inflight))
+                    .await
+                    .unwrap_or_else(|_| Err(FrameError::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no register within {}s of hello", HANDSHAKE.as_secs()),
+                    ))))
+            } => f,
             // The engine dropped this connection: let the writer flush its last frame (an
             // error message, usually), then close.
             _ = &mut hung_up => {
@@ -328,6 +343,7 @@ async fn connection(
         };
         match frame {
             Ok(Some(msg)) => {
+                registered = true;
                 if engine.send(ConnEvent::Frame { conn, msg }).await.is_err() {
                     break None;
                 }
@@ -354,12 +370,9 @@ async fn handshake(
     rd: &mut tokio::net::unix::OwnedReadHalf,
     wr: &mut tokio::net::unix::OwnedWriteHalf,
 ) -> Result<(), FrameError> {
-    let hello = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        proto::read_frame::<_, ToRoot>(rd),
-    )
-    .await
-    .map_err(|_| FrameError::Io(std::io::ErrorKind::TimedOut.into()))??;
+    let hello = tokio::time::timeout(HANDSHAKE, proto::read_frame::<_, ToRoot>(rd))
+        .await
+        .map_err(|_| FrameError::Io(std::io::ErrorKind::TimedOut.into()))??;
     let ours = ToActor::Hello {
         protocol: PROTOCOL_VERSION,
         agent: format!("actor-tui {}", env!("CARGO_PKG_VERSION")),

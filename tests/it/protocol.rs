@@ -4,7 +4,7 @@ use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use actor_tui::proto::{self, PROTOCOL_VERSION, Reason, ReleaseHow, ToActor, ToRoot};
+use actor_tui::proto::{self, ExitReason, PROTOCOL_VERSION, Reason, ReleaseHow, ToActor, ToRoot};
 use proptest::prelude::*;
 
 use crate::harness::{Run, example, repl_text};
@@ -13,9 +13,10 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Pins the encoding: named fields, `type` first, snake_case tags. The expected bytes were
-/// produced independently by Python's `msgpack.packb` on the same maps. If this changes, the
-/// protocol document and every client in another language break.
+/// Pins the encoding of every message type both ways: named fields, `type` first,
+/// snake_case tags, optional fields written as nil. The expected bytes were produced
+/// independently by Python's `msgpack.packb` on the same maps (fields in section 5's order).
+/// If this changes, the protocol document and every client in another language break.
 #[test]
 fn golden_frames() {
     let cases: Vec<(Vec<u8>, &str)> = vec![
@@ -50,7 +51,168 @@ fn golden_frames() {
             proto::frame_bytes(&ToActor::LockGranted { task: 7, epoch: 3 }).expect("encode"),
             "0000002083a474797065ac6c6f636b5f6772616e746564a47461736b07a565706f636803",
         ),
+        (
+            proto::frame_bytes(&ToRoot::Register {
+                name: "w".into(),
+                pid: 42,
+                actor: Some("3".into()),
+            })
+            .expect("encode"),
+            "0000002384a474797065a87265676973746572a46e616d65a177a37069642aa56163746f72a133",
+        ),
+        (
+            proto::frame_bytes(&ToRoot::Spawn {
+                req: 1,
+                name: "n".into(),
+                program: "p".into(),
+                args: vec!["a".into()],
+                env: Some(vec![("K".into(), "V".into())]),
+                cwd: Some("/".into()),
+            })
+            .expect("encode"),
+            "0000003a87a474797065a5737061776ea372657101a46e616d65a16ea770726f6772616da170a46172677391a161a3656e769192a14ba156a3637764a12f",
+        ),
+        (
+            proto::frame_bytes(&ToRoot::Cancel {
+                actor: "2".into(),
+                force: true,
+            })
+            .expect("encode"),
+            "0000001c83a474797065a663616e63656ca56163746f72a132a5666f726365c3",
+        ),
+        (
+            proto::frame_bytes(&ToRoot::ReplOutput {
+                task: 7,
+                epoch: 3,
+                data: "hi\n".into(),
+            })
+            .expect("encode"),
+            "0000002884a474797065ab7265706c5f6f7574707574a47461736b07a565706f636803a464617461a368690a",
+        ),
+        (
+            proto::frame_bytes(&ToRoot::ReplWaiting {
+                task: 7,
+                epoch: 3,
+                prompt: "(Pdb) ".into(),
+            })
+            .expect("encode"),
+            "0000002e84a474797065ac7265706c5f77616974696e67a47461736b07a565706f636803a670726f6d7074a6285064622920",
+        ),
+        (
+            proto::frame_bytes(&ToRoot::DumpReply {
+                req: 5,
+                text: "t".into(),
+            })
+            .expect("encode"),
+            "0000001d83a474797065aa64756d705f7265706c79a372657105a474657874a174",
+        ),
+        (
+            proto::frame_bytes(&ToRoot::CompleteReply {
+                req: 5,
+                matches: vec!["p x".into()],
+            })
+            .expect("encode"),
+            "0000002783a474797065ae636f6d706c6574655f7265706c79a372657105a76d61746368657391a3702078",
+        ),
+        (
+            proto::frame_bytes(&ToRoot::Exiting {
+                code: 143,
+                reason: ExitReason::Cancelled,
+            })
+            .expect("encode"),
+            "0000002683a474797065a765786974696e67a4636f6465cc8fa6726561736f6ea963616e63656c6c6564",
+        ),
+        (
+            proto::frame_bytes(&ToActor::Hello {
+                protocol: 1,
+                agent: "x".into(),
+            })
+            .expect("encode"),
+            "0000001e83a474797065a568656c6c6fa870726f746f636f6c01a56167656e74a178",
+        ),
+        (
+            proto::frame_bytes(&ToActor::Registered {
+                actor: "3".into(),
+                parent: Some("1".into()),
+            })
+            .expect("encode"),
+            "0000002283a474797065aa72656769737465726564a56163746f72a133a6706172656e74a131",
+        ),
+        (
+            proto::frame_bytes(&ToActor::Spawned {
+                req: 1,
+                actor: "4".into(),
+                pid: 99,
+            })
+            .expect("encode"),
+            "0000002084a474797065a7737061776e6564a372657101a56163746f72a134a370696463",
+        ),
+        (
+            proto::frame_bytes(&ToActor::SpawnFailed {
+                req: 1,
+                error: "e".into(),
+            })
+            .expect("encode"),
+            "0000002083a474797065ac737061776e5f6661696c6564a372657101a56572726f72a165",
+        ),
+        (
+            proto::frame_bytes(&ToActor::LockRefused {
+                task: 7,
+                error: "e".into(),
+            })
+            .expect("encode"),
+            "0000002183a474797065ac6c6f636b5f72656675736564a47461736b07a56572726f72a165",
+        ),
+        (
+            proto::frame_bytes(&ToActor::LockRevoked { task: 7, epoch: 3 }).expect("encode"),
+            "0000002083a474797065ac6c6f636b5f7265766f6b6564a47461736b07a565706f636803",
+        ),
+        (
+            proto::frame_bytes(&ToActor::ReplInput {
+                task: 7,
+                epoch: 3,
+                data: "c\n".into(),
+            })
+            .expect("encode"),
+            "0000002684a474797065aa7265706c5f696e707574a47461736b07a565706f636803a464617461a2630a",
+        ),
+        (
+            proto::frame_bytes(&ToActor::DumpRequest { req: 5 }).expect("encode"),
+            "0000001882a474797065ac64756d705f72657175657374a372657105",
+        ),
+        (
+            proto::frame_bytes(&ToActor::CompleteRequest {
+                task: 7,
+                epoch: 3,
+                req: 5,
+                line: "p ".into(),
+            })
+            .expect("encode"),
+            "0000003185a474797065b0636f6d706c6574655f72657175657374a47461736b07a565706f636803a372657105a46c696e65a27020",
+        ),
+        (
+            proto::frame_bytes(&ToActor::Cancel { force: false }).expect("encode"),
+            "0000001482a474797065a663616e63656ca5666f726365c2",
+        ),
+        (
+            proto::frame_bytes(&ToActor::ChildExited {
+                actor: "4".into(),
+                code: None,
+                signal: Some(9),
+                reason: None,
+            })
+            .expect("encode"),
+            "0000003185a474797065ac6368696c645f657869746564a56163746f72a134a4636f6465c0a67369676e616c09a6726561736f6ec0",
+        ),
+        (
+            proto::frame_bytes(&ToActor::Error {
+                message: "m".into(),
+            })
+            .expect("encode"),
+            "0000001682a474797065a56572726f72a76d657373616765a16d",
+        ),
     ];
+    assert_eq!(cases.len(), 24, "every message type but the two `unknown`s");
     for (bytes, want) in cases {
         assert_eq!(hex(&bytes), want);
     }
@@ -216,6 +378,26 @@ fn a_str_field_sent_as_bin_is_taken_only_if_it_is_utf8_as_documented() {
     assert!(
         closed_by_root(&mut s),
         "bin that is not UTF-8 closes the connection"
+    );
+    run.input("c\n");
+    assert_eq!(run.finish().0, 0);
+}
+
+#[test]
+fn a_peer_that_never_registers_is_closed() {
+    let mut run = Run::start(&example("scenarios"), &["pause_once"]);
+    run.wait_event("repl_ready");
+    let mut s = connect(&run.socket);
+    s.set_read_timeout(Some(Duration::from_secs(30)))
+        .expect("timeout");
+    assert!(matches!(
+        hello(&mut s, PROTOCOL_VERSION),
+        Some(ToActor::Hello { .. })
+    ));
+    // No register: the root gives up on the connection after its handshake timeout.
+    assert!(
+        closed_by_root(&mut s),
+        "an idle unregistered peer is dropped"
     );
     run.input("c\n");
     assert_eq!(run.finish().0, 0);
