@@ -5,13 +5,14 @@
 //! grants a tree-wide debug lock to one REPL session at a time, in request order.
 //!
 //! ```text
-//! actor process (links actor_tui::client)          root process: the `actor-tui` binary
-//!  pause!/panic -> Client --frames--> runtime::server --> runtime::lock   (LockTable)
-//!                  Client <--frames--    (Unix)        --> runtime::tree   (ActorTree)
-//!                                                      --> runtime::pty    (one PTY per actor)
-//!                                     RuntimeEvent (bounded) |  ^ RuntimeCommand
-//!                                                            v  |
-//!                                                   headless: JSON lines
+//! actor process (links actor_tui::client)        root process: the `actor-tui` binary
+//!  pause!/panic -> Client --frames--> runtime::server --> runtime::engine (shell)
+//!                  Client <--frames--    (Unix)        <--   | Input      ^ Effect
+//!                                                            v            |
+//!                                                     runtime::core (pure policy)
+//!                              RuntimeEvent (event_queue) |  ^ RuntimeCommand
+//!                                                         v  |
+//!                        headless (JSON lines), plain (text lines), console (TUI over `ui`)
 //! ```
 //!
 //! # Environment
@@ -27,6 +28,9 @@
 //! [`proto`] and [`client`].
 
 pub mod client;
+/// The built-in demo tree's actors (`actor-tui demo`); the binary's, not an API.
+#[cfg(feature = "runtime")]
+#[doc(hidden)]
 pub mod demo;
 pub mod proto;
 

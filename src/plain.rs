@@ -1,6 +1,6 @@
-//! Interim line-mode front end for a terminal, used until the full-screen console lands:
-//! events as readable lines, REPL prompts inline, typed lines go to the lock holder, and a
-//! few `/` commands reach the rest of the runtime seam.
+//! The line-mode front end (`--plain`), for dumb terminals, screen readers and logs: events
+//! as readable lines, REPL prompts inline, typed lines go to the lock holder, and a few `/`
+//! commands reach the rest of the runtime seam.
 
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 

@@ -173,11 +173,13 @@ pub fn parent_pid(pid: u32) -> Option<u32> {
 }
 
 /// Output read from a mirrored program, with the time since it started.
+#[cfg(feature = "testing")]
 pub type TimedChunk = (std::time::Duration, Vec<u8>);
 
 /// A program on its own PTY whose screen is reconstructed with vt100 as it writes: what a
 /// user would see, for driving terminal programs (the console itself) from tests,
 /// benchmarks and the asset recorder.
+#[cfg(feature = "testing")]
 pub struct Mirror {
     pub child: Child,
     master: std::sync::Arc<PtyMaster>,
@@ -188,6 +190,7 @@ pub struct Mirror {
     eof: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
+#[cfg(feature = "testing")]
 impl std::fmt::Debug for Mirror {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Mirror")
@@ -196,6 +199,7 @@ impl std::fmt::Debug for Mirror {
     }
 }
 
+#[cfg(feature = "testing")]
 impl Mirror {
     /// Starts `spec` on a PTY of `spec.rows`×`spec.cols` and mirrors its output. Call it
     /// inside a tokio runtime.
