@@ -96,7 +96,7 @@ fn add(
     id
 }
 
-/// The id of the calling thread, registering it (as "thread <name>") on first use.
+/// The id of the calling thread, registering it (as `thread NAME`) on first use.
 pub fn thread_task_id() -> u64 {
     THREAD_ID.with(|c| {
         if let Some(id) = c.get() {

@@ -73,7 +73,7 @@ fn is_trusted_copy(dir: &Path) -> bool {
 }
 
 /// Writes the package into the verified private directory `parent` (once per version) and
-/// returns its directory. A copy that fails [`is_trusted_copy`] is moved aside and removed,
+/// returns its directory. A copy that fails `is_trusted_copy` is moved aside and removed,
 /// never used.
 pub fn extract(parent: &PrivateDir) -> std::io::Result<PathBuf> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};

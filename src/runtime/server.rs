@@ -55,7 +55,7 @@ pub enum ServerError {
 }
 
 /// The default socket directory: `$XDG_RUNTIME_DIR/actor-tui`, else `/tmp/actor-tui-UID`.
-/// Either way it is used only after [`PrivateDir`] has verified it.
+/// Either way it is used only after [`PrivateDir`](super::private_dir::PrivateDir) has verified it.
 pub fn default_socket_dir() -> PathBuf {
     match std::env::var_os("XDG_RUNTIME_DIR") {
         Some(d) if !d.is_empty() => PathBuf::from(d).join("actor-tui"),
