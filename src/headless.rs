@@ -20,13 +20,10 @@ pub fn event_json(ev: &RuntimeEvent) -> Value {
         } => {
             json!({"event": "actor_started", "actor": actor, "name": name, "pid": pid, "parent": parent})
         }
-        RuntimeEvent::ActorExited {
-            actor,
-            code,
-            signal,
-            reason,
-        } => json!({"event": "actor_exited", "actor": actor, "code": code, "signal": signal,
-                    "reason": reason.map(ExitReason::as_str)}),
+        RuntimeEvent::ActorExited { actor, exit } => {
+            json!({"event": "actor_exited", "actor": actor, "code": exit.code, "signal": exit.signal,
+                    "reason": exit.reason.map(ExitReason::as_str)})
+        }
         RuntimeEvent::LockRequested {
             actor,
             task,
@@ -229,9 +226,11 @@ mod tests {
             },
             RuntimeEvent::ActorExited {
                 actor: "2".into(),
-                code: Some(113),
-                signal: None,
-                reason: Some(ExitReason::Quit),
+                exit: crate::proto::Exit {
+                    code: Some(113),
+                    signal: None,
+                    reason: Some(ExitReason::Quit),
+                },
             },
             RuntimeEvent::LockRequested {
                 actor: "2".into(),

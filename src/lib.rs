@@ -33,6 +33,7 @@ pub mod client;
 #[doc(hidden)]
 pub mod demo;
 pub mod proto;
+mod sync;
 
 #[cfg(feature = "runtime")]
 pub mod console;

@@ -44,12 +44,7 @@ fn describe(ev: &RuntimeEvent) -> Option<String> {
                 .map(|p| format!(", child of {p}"))
                 .unwrap_or_default()
         ),
-        RuntimeEvent::ActorExited {
-            actor,
-            code,
-            signal,
-            ..
-        } => format!("[actor {actor}] exited (code {code:?}, signal {signal:?})"),
+        RuntimeEvent::ActorExited { actor, exit } => format!("[actor {actor}] exited ({exit})"),
         RuntimeEvent::LockRequested {
             actor,
             task_name,

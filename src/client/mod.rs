@@ -16,7 +16,7 @@ use std::io::Write as _;
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use crate::proto::{self, ExitReason, PROTOCOL_VERSION, ToActor, ToRoot, env};
@@ -63,35 +63,7 @@ pub(crate) enum LockMsg {
 }
 
 /// How a subactor ended, as its parent sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ChildExit {
-    pub code: Option<i32>,
-    pub signal: Option<i32>,
-    pub reason: Option<ExitReason>,
-}
-
-impl ChildExit {
-    pub fn success(&self) -> bool {
-        self.code == Some(0)
-    }
-
-    /// The user typed `q` in the child's debugger.
-    pub fn quit_from_debugger(&self) -> bool {
-        self.reason == Some(ExitReason::Quit)
-    }
-}
-
-impl std::fmt::Display for ChildExit {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match (self.reason, self.code, self.signal) {
-            (Some(ExitReason::Quit), _, _) => write!(f, "quit from debugger"),
-            (Some(ExitReason::Cancelled), _, _) => write!(f, "cancelled"),
-            (_, Some(c), _) => write!(f, "exit code {c}"),
-            (_, _, Some(s)) => write!(f, "killed by signal {s}"),
-            _ => write!(f, "unknown exit"),
-        }
-    }
-}
+pub type ChildExit = crate::proto::Exit;
 
 /// `spawned` (actor id, pid) or `spawn_failed` (error).
 type SpawnReply = Result<(String, u32), String>;
@@ -131,10 +103,7 @@ impl std::fmt::Debug for Client {
     }
 }
 
-pub(crate) fn lock_ok<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Critical sections here are map updates that cannot leave a map half-changed.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
+pub(crate) use crate::sync::lock as lock_ok;
 
 static GLOBAL: OnceLock<Option<Arc<Client>>> = OnceLock::new();
 
@@ -404,22 +373,13 @@ impl Client {
                     mb.push(Err(error));
                 }
             }
-            ToActor::ChildExited {
-                actor,
-                code,
-                signal,
-                reason,
-            } => {
+            ToActor::ChildExited { actor, exit } => {
                 let mb = lock_ok(&self.routes)
                     .children
                     .entry(actor)
                     .or_default()
                     .clone();
-                mb.push(ChildExit {
-                    code,
-                    signal,
-                    reason,
-                });
+                mb.push(exit);
             }
             ToActor::DumpRequest { req } => {
                 let text = registry::dump(&self.name);
@@ -553,15 +513,7 @@ impl ActorHandle {
     pub fn wait(&self) -> Result<ChildExit, ClientError> {
         match &self.inner {
             HandleInner::Remote { exit, .. } => exit.recv().ok_or(ClientError::Disconnected),
-            HandleInner::Local(child) => {
-                use std::os::unix::process::ExitStatusExt;
-                let st = lock_ok(child).wait()?;
-                Ok(ChildExit {
-                    code: st.code(),
-                    signal: st.signal(),
-                    reason: None,
-                })
-            }
+            HandleInner::Local(child) => Ok(lock_ok(child).wait()?.into()),
         }
     }
 
@@ -577,12 +529,7 @@ impl ActorHandle {
                     if let HandleInner::Local(child) = &self.inner
                         && let Some(st) = lock_ok(child).try_wait()?
                     {
-                        use std::os::unix::process::ExitStatusExt;
-                        return Ok(ChildExit {
-                            code: st.code(),
-                            signal: st.signal(),
-                            reason: None,
-                        });
+                        return Ok(st.into());
                     }
                     tokio::time::sleep(Duration::from_millis(20)).await;
                 }

@@ -262,14 +262,10 @@ const OUTPUT_CHUNK: usize = 256 * 1024;
 
 impl Transport for Remote<'_> {
     fn write(&mut self, text: &str) {
-        let mut rest = text;
-        while !rest.is_empty() {
-            let mut cut = rest.len().min(OUTPUT_CHUNK);
-            while !rest.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            let (chunk, tail) = rest.split_at(cut);
-            rest = tail;
+        if text.is_empty() {
+            return;
+        }
+        for chunk in crate::proto::split_utf8(text, OUTPUT_CHUNK) {
             let msg = ToRoot::ReplOutput {
                 task: self.task,
                 epoch: self.epoch,

@@ -47,10 +47,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 fn registry() -> MutexGuard<'static, Registry> {
     static REG: OnceLock<Mutex<Registry>> = OnceLock::new();
-    REG.get_or_init(Default::default)
-        .lock()
-        // Every critical section is a single map update: a poisoned lock is still consistent.
-        .unwrap_or_else(|p| p.into_inner())
+    crate::sync::lock(REG.get_or_init(Default::default))
 }
 
 thread_local! {
@@ -321,11 +318,7 @@ pub fn dump(actor_name: &str) -> String {
         os_threads()
     );
     if text.len() > MAX_DUMP {
-        let mut cut = MAX_DUMP;
-        while !text.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        text.truncate(cut);
+        text.truncate(crate::proto::floor_char_boundary(&text, MAX_DUMP));
         text.push_str("\n... (dump truncated)\n");
     }
     text

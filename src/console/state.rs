@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use actor_tui_ui::ActorStatus;
 
-use crate::proto::{ExitReason, Reason};
+use crate::proto::{Exit, ExitReason, Reason};
 use crate::runtime::RuntimeEvent;
 use crate::runtime::lock::ReleaseCause;
 
@@ -32,7 +32,7 @@ pub struct Actor {
     pub pid: u32,
     pub parent: Option<String>,
     pub children: Vec<String>,
-    pub exited: Option<(Option<i32>, Option<i32>, Option<ExitReason>)>,
+    pub exited: Option<Exit>,
     /// Asked for a post-mortem at some point.
     pub crashed: bool,
     pub cancelling: bool,
@@ -185,14 +185,9 @@ impl ConsoleState {
                     },
                 );
             }
-            RuntimeEvent::ActorExited {
-                actor,
-                code,
-                signal,
-                reason,
-            } => {
+            RuntimeEvent::ActorExited { actor, exit } => {
                 if let Some(a) = self.actor_mut(&actor) {
-                    a.exited = Some((code, signal, reason));
+                    a.exited = Some(exit);
                     a.teardown_waiting = false;
                 }
                 self.exit_order.push_back(actor);
@@ -384,10 +379,13 @@ impl ConsoleState {
 
     /// What the tree shows for an actor.
     pub fn status(&self, a: &Actor) -> ActorStatus {
-        if let Some((code, signal, reason)) = a.exited {
-            return match reason {
+        if let Some(exit) = a.exited {
+            return match exit.reason {
                 Some(ExitReason::Quit) => ActorStatus::Quit,
-                _ => ActorStatus::Exited { code, signal },
+                _ => ActorStatus::Exited {
+                    code: exit.code,
+                    signal: exit.signal,
+                },
             };
         }
         if self

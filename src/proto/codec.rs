@@ -102,6 +102,36 @@ pub fn write_frame_sync<W: std::io::Write, T: Serialize>(
     Ok(())
 }
 
+/// The largest index `<= max` that is a character boundary of `s` (all of `s` if it is no
+/// longer than `max`). The one place this crate cuts text to a size.
+pub fn floor_char_boundary(s: &str, max: usize) -> usize {
+    if s.len() <= max {
+        return s.len();
+    }
+    let mut cut = max;
+    while !s.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    cut
+}
+
+/// `s` in pieces of at most `max` bytes (at least one byte each), cut only between
+/// characters: how long text goes out in several frames. An empty `s` gives one empty piece.
+pub fn split_utf8(s: &str, max: usize) -> impl Iterator<Item = &str> {
+    let mut rest = Some(s);
+    std::iter::from_fn(move || {
+        let r = rest?;
+        // A character longer than `max` still goes out whole rather than looping.
+        let cut = match floor_char_boundary(r, max) {
+            0 if !r.is_empty() => r.chars().next().map_or(r.len(), char::len_utf8),
+            n => n,
+        };
+        let (head, tail) = r.split_at(cut);
+        rest = (!tail.is_empty()).then_some(tail);
+        Some(head)
+    })
+}
+
 /// One complete frame: length prefix and payload.
 pub fn frame_bytes<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
     let payload = encode(msg)?;
@@ -110,4 +140,23 @@ pub fn frame_bytes<T: Serialize>(msg: &T) -> Result<Vec<u8>, FrameError> {
     frame.extend_from_slice(&(payload.len() as u32).to_be_bytes());
     frame.extend_from_slice(&payload);
     Ok(frame)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_utf8_never_cuts_a_character() {
+        let s = "aé€😀".repeat(100);
+        for max in [1, 2, 3, 4, 5, 7, 64, 10_000] {
+            let parts: Vec<&str> = split_utf8(&s, max).collect();
+            assert_eq!(parts.concat(), s);
+            assert!(parts.iter().all(|p| !p.is_empty()));
+            assert!(parts.iter().all(|p| p.len() <= max.max(4)));
+        }
+        assert_eq!(split_utf8("", 8).collect::<Vec<_>>(), vec![""]);
+        assert_eq!(floor_char_boundary("é", 1), 0);
+        assert_eq!(floor_char_boundary("abc", 10), 3);
+    }
 }

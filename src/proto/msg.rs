@@ -62,6 +62,59 @@ impl ExitReason {
 }
 
 /// Frames an actor sends to the root.
+/// How a process ended: its exit code or the signal that killed it (one of the two), and
+/// the reason it announced with `exiting`, if any. The one shape of an exit everywhere (the
+/// tree, events, `child_exited`, a parent's view of its subactor). On the wire its fields sit
+/// flat in the message.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Exit {
+    #[serde(default)]
+    pub code: Option<i32>,
+    #[serde(default)]
+    pub signal: Option<i32>,
+    #[serde(default)]
+    pub reason: Option<ExitReason>,
+}
+
+impl Exit {
+    pub fn success(&self) -> bool {
+        self.code == Some(0)
+    }
+
+    /// The user typed `q` in the process's debugger.
+    pub fn quit_from_debugger(&self) -> bool {
+        self.reason == Some(ExitReason::Quit)
+    }
+
+    /// The shell's way to put it in one number: the code, or 128 + the signal.
+    pub fn status_code(&self) -> i32 {
+        self.code.unwrap_or_else(|| 128 + self.signal.unwrap_or(0))
+    }
+}
+
+impl From<std::process::ExitStatus> for Exit {
+    fn from(st: std::process::ExitStatus) -> Self {
+        use std::os::unix::process::ExitStatusExt;
+        Self {
+            code: st.code(),
+            signal: st.signal(),
+            reason: None,
+        }
+    }
+}
+
+impl std::fmt::Display for Exit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.reason, self.code, self.signal) {
+            (Some(ExitReason::Quit), _, _) => write!(f, "quit from debugger"),
+            (Some(ExitReason::Cancelled), _, _) => write!(f, "cancelled"),
+            (_, Some(c), _) => write!(f, "exit code {c}"),
+            (_, _, Some(s)) => write!(f, "killed by signal {s}"),
+            _ => write!(f, "unknown exit"),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToRoot {
@@ -159,12 +212,8 @@ pub enum ToActor {
     /// A subactor this actor spawned has exited.
     ChildExited {
         actor: String,
-        #[serde(default)]
-        code: Option<i32>,
-        #[serde(default)]
-        signal: Option<i32>,
-        #[serde(default)]
-        reason: Option<ExitReason>,
+        #[serde(flatten)]
+        exit: Exit,
     },
     /// A fatal protocol error; the root closes the connection after it.
     Error { message: String },

@@ -46,10 +46,7 @@ pub fn truncate(s: String, max: usize) -> String {
     if s.len() <= max {
         return s;
     }
-    let mut cut = max;
-    while !s.is_char_boundary(cut) {
-        cut -= 1;
-    }
+    let cut = crate::proto::floor_char_boundary(&s, max);
     let marker = format!("…[{} bytes cut]", s.len() - cut);
     let mut out = String::with_capacity(cut + marker.len());
     out.push_str(&s[..cut]);

@@ -14,8 +14,8 @@ use super::bounds::{self, RateLimit};
 use super::event::{RuntimeCommand, RuntimeEvent};
 use super::lock::{LockKey, LockRequest, LockTable, ReleaseCause, Transition};
 use super::suspect::{HolderWatch, Verdict};
-use super::tree::{ActorTree, CancelState, ExitInfo};
-use crate::proto::{ReleaseHow, ToActor, ToRoot};
+use super::tree::{ActorTree, CancelState};
+use crate::proto::{Exit, ReleaseHow, ToActor, ToRoot};
 
 /// Connection id, unique within one run.
 pub type ConnId = u64;
@@ -89,7 +89,7 @@ pub enum Input {
     },
     ChildExited {
         actor: String,
-        exit: ExitInfo,
+        exit: Exit,
     },
     ExitDeadline {
         actor: String,
@@ -180,7 +180,7 @@ pub struct Core {
     quitting: bool,
     /// Exits reaped while the actor's connection was still open: handled when it closes,
     /// so frames the actor sent before dying (its `exiting` reason) are seen first.
-    pending_exits: HashMap<String, ExitInfo>,
+    pending_exits: HashMap<String, Exit>,
     /// Actors whose teardown waits to start (CancelState::Pending), so each transition
     /// looks only at them.
     pending_cancels: HashSet<String>,
@@ -424,12 +424,13 @@ impl Core {
         node.connected = false;
         if !node.spawned {
             // We cannot reap a process we did not start: its connection is its life.
-            let reason = node.exit_reason;
+            let exit = Exit {
+                reason: node.exit_reason,
+                ..Exit::default()
+            };
             self.event(RuntimeEvent::ActorExited {
                 actor: actor.clone(),
-                code: None,
-                signal: None,
-                reason,
+                exit,
             });
             self.pending_cancels.remove(&actor);
             self.progress_cancels();
@@ -847,35 +848,35 @@ impl Core {
 
     // ---- children and teardown ----
 
-    fn child_exited(&mut self, actor: &str, exit: ExitInfo) {
+    fn child_exited(&mut self, actor: &str, exit: Exit) {
         self.pending_cancels.remove(actor);
         let tr = self.lock.remove_actor(actor, ReleaseCause::Exit);
         self.apply(tr);
         let Some(node) = self.tree.get_mut(actor) else {
             return;
         };
+        // The status says how it ended; the reason is what it announced before.
+        let exit = Exit {
+            reason: node.exit_reason,
+            ..exit
+        };
         node.exited = Some(exit);
-        let reason = node.exit_reason;
         let parent = node.parent.clone();
         if let Some(parent) = parent {
             self.send_to_actor(
                 &parent,
                 ToActor::ChildExited {
                     actor: actor.into(),
-                    code: exit.code,
-                    signal: exit.signal,
-                    reason,
+                    exit,
                 },
             );
         }
         self.event(RuntimeEvent::ActorExited {
             actor: actor.into(),
-            code: exit.code,
-            signal: exit.signal,
-            reason,
+            exit,
         });
         if self.first.as_deref() == Some(actor) {
-            self.first_code = Some(exit.code.unwrap_or_else(|| 128 + exit.signal.unwrap_or(0)));
+            self.first_code = Some(exit.status_code());
             // The program is over: whatever it left running is torn down, gently.
             let live: Vec<String> = self
                 .tree
@@ -1454,9 +1455,9 @@ mod tests {
         s.first();
         s.feed(Input::ChildExited {
             actor: "1".into(),
-            exit: ExitInfo {
+            exit: Exit {
                 code: Some(0),
-                signal: None,
+                ..Exit::default()
             },
         });
         s.feed(Input::Closed {

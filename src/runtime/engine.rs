@@ -65,23 +65,6 @@ impl std::fmt::Debug for Engine {
     }
 }
 
-/// Splits `s` into pieces of at most `max` bytes, on character boundaries.
-fn chunks(s: &str, max: usize) -> Vec<&str> {
-    let mut out = Vec::new();
-    let mut rest = s;
-    while rest.len() > max {
-        let mut cut = max;
-        while !rest.is_char_boundary(cut) {
-            cut -= 1;
-        }
-        let (head, tail) = rest.split_at(cut);
-        out.push(head);
-        rest = tail;
-    }
-    out.push(rest);
-    out
-}
-
 /// Parent pids of `pid`, nearest first (bounded: a racing `/proc` read must not loop).
 fn ancestry(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
@@ -308,7 +291,7 @@ impl Engine {
                     return;
                 }
                 // Frames have a size limit; a big paste goes out in pieces.
-                for chunk in chunks(&data, INPUT_CHUNK) {
+                for chunk in crate::proto::split_utf8(&data, INPUT_CHUNK) {
                     let msg = ToActor::ReplInput {
                         task,
                         epoch,

@@ -2,7 +2,7 @@
 //! in. Headless mode prints these as JSON lines; the console applies them to its state. Both
 //! front ends can do exactly what these types allow, no more.
 
-use crate::proto::{ExitReason, Reason};
+use crate::proto::{Exit, Reason};
 
 use super::lock::ReleaseCause;
 use super::suspect::Why;
@@ -18,9 +18,7 @@ pub enum RuntimeEvent {
     },
     ActorExited {
         actor: String,
-        code: Option<i32>,
-        signal: Option<i32>,
-        reason: Option<ExitReason>,
+        exit: Exit,
     },
     LockRequested {
         actor: String,

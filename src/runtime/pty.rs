@@ -219,12 +219,8 @@ impl Mirror {
                     break;
                 }
                 // A poisoned lock only means a reader panicked; the data is still whole.
-                s.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .process(&buf[..n]);
-                l.lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .push((start.elapsed(), buf[..n].to_vec()));
+                crate::sync::lock(&s).process(&buf[..n]);
+                crate::sync::lock(&l).push((start.elapsed(), buf[..n].to_vec()));
             }
             e.store(true, std::sync::atomic::Ordering::SeqCst);
         });
@@ -244,11 +240,7 @@ impl Mirror {
 
     /// Runs `f` on the current screen.
     pub fn with_screen<R>(&self, f: impl FnOnce(&vt100::Screen) -> R) -> R {
-        f(self
-            .screen
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .screen())
+        f(crate::sync::lock(&self.screen).screen())
     }
 
     /// The screen's text.
@@ -258,7 +250,7 @@ impl Mirror {
 
     /// Everything the program wrote so far, as timed chunks.
     pub fn output(&self) -> Vec<TimedChunk> {
-        self.log.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        crate::sync::lock(&self.log).clone()
     }
 
     /// Types `bytes` into the program's terminal.

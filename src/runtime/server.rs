@@ -211,10 +211,7 @@ fn refuse(limit: &std::sync::Mutex<RateLimit>, conn: ConnId, stream: UnixStream,
         // A peer that cannot take one small frame right now learns nothing; that is fine.
         let _ = stream.try_write(&bytes);
     }
-    let admitted = limit
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .admit(std::time::Instant::now());
+    let admitted = crate::sync::lock(limit).admit(std::time::Instant::now());
     if let Some(suppressed) = admitted {
         tracing::warn!(conn, suppressed, "refused a connection: {why}");
     }

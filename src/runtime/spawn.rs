@@ -13,7 +13,6 @@ use tokio::sync::mpsc;
 use super::core::{Input, SpawnRequest};
 use super::event_queue::EventSender;
 use super::pty::{self, PtyMaster, SpawnSpec};
-use super::tree::ExitInfo;
 use crate::proto::env;
 
 /// A spawned actor's process as the shell keeps it.
@@ -38,14 +37,6 @@ pub struct Spawner {
     pub events: EventSender,
     /// Exits go back to the engine as inputs.
     pub inputs: mpsc::Sender<Input>,
-}
-
-fn exit_info(status: std::process::ExitStatus) -> ExitInfo {
-    use std::os::unix::process::ExitStatusExt;
-    ExitInfo {
-        code: status.code(),
-        signal: status.signal(),
-    }
 }
 
 impl Spawner {
@@ -109,7 +100,7 @@ impl Spawner {
             let _ = tokio::time::timeout(Duration::from_millis(200), eof_rx).await;
             match status {
                 Ok(status) => {
-                    let exit = exit_info(status);
+                    let exit = crate::proto::Exit::from(status);
                     // Engine gone: the run is over and nobody needs the status.
                     let _ = inputs.send(Input::ChildExited { actor, exit }).await;
                 }

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::proto::ExitReason;
+use crate::proto::{Exit, ExitReason};
 
 /// Progress of an actor's teardown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,13 +16,6 @@ pub enum CancelState {
     /// SIGTERM sent; SIGKILL follows after the grace period.
     Terminated,
     Killed,
-}
-
-/// How an actor ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ExitInfo {
-    pub code: Option<i32>,
-    pub signal: Option<i32>,
 }
 
 /// One actor.
@@ -38,7 +31,7 @@ pub struct ActorNode {
     pub connected: bool,
     /// What the actor announced before exiting (`exiting` frame).
     pub exit_reason: Option<ExitReason>,
-    pub exited: Option<ExitInfo>,
+    pub exited: Option<Exit>,
     pub cancel: CancelState,
     /// Set once the "teardown waits" event went out, so it is reported once per wait.
     pub teardown_waiting: bool,
@@ -287,9 +280,9 @@ mod tests {
             t.nearest_ancestor(300, |p| ppids.get(&p).copied()),
             Some(top.clone())
         );
-        t.get_mut(&top).expect("exists").exited = Some(ExitInfo {
+        t.get_mut(&top).expect("exists").exited = Some(Exit {
             code: Some(0),
-            signal: None,
+            ..Exit::default()
         });
         assert_eq!(t.nearest_ancestor(300, |p| ppids.get(&p).copied()), None);
     }

@@ -197,9 +197,11 @@ fn golden_frames() {
         (
             proto::frame_bytes(&ToActor::ChildExited {
                 actor: "4".into(),
-                code: None,
-                signal: Some(9),
-                reason: None,
+                exit: proto::Exit {
+                    code: None,
+                    signal: Some(9),
+                    reason: None,
+                },
             })
             .expect("encode"),
             "0000003185a474797065ac6368696c645f657869746564a56163746f72a134a4636f6465c0a67369676e616c09a6726561736f6ec0",
@@ -213,6 +215,18 @@ fn golden_frames() {
         ),
     ];
     assert_eq!(cases.len(), 24, "every message type but the two `unknown`s");
+    // The flattened exit decodes back from the same bytes, nil fields and all.
+    let bytes = proto::frame_bytes(&ToActor::ChildExited {
+        actor: "4".into(),
+        exit: proto::Exit {
+            code: Some(3),
+            signal: None,
+            reason: Some(ExitReason::Crash),
+        },
+    })
+    .expect("encode");
+    let back: Option<ToActor> = proto::read_frame_sync(&mut bytes.as_slice()).expect("decode");
+    assert!(matches!(back, Some(ToActor::ChildExited { exit, .. }) if exit.code == Some(3)));
     for (bytes, want) in cases {
         assert_eq!(hex(&bytes), want);
     }

@@ -412,15 +412,26 @@ fn s14_task_dump_does_not_disturb_the_repl() {
     let mut run = Run::start(&scen(), &["dump_tree"]);
     let busy = run.actor_named("busy");
     run.wait_event("repl_ready");
-    // Busy registers its tasks as it starts: ask again until the dump shows them all.
+    // Busy connects and registers its tasks as it starts: ask again until the dump shows
+    // them all. Until it is connected the root answers with a notice instead of a dump.
     let wanted = ["server", "conn-1", "conn-2", "hasher"];
     let mut text = String::new();
-    for _ in 0..100 {
+    let deadline = Instant::now() + harness::TIMEOUT;
+    while Instant::now() < deadline {
         run.send(json!({"cmd": "dump", "actor": busy}));
-        text = run.wait_event("dump")["text"]
-            .as_str()
-            .expect("text")
-            .to_owned();
+        let answer = run.wait_for("a dump or a not-connected notice", |e| {
+            e["event"] == "dump"
+                || (e["event"] == "notice"
+                    && e["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("is not connected")))
+        });
+        if answer["event"] == "notice" {
+            // Not connected yet: let its start-up go on for a moment (events keep flowing).
+            run.wait_within(Duration::from_millis(100), |_| false);
+            continue;
+        }
+        text = answer["text"].as_str().expect("text").to_owned();
         if wanted.iter().all(|w| text.contains(w)) {
             break;
         }
