@@ -23,7 +23,7 @@ use super::event_queue::EventSender;
 use super::procs::{self, PidFd};
 use super::pty;
 use super::server::{ConnEvent, PeerSendError, PeerTx};
-use super::spawn::{Proc, Spawner};
+use super::spawn::{Output, Proc, Spawner};
 use crate::proto::ToActor;
 
 /// A connection as the shell holds it: how to reach the peer, and how to signal it.
@@ -54,6 +54,8 @@ pub(super) struct Engine {
     procs: HashMap<String, Proc>,
     /// Inputs waiting for the core, in order.
     pending: VecDeque<Input>,
+    /// Output readers of actors just spawned, started once their `actor_started` is out.
+    unstarted: HashMap<String, Output>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -107,6 +109,7 @@ impl Engine {
             conns: HashMap::new(),
             procs: HashMap::new(),
             pending: VecDeque::new(),
+            unstarted: HashMap::new(),
         }
     }
 
@@ -120,9 +123,10 @@ impl Engine {
         let req =
             self.core
                 .first_spawn(name, cfg.program.clone(), cfg.args.clone(), cfg.env.clone());
-        let proc = self.spawner.spawn(&req)?;
+        let (proc, output) = self.spawner.spawn(&req)?;
         let pid = proc.pid;
         self.procs.insert(req.id.clone(), proc);
+        self.unstarted.insert(req.id.clone(), output);
         self.pending.push_back(Input::Spawned {
             req,
             result: Ok(pid),
@@ -197,8 +201,16 @@ impl Engine {
     /// Feeds every pending input to the core and carries out what it says.
     fn drain(&mut self) {
         while let Some(input) = self.pending.pop_front() {
+            let spawned = match &input {
+                Input::Spawned { req, .. } => Some(req.id.clone()),
+                _ => None,
+            };
             for effect in self.core.handle(Instant::now(), input) {
                 self.perform(effect);
+            }
+            // Its `actor_started` is out now: its output may follow.
+            if let Some(output) = spawned.and_then(|id| self.unstarted.remove(&id)) {
+                output.start();
             }
         }
     }
@@ -315,9 +327,10 @@ impl Engine {
             }
             Effect::Spawn(req) => {
                 let result = match self.spawner.spawn(&req) {
-                    Ok(proc) => {
+                    Ok((proc, output)) => {
                         let pid = proc.pid;
                         self.procs.insert(req.id.clone(), proc);
+                        self.unstarted.insert(req.id.clone(), output);
                         Ok(pid)
                     }
                     Err(e) => Err(format!("cannot start {}: {e}", req.program)),

@@ -15,6 +15,38 @@ use super::event_queue::EventSender;
 use super::pty::{self, PtyMaster, SpawnSpec};
 use crate::proto::env;
 
+/// The output reader of a spawned actor, not started yet: the engine starts it once the
+/// actor's `actor_started` is out, so no `output` event can come before it.
+#[derive(Debug)]
+pub struct Output {
+    actor: String,
+    master: Arc<PtyMaster>,
+    events: EventSender,
+    eof: tokio::sync::oneshot::Sender<()>,
+}
+
+impl Output {
+    /// Forwards the actor's PTY output to the front end until the PTY closes.
+    pub fn start(self) {
+        tokio::spawn(async move {
+            // 16 KiB reads; the event queue bounds what waits in total.
+            let mut buf = vec![0u8; 16 * 1024];
+            loop {
+                match self.master.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if !self.events.output(&self.actor, &buf[..n]).await {
+                            break;
+                        }
+                    }
+                }
+            }
+            // The waiter may have given up on us already.
+            let _ = self.eof.send(());
+        });
+    }
+}
+
 /// A spawned actor's process as the shell keeps it.
 #[derive(Debug)]
 pub struct Proc {
@@ -40,8 +72,9 @@ pub struct Spawner {
 }
 
 impl Spawner {
-    /// Starts `req` on its own PTY and wires its output and exit into the engine.
-    pub fn spawn(&self, req: &SpawnRequest) -> std::io::Result<Proc> {
+    /// Starts `req` on its own PTY and wires its exit into the engine; its output is wired
+    /// when the caller starts the returned [`Output`].
+    pub fn spawn(&self, req: &SpawnRequest) -> std::io::Result<(Proc, Output)> {
         let mut envs: Vec<(String, String)> = req.env.clone();
         if let Some(dir) = &self.python_dir {
             let py = super::python::env_for(dir, &envs);
@@ -67,26 +100,13 @@ impl Spawner {
         let reaped = Arc::new(AtomicBool::new(false));
 
         // Output reader: straight to the front end, so output never waits on the engine.
-        let events = self.events.clone();
-        let out_actor = req.id.clone();
-        let reader_master = master.clone();
         let (eof_tx, eof_rx) = tokio::sync::oneshot::channel::<()>();
-        tokio::spawn(async move {
-            // 16 KiB reads; the event queue bounds what waits in total.
-            let mut buf = vec![0u8; 16 * 1024];
-            loop {
-                match reader_master.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if !events.output(&out_actor, &buf[..n]).await {
-                            break;
-                        }
-                    }
-                }
-            }
-            // The waiter may have given up on us already.
-            let _ = eof_tx.send(());
-        });
+        let output = Output {
+            actor: req.id.clone(),
+            master: master.clone(),
+            events: self.events.clone(),
+            eof: eof_tx,
+        };
 
         // Waiter: reap, then give the output a moment to drain so `actor_exited` comes
         // after the actor's last output (a non-actor grandchild may hold the PTY open).
@@ -107,10 +127,13 @@ impl Spawner {
                 Err(e) => tracing::error!(%actor, error = %e, "wait failed"),
             }
         });
-        Ok(Proc {
-            pid,
-            reaped,
-            pty: Some(master),
-        })
+        Ok((
+            Proc {
+                pid,
+                reaped,
+                pty: Some(master),
+            },
+            output,
+        ))
     }
 }
