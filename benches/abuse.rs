@@ -11,6 +11,7 @@
 //!
 //! With `ACTOR_TUI_ANCHOR=/path/to/an/older/actor-tui`, every round runs that binary too,
 //! alternating with this one, and the report gives both side by side.
+#![allow(unsafe_code, reason = "sysconf for the clock tick")]
 
 use std::io::{BufRead, BufReader, Write};
 use std::os::unix::net::UnixStream;

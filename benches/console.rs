@@ -5,6 +5,7 @@
 //!    memory, frame times, and keystroke-to-echo latency in the REPL input during the flood.
 //!
 //!     cargo bench --bench console [-- MEGABYTES]     (default 100)
+#![allow(unsafe_code, reason = "libc calls in the bench harness")]
 
 use std::time::{Duration, Instant};
 

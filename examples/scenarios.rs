@@ -4,6 +4,7 @@
 //!
 //! Roles: `pause_once`, `crash`, `loop_pause`, `quit_parent`, `threads_tasks`, `pair`,
 //! `dump_tree`, `busy`, `unspawned_child`, `winsize`, `late_joiner`, `daemon`, `flood`.
+#![allow(unsafe_code, reason = "setsid and ioctl in test roles")]
 
 use std::time::{Duration, Instant};
 

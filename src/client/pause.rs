@@ -150,9 +150,10 @@ pub(super) fn context(
 }
 
 pub(super) fn local_repl_possible() -> bool {
+    use std::io::IsTerminal;
     std::env::var_os("ACTOR_TUI_NO_REPL").is_none()
-        // SAFETY: isatty only inspects the descriptor.
-        && unsafe { libc::isatty(0) == 1 && libc::isatty(2) == 1 }
+        && std::io::stdin().is_terminal()
+        && std::io::stderr().is_terminal()
 }
 
 fn warn_skipped(ctx: &PauseCtx) -> Result<(), PauseError> {

@@ -8,6 +8,10 @@
 //! the root is left. A root killed with SIGKILL cannot clean up: then the actors it spawned
 //! die with it (PR_SET_PDEATHSIG), but non-actor processes that left their session and
 //! ignore SIGHUP can survive.
+#![allow(
+    unsafe_code,
+    reason = "prctl, pidfd syscalls and poll on a pidfd; each block says why it is sound"
+)]
 
 use std::collections::{HashMap, HashSet};
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};

@@ -1,6 +1,10 @@
 //! Starting actors on their own pseudo-terminals and reading what they write. The only
 //! module with `unsafe`: the `pre_exec` hook that makes the child a session leader with the
 //! PTY as its controlling terminal and ties its life to the root's.
+#![allow(
+    unsafe_code,
+    reason = "the pre_exec hook and PTY ioctls; each block says why it is sound"
+)]
 
 use std::ffi::OsStr;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};

@@ -1,6 +1,10 @@
 //! Regression tests for the hardening issue: each reproduces an attack or fault from the
 //! review with real processes, sockets and (where needed) a second unix user, and checks
 //! that it no longer works. Numbers refer to the issue's items.
+#![allow(
+    unsafe_code,
+    reason = "pre_exec hooks that set the umask and rlimits of the root under test"
+)]
 
 use std::io::{Read, Write};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
