@@ -440,6 +440,11 @@ impl ConsoleState {
 
     /// The tree in display order (parents before children, collapsed subtrees hidden), with
     /// depths.
+    /// The ids of [`ConsoleState::visible`], in display order.
+    pub fn visible_ids(&self) -> Vec<String> {
+        self.visible().into_iter().map(|(_, a)| a.id.clone()).collect()
+    }
+
     pub fn visible(&self) -> Vec<(u16, &Actor)> {
         let mut out = Vec::with_capacity(self.actors.len());
         let mut stack: Vec<(u16, &Actor)> = self

@@ -17,7 +17,8 @@ pub struct UiState {
     pub selected: Option<String>,
     pub focus: Pane,
     pub mode: Mode,
-    pub overlay: Overlay,
+    /// The open dialog; a confirmation holds what it will do.
+    pub dialog: Dialog,
     pub tab: BottomTab,
     pub dump_scroll: u16,
     /// Scrollback offsets (lines up from the bottom) of the output and REPL screens.
@@ -28,6 +29,23 @@ pub struct UiState {
     pub history_pos: Option<usize>,
     /// A transient message for the status bar, newer than the state's.
     pub flash: Option<(Instant, String)>,
+}
+
+/// What a confirmation will do on `y`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Pending {
+    ForceRelease,
+    Cancel { actor: String, force: bool },
+    Quit,
+}
+
+/// A dialog over the screen: the one place a pending confirmation is kept.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Dialog {
+    #[default]
+    None,
+    Help,
+    Confirm { pending: Pending, question: String },
 }
 
 impl Default for UiState {
@@ -42,7 +60,7 @@ impl UiState {
             selected: None,
             focus: Pane::Repl,
             mode: Mode::Input,
-            overlay: Overlay::None,
+            dialog: Dialog::None,
             tab: BottomTab::Output,
             dump_scroll: 0,
             output_scroll: 0,
@@ -199,6 +217,10 @@ pub fn model<'a>(s: &'a ConsoleState, ui: &'a UiState, now: Instant) -> ScreenMo
             message,
         },
         focus: ui.focus,
-        overlay: ui.overlay.clone(),
+        overlay: match &ui.dialog {
+            Dialog::None => Overlay::None,
+            Dialog::Help => Overlay::Help,
+            Dialog::Confirm { question, .. } => Overlay::Confirm(question.clone()),
+        },
     }
 }

@@ -190,6 +190,25 @@ impl Areas {
     }
 
     /// Rows and columns inside the bottom pane's border: the size actor PTYs are given.
+    /// Rows and columns inside the REPL pane's text area (its borders and the input line
+    /// taken off).
+    pub fn repl_size(&self) -> (u16, u16) {
+        (
+            self.repl.height.saturating_sub(3).max(1),
+            self.repl.width.saturating_sub(2).max(1),
+        )
+    }
+
+    /// The row of the tree's visible list at screen row `y`, given the selected row (the
+    /// tree scrolls to keep it shown); `None` on the borders.
+    pub fn tree_row_at(&self, y: u16, selected: Option<usize>) -> Option<usize> {
+        let inner_h = self.tree.height.saturating_sub(2);
+        if y <= self.tree.y || y > self.tree.y + inner_h {
+            return None;
+        }
+        Some(usize::from(y - self.tree.y - 1) + tree_offset(selected, inner_h))
+    }
+
     pub fn output_size(&self) -> (u16, u16) {
         (
             self.bottom.height.saturating_sub(2).max(1),

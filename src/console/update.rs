@@ -1,0 +1,392 @@
+//! What the user's actions do to the console's state, apart from the loop and the
+//! terminal: a pure update over ([`ConsoleState`], [`UiState`]) that returns the commands
+//! for the runtime. The loop feeds it key actions and batches of events and sends what comes
+//! back; tests drive it directly and draw it on ratatui's `TestBackend`.
+
+use std::time::Instant;
+
+use actor_tui_ui::{Areas, BottomTab, Pane};
+
+use super::input::{Action, Mode, OverlayKind};
+use super::state::{self, ConsoleState};
+use super::view::{Dialog, Pending, UiState, new_input};
+use super::{common_prefix, pane_sizes};
+use crate::runtime::{RuntimeCommand, RuntimeEvent};
+
+/// The console's state and what the user does to it.
+#[derive(Debug)]
+pub struct Model {
+    pub state: ConsoleState,
+    pub ui: UiState,
+    /// Where the last frame put each pane (for clicks and the wheel).
+    pub areas: Areas,
+    quitting: bool,
+    /// Whether the holder's session waited for a line at the last look (to notice new prompts).
+    session_waiting: bool,
+    now: Instant,
+    out: Vec<RuntimeCommand>,
+}
+
+impl Model {
+    pub fn new(state: ConsoleState, now: Instant) -> Self {
+        Self {
+            state,
+            ui: UiState::new(),
+            areas: Areas::default(),
+            quitting: false,
+            session_waiting: false,
+            now,
+            out: Vec::new(),
+        }
+    }
+
+    /// Applies runtime events that arrived together, then what follows from them: a first
+    /// selection, a completion answer, a note that a session now waits for input.
+    pub fn on_events(
+        &mut self,
+        events: impl IntoIterator<Item = RuntimeEvent>,
+        now: Instant,
+    ) -> Vec<RuntimeCommand> {
+        self.now = now;
+        for ev in events {
+            self.state.apply(ev, now);
+        }
+        if self.ui.selected.is_none() {
+            self.ui.selected = self.state.actors().next().map(|a| a.id.clone());
+        }
+        if let Some((_, line, matches)) = self.state.completion.take() {
+            self.apply_completion(&line, &matches);
+        }
+        let waiting = self.state.holder.as_ref().is_some_and(|h| h.waiting);
+        if waiting && !self.session_waiting && self.ui.mode == Mode::Nav {
+            self.flash("a session waits for input: press i to type".into());
+        }
+        self.session_waiting = waiting;
+        std::mem::take(&mut self.out)
+    }
+
+    /// Ends the run (once).
+    pub fn quit(&mut self) -> Vec<RuntimeCommand> {
+        self.quit_once();
+        std::mem::take(&mut self.out)
+    }
+
+    fn quit_once(&mut self) {
+        if !self.quitting {
+            self.quitting = true;
+            self.send(RuntimeCommand::Quit);
+            self.flash("quitting: tearing the tree down".into());
+        }
+    }
+
+    /// Applies a completion answer if the line has not changed meanwhile: a single match
+    /// replaces the line, several extend it to their common prefix and are listed.
+    fn apply_completion(&mut self, line: &str, matches: &[String]) {
+        if self.ui.input.lines().join(" ") != line {
+            return;
+        }
+        match matches {
+            [] => self.flash("no completions".into()),
+            [one] => self.ui.input = new_input(one),
+            many => {
+                let prefix = common_prefix(many);
+                if prefix.len() > line.len() {
+                    self.ui.input = new_input(&prefix);
+                }
+                let shown: Vec<&str> = many.iter().take(12).map(String::as_str).collect();
+                let more = if many.len() > 12 { " …" } else { "" };
+                self.flash(format!("{}{more}", shown.join("  ")));
+            }
+        }
+    }
+
+    /// What keys mean right now depends on the dialog that is open.
+    pub fn overlay_kind(&self) -> OverlayKind {
+        match self.ui.dialog {
+            Dialog::None => OverlayKind::None,
+            Dialog::Help => OverlayKind::Help,
+            Dialog::Confirm { .. } => OverlayKind::Confirm,
+        }
+    }
+
+    fn ask(&mut self, pending: Pending, question: String) {
+        self.ui.dialog = Dialog::Confirm { pending, question };
+    }
+
+    fn selected_name(&self) -> Option<(String, String)> {
+        let id = self.ui.selected.clone()?;
+        let name = self
+            .state
+            .actor(&id)
+            .map(|a| a.name.clone())
+            .unwrap_or_default();
+        Some((id, name))
+    }
+
+    /// The terminal is now `cols` x `rows`: re-lay out and resize every actor's PTY.
+    pub fn resize(&mut self, cols: u16, rows: u16) -> Vec<RuntimeCommand> {
+        let (out, repl) = pane_sizes(cols, rows);
+        self.state.resize(out, repl);
+        self.send(RuntimeCommand::Resize {
+            rows: out.0,
+            cols: out.1,
+        });
+        std::mem::take(&mut self.out)
+    }
+
+    fn move_selection(&mut self, delta: i32) {
+        let ids = self.state.visible_ids();
+        if ids.is_empty() {
+            return;
+        }
+        let cur = self
+            .ui
+            .selected
+            .as_deref()
+            .and_then(|s| ids.iter().position(|i| i == s))
+            .unwrap_or(0) as i64;
+        let next = (cur + i64::from(delta)).clamp(0, ids.len() as i64 - 1) as usize;
+        self.ui.selected = Some(ids[next].clone());
+        self.ui.output_scroll = 0;
+        self.ui.dump_scroll = 0;
+    }
+
+    fn scroll(&mut self, pane: Pane, lines: i32) {
+        let add = |v: usize| (v as i64 + i64::from(lines)).max(0) as usize;
+        match pane {
+            Pane::Tree => self.move_selection(-lines.signum()),
+            Pane::Repl => self.ui.repl_scroll = add(self.ui.repl_scroll).min(state::SCROLLBACK),
+            Pane::Bottom => match self.ui.tab {
+                BottomTab::Output => {
+                    self.ui.output_scroll = add(self.ui.output_scroll).min(state::SCROLLBACK);
+                }
+                // Dump text scrolls the other way: positive means further down the text.
+                BottomTab::Dump => {
+                    self.ui.dump_scroll = (i64::from(self.ui.dump_scroll) - i64::from(lines))
+                        .clamp(0, i64::from(u16::MAX))
+                        as u16;
+                }
+            },
+            Pane::Lock => {}
+        }
+    }
+
+    /// What the user's `action` does at `now`; the commands for the runtime, in order.
+    pub fn on_action(&mut self, action: Action, now: Instant) -> Vec<RuntimeCommand> {
+        self.now = now;
+        self.act(action);
+        std::mem::take(&mut self.out)
+    }
+
+    fn act(&mut self, action: Action) {
+        match action {
+            Action::None => {}
+            Action::Help => self.ui.dialog = Dialog::Help,
+            Action::CloseOverlay => self.ui.dialog = Dialog::None,
+            Action::Confirmed => match std::mem::take(&mut self.ui.dialog) {
+                Dialog::Confirm {
+                    pending: Pending::ForceRelease,
+                    ..
+                } => self.send(RuntimeCommand::ForceRelease),
+                Dialog::Confirm {
+                    pending: Pending::Cancel { actor, force },
+                    ..
+                } => self.send(RuntimeCommand::Cancel { actor, force }),
+                Dialog::Confirm {
+                    pending: Pending::Quit,
+                    ..
+                } => self.quit_once(),
+                Dialog::None | Dialog::Help => {}
+            },
+            Action::Dump => match self.ui.selected.clone() {
+                Some(actor) => {
+                    self.send(RuntimeCommand::Dump { actor });
+                    self.ui.tab = BottomTab::Dump;
+                    self.ui.dump_scroll = 0;
+                }
+                None => self.flash("no actor selected".into()),
+            },
+            Action::ForceRelease => match &self.state.holder {
+                Some(h) => {
+                    let who = h.request.actor.clone();
+                    let name = self
+                        .state
+                        .actor(&who)
+                        .map(|a| a.name.clone())
+                        .unwrap_or_default();
+                    self.ask(
+                        Pending::ForceRelease,
+                        format!("Force-release the lock held by {who} {name}?"),
+                    );
+                }
+                None => self.flash("the lock is free".into()),
+            },
+            Action::Cancel => {
+                // F9 on an open cancel question, or on a subtree whose teardown already
+                // waits, means "force".
+                let force_now = matches!(
+                    self.ui.dialog,
+                    Dialog::Confirm {
+                        pending: Pending::Cancel { .. },
+                        ..
+                    }
+                );
+                let Some((id, name)) = self.selected_name() else {
+                    self.flash("no actor selected".into());
+                    return;
+                };
+                let waiting = self
+                    .state
+                    .actor(&id)
+                    .is_some_and(|a| a.teardown_waiting || a.cancelling);
+                if force_now || waiting {
+                    self.ask(
+                        Pending::Cancel {
+                            actor: id.clone(),
+                            force: true,
+                        },
+                        format!("Force-cancel {id} {name} and its subtree now (SIGKILL)?"),
+                    );
+                } else {
+                    self.ask(
+                        Pending::Cancel {
+                            actor: id.clone(),
+                            force: false,
+                        },
+                        format!("Cancel {id} {name} and its subtree?"),
+                    );
+                }
+            }
+            Action::Quit => self.ask(
+                Pending::Quit,
+                "Quit actor-tui and tear the tree down?".into(),
+            ),
+            Action::ToNav => self.ui.mode = Mode::Nav,
+            Action::ToInput => {
+                self.ui.mode = Mode::Input;
+                self.ui.focus = Pane::Repl;
+            }
+            Action::Submit => {
+                if !self.state.holder.as_ref().is_some_and(|h| h.waiting) {
+                    self.flash("no session waits for input".into());
+                    return;
+                }
+                let line = self.ui.input.lines().join(" ");
+                self.send(RuntimeCommand::Input {
+                    data: format!("{line}\n"),
+                });
+                self.state.sent_line(&line);
+                self.ui.input = new_input("");
+                self.ui.history_pos = None;
+                self.ui.repl_scroll = 0;
+            }
+            Action::Complete => {
+                if self.state.holder.as_ref().is_some_and(|h| h.waiting) {
+                    let line = self.ui.input.lines().join(" ");
+                    self.send(RuntimeCommand::Complete { line });
+                } else {
+                    self.flash("no session waits for input".into());
+                }
+            }
+            Action::ClearLine => {
+                self.ui.input = new_input("");
+                self.ui.history_pos = None;
+            }
+            Action::HistoryPrev | Action::HistoryNext => {
+                let Some(holder) = self.state.holder.as_ref().map(|h| h.request.actor.clone())
+                else {
+                    return;
+                };
+                let history = self
+                    .state
+                    .actor(&holder)
+                    .map(|a| a.history.clone())
+                    .unwrap_or_default();
+                if history.is_empty() {
+                    return;
+                }
+                // A position from another holder's history is meaningless here.
+                let start = self.ui.history_pos.filter(|p| *p < history.len());
+                let pos = match (action, start) {
+                    (Action::HistoryPrev, None) => Some(history.len() - 1),
+                    (Action::HistoryPrev, Some(p)) => Some(p.saturating_sub(1)),
+                    (_, Some(p)) if p + 1 < history.len() => Some(p + 1),
+                    _ => None,
+                };
+                self.ui.history_pos = pos;
+                let line = pos.and_then(|p| history.get(p)).map_or("", String::as_str);
+                self.ui.input = new_input(line);
+            }
+            Action::Edit(key) => {
+                self.ui.input.input(key);
+            }
+            Action::Move(d) => {
+                self.ui.focus = Pane::Tree;
+                self.move_selection(d);
+            }
+            Action::Collapse | Action::Expand => {
+                let collapse = action == Action::Collapse;
+                if let Some(id) = self.ui.selected.clone()
+                    && let Some(a) = self.state.actor_mut(&id)
+                {
+                    a.collapsed = collapse && !a.children.is_empty();
+                }
+            }
+            Action::CyclePane => {
+                self.ui.focus = match self.ui.focus {
+                    Pane::Tree => Pane::Lock,
+                    Pane::Lock => Pane::Repl,
+                    Pane::Repl => Pane::Bottom,
+                    Pane::Bottom => {
+                        // Tab on the bottom pane flips Output/Dump before moving on.
+                        if self.ui.tab == BottomTab::Output {
+                            self.ui.tab = BottomTab::Dump;
+                            Pane::Bottom
+                        } else {
+                            self.ui.tab = BottomTab::Output;
+                            Pane::Tree
+                        }
+                    }
+                };
+            }
+            Action::Scroll(n) => self.scroll(self.ui.focus, n),
+            Action::Wheel { up, x, y } => {
+                if let Some(p) = self.areas.pane_at(x, y) {
+                    self.scroll(p, if up { 3 } else { -3 });
+                }
+            }
+            Action::Click { x, y } => {
+                let Some(p) = self.areas.pane_at(x, y) else {
+                    return;
+                };
+                self.ui.focus = p;
+                if p == Pane::Tree {
+                    let visible = self.state.visible_ids();
+                    let sel = self
+                        .ui
+                        .selected
+                        .as_deref()
+                        .and_then(|s| visible.iter().position(|i| i == s));
+                    let row = self.areas.tree_row_at(y, sel);
+                    if let Some(id) = row.and_then(|r| visible.get(r)) {
+                        self.ui.selected = Some(id.clone());
+                        self.ui.output_scroll = 0;
+                    }
+                } else if p == Pane::Repl {
+                    self.ui.mode = Mode::Input;
+                }
+            }
+            // The loop asks the terminal for its size and calls `resize`.
+            Action::Resize => {}
+        }
+    }
+
+    /// A transient message in the status bar.
+    pub fn flash(&mut self, msg: String) {
+        self.ui.flash = Some((self.now, msg));
+    }
+
+    fn send(&mut self, cmd: RuntimeCommand) {
+        self.out.push(cmd);
+    }
+}
