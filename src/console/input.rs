@@ -206,4 +206,26 @@ mod tests {
             Action::Cancel
         );
     }
+
+    #[test]
+    fn every_key_in_the_status_bar_does_something_from_anywhere() {
+        let bar = actor_tui_ui::status_keys();
+        for k in actor_tui_ui::KEYS.iter().filter(|k| k.bar.is_some()) {
+            let f: u8 = k
+                .keys
+                .split(" / ")
+                .next()
+                .and_then(|f| f.strip_prefix('F'))
+                .and_then(|n| n.parse().ok())
+                .expect("status-bar keys are F-keys");
+            assert!(bar.contains(&format!("F{f} ")), "{bar}");
+            for mode in [Mode::Input, Mode::Nav] {
+                assert_ne!(
+                    map(&key(KeyCode::F(f)), mode, OverlayKind::None),
+                    Action::None,
+                    "F{f} listed in the key table but does nothing in {mode:?}"
+                );
+            }
+        }
+    }
 }

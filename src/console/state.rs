@@ -442,7 +442,10 @@ impl ConsoleState {
     /// depths.
     /// The ids of [`ConsoleState::visible`], in display order.
     pub fn visible_ids(&self) -> Vec<String> {
-        self.visible().into_iter().map(|(_, a)| a.id.clone()).collect()
+        self.visible()
+            .into_iter()
+            .map(|(_, a)| a.id.clone())
+            .collect()
     }
 
     pub fn visible(&self) -> Vec<(u16, &Actor)> {

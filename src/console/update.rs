@@ -390,3 +390,143 @@ impl Model {
         self.out.push(cmd);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The real update and the real drawing, on ratatui's `TestBackend`: what a user would
+    //! see after each action, without a terminal.
+
+    use super::*;
+    use crate::proto::Reason;
+    use actor_tui_ui::Theme;
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+
+    fn started(id: &str, name: &str, parent: Option<&str>) -> RuntimeEvent {
+        RuntimeEvent::ActorStarted {
+            actor: id.into(),
+            name: name.into(),
+            pid: 100,
+            parent: parent.map(str::to_owned),
+        }
+    }
+
+    /// top (1) with mid (2) and leaf (3); leaf holds the lock at a prompt.
+    fn tree() -> (Model, Terminal<TestBackend>, Instant) {
+        let t = Instant::now();
+        let (out, repl) = pane_sizes(100, 30);
+        let mut m = Model::new(ConsoleState::new(out, repl), t);
+        m.on_events(
+            [
+                started("1", "top", None),
+                started("2", "mid", Some("1")),
+                started("3", "leaf", Some("2")),
+                RuntimeEvent::LockRequested {
+                    actor: "3".into(),
+                    task: 1,
+                    task_name: "main".into(),
+                    reason: Reason::Pause,
+                    location: "leaf.rs:9".into(),
+                },
+                RuntimeEvent::LockGranted {
+                    actor: "3".into(),
+                    task: 1,
+                    epoch: 1,
+                },
+                RuntimeEvent::ReplReady {
+                    actor: "3".into(),
+                    task: 1,
+                    prompt: "(Pdb) ".into(),
+                },
+            ],
+            t,
+        );
+        let term = Terminal::new(TestBackend::new(100, 30)).expect("terminal");
+        (m, term, t)
+    }
+
+    fn screen(m: &mut Model, term: &mut Terminal<TestBackend>, t: Instant) -> String {
+        crate::console::draw_model(m, term, &Theme { color: false }, t).expect("draw");
+        let buf = term.backend().buffer();
+        (0..buf.area.height)
+            .map(|y| {
+                (0..buf.area.width)
+                    .map(|x| buf[(x, y)].symbol())
+                    .collect::<String>()
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    #[test]
+    fn cancel_asks_then_f9_again_forces_and_y_sends_one_command() {
+        let (mut m, mut term, t) = tree();
+        m.on_action(Action::ToNav, t);
+        m.on_action(Action::Move(1), t);
+        assert_eq!(m.ui.selected.as_deref(), Some("2"));
+        assert!(m.on_action(Action::Cancel, t).is_empty(), "asks first");
+        let s = screen(&mut m, &mut term, t);
+        assert!(s.contains("Cancel 2 mid and its subtree?"), "{s}");
+        // F9 on the open question turns it into a forced cancel.
+        m.on_action(Action::Cancel, t);
+        let s = screen(&mut m, &mut term, t);
+        assert!(s.contains("Force-cancel 2 mid"), "{s}");
+        let cmds = m.on_action(Action::Confirmed, t);
+        assert_eq!(
+            cmds,
+            vec![RuntimeCommand::Cancel {
+                actor: "2".into(),
+                force: true
+            }]
+        );
+        let s = screen(&mut m, &mut term, t);
+        assert!(!s.contains("Confirm"), "the dialog closed: {s}");
+        // Any other key dismisses without a command.
+        m.on_action(Action::Quit, t);
+        assert!(m.on_action(Action::CloseOverlay, t).is_empty());
+        assert_eq!(m.ui.dialog, Dialog::None);
+    }
+
+    #[test]
+    fn a_click_on_a_tree_row_selects_that_actor() {
+        let (mut m, mut term, t) = tree();
+        screen(&mut m, &mut term, t);
+        let tree = m.areas.tree;
+        // Rows start inside the border: the third row is leaf.
+        m.on_action(
+            Action::Click {
+                x: tree.x + 2,
+                y: tree.y + 3,
+            },
+            t,
+        );
+        assert_eq!(m.ui.selected.as_deref(), Some("3"));
+        // The border selects nothing.
+        m.on_action(
+            Action::Click {
+                x: tree.x + 2,
+                y: tree.y,
+            },
+            t,
+        );
+        assert_eq!(m.ui.selected.as_deref(), Some("3"));
+    }
+
+    #[test]
+    fn a_line_goes_to_the_session_only_when_it_waits() {
+        let (mut m, mut term, t) = tree();
+        m.ui.input = new_input("p x");
+        let cmds = m.on_action(Action::Submit, t);
+        assert_eq!(
+            cmds,
+            vec![RuntimeCommand::Input {
+                data: "p x\n".into()
+            }]
+        );
+        // The prompt was answered: the next line waits for the next prompt.
+        m.ui.input = new_input("p y");
+        assert!(m.on_action(Action::Submit, t).is_empty());
+        let s = screen(&mut m, &mut term, t);
+        assert!(s.contains("no session waits for input"), "{s}");
+    }
+}

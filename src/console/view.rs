@@ -45,7 +45,10 @@ pub enum Dialog {
     #[default]
     None,
     Help,
-    Confirm { pending: Pending, question: String },
+    Confirm {
+        pending: Pending,
+        question: String,
+    },
 }
 
 impl Default for UiState {

@@ -565,7 +565,7 @@ fn draw_status(frame: &mut Frame<'_>, area: Rect, m: &StatusModel, theme: &Theme
         );
     let mut spans = vec![
         Span::styled(format!(" {} ", m.mode), mode_style),
-        Span::raw(" F1 help  F5 dump  F8 release  F9 cancel  F10 quit "),
+        Span::raw(status_keys()),
     ];
     if let Some(msg) = &m.message {
         spans.push(Span::styled(format!("│ {msg}"), theme.fg(Color::Yellow)));
@@ -573,31 +573,80 @@ fn draw_status(frame: &mut Frame<'_>, area: Rect, m: &StatusModel, theme: &Theme
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
-/// Every key, for the help overlay (and the README).
-pub const KEYS: &[(&str, &str)] = &[
-    ("F1 / ?", "this help"),
-    ("F5 / t", "dump the selected actor's tasks and threads"),
-    ("F8 / r", "force-release the debug lock (confirm with y)"),
-    (
+/// One line of the key table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KeyHelp {
+    /// The keys, as written for people (`"F5 / t"`); the first one is the F-key, if any.
+    pub keys: &'static str,
+    pub what: &'static str,
+    /// The word for it in the status bar, for the few keys shown there.
+    pub bar: Option<&'static str>,
+}
+
+const fn key(keys: &'static str, what: &'static str, bar: Option<&'static str>) -> KeyHelp {
+    KeyHelp { keys, what, bar }
+}
+
+/// Every key: the help overlay and the status bar are drawn from this one table (and the
+/// console's keymap is tested against it).
+pub const KEYS: &[KeyHelp] = &[
+    key("F1 / ?", "this help", Some("help")),
+    key(
+        "F5 / t",
+        "dump the selected actor's tasks and threads",
+        Some("dump"),
+    ),
+    key(
+        "F8 / r",
+        "force-release the debug lock (confirm with y)",
+        Some("release"),
+    ),
+    key(
         "F9 / x",
         "cancel the selected actor's subtree (confirm; again to force)",
+        Some("cancel"),
     ),
-    ("F10 / q", "quit: tear the tree down (confirm with y)"),
-    ("Esc", "leave the REPL input for navigation"),
-    ("i / Enter", "back to the REPL input"),
-    ("Enter", "(input) send the line to the session"),
-    ("Up / Down", "(input) history of this actor's lines"),
-    ("Tab", "(input) complete the line"),
-    ("Ctrl-C", "(input) clear the line; never signals anyone"),
-    ("↑↓ / j k", "(nav) move in the actor tree"),
-    ("← → / h l", "(nav) collapse / expand"),
-    (
+    key(
+        "F10 / q",
+        "quit: tear the tree down (confirm with y)",
+        Some("quit"),
+    ),
+    key("Esc", "leave the REPL input for navigation", None),
+    key("i / Enter", "back to the REPL input", None),
+    key("Enter", "(input) send the line to the session", None),
+    key("Up / Down", "(input) history of this actor's lines", None),
+    key("Tab", "(input) complete the line", None),
+    key(
+        "Ctrl-C",
+        "(input) clear the line; never signals anyone",
+        None,
+    ),
+    key("↑↓ / j k", "(nav) move in the actor tree", None),
+    key("← → / h l", "(nav) collapse / expand", None),
+    key(
         "Tab",
         "(nav) cycle panes; Output/Dump switch in the bottom pane",
+        None,
     ),
-    ("PgUp / PgDn", "scroll the focused pane (mouse wheel too)"),
-    ("click", "select an actor or focus a pane"),
+    key(
+        "PgUp / PgDn",
+        "scroll the focused pane (mouse wheel too)",
+        None,
+    ),
+    key("click", "select an actor or focus a pane", None),
 ];
+
+/// The status bar's key hints, from [`KEYS`]: " F1 help  F5 dump ... ".
+pub fn status_keys() -> String {
+    let hints: Vec<String> = KEYS
+        .iter()
+        .filter_map(|k| {
+            let first = k.keys.split(" / ").next()?;
+            Some(format!("{first} {}", k.bar?))
+        })
+        .collect();
+    format!(" {} ", hints.join("  "))
+}
 
 fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let w = w.min(area.width);
@@ -613,13 +662,13 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
 fn draw_help(frame: &mut Frame<'_>, theme: &Theme) {
     let lines: Vec<Line<'_>> = KEYS
         .iter()
-        .map(|(k, what)| {
+        .map(|k| {
             Line::from(vec![
                 Span::styled(
-                    format!("{k:<12}"),
+                    format!("{:<12}", k.keys),
                     theme.fg(Color::Cyan).add_modifier(Modifier::BOLD),
                 ),
-                Span::raw(*what),
+                Span::raw(k.what),
             ])
         })
         .collect();
