@@ -161,6 +161,13 @@ pub async fn run(mut rt: Runtime) -> i32 {
                 if c.model.state.exit_code.is_some() {
                     break;
                 }
+                // Under a flood this branch is always ready, and the frame timer may not get
+                // to fire until the task yields: draw here once the frame is due.
+                if due.is_some_and(|d| Instant::now() >= d) {
+                    c.draw(&mut guard.terminal);
+                    last_draw = Instant::now();
+                    due = None;
+                }
             }
             _ = tick.tick() => {
                 // Elapsed times and the suspect-lock rule change with the clock alone.
