@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use actor_tui::console::state::ConsoleState;
 use actor_tui::console::view::{UiState, apply_scroll, model};
-use actor_tui::proto::Reason;
+use actor_tui::proto::{ActorId, Reason};
 use actor_tui::runtime::RuntimeEvent;
 use actor_tui::runtime::pty::{Mirror, SpawnSpec};
 use ratatui::Terminal;
@@ -29,10 +29,10 @@ fn render_1000() {
     let now = Instant::now();
     let mut s = ConsoleState::new((14, 80), (20, 80));
     for i in 1..=1000u32 {
-        let parent = (i > 1).then(|| ((i - 2) / 10 + 1).to_string());
+        let parent = (i > 1).then(|| ActorId(u64::from((i - 2) / 10 + 1)));
         s.apply(
             RuntimeEvent::ActorStarted {
-                actor: i.to_string(),
+                actor: ActorId(u64::from(i)),
                 name: format!("worker-{i}"),
                 pid: 10_000 + i,
                 parent,
@@ -41,7 +41,7 @@ fn render_1000() {
         );
         s.apply(
             RuntimeEvent::Output {
-                actor: i.to_string(),
+                actor: ActorId(u64::from(i)),
                 data: format!("worker-{i}: started\r\n").into_bytes(),
             },
             now,
@@ -49,7 +49,7 @@ fn render_1000() {
         if i % 7 == 0 {
             s.apply(
                 RuntimeEvent::LockRequested {
-                    actor: i.to_string(),
+                    actor: ActorId(u64::from(i)),
                     task: 1,
                     task_name: "main".into(),
                     reason: Reason::Pause,
@@ -61,14 +61,14 @@ fn render_1000() {
     }
     s.apply(
         RuntimeEvent::LockGranted {
-            actor: "7".into(),
+            actor: ActorId(7),
             task: 1,
             epoch: 1,
         },
         now,
     );
     let mut ui = UiState::new();
-    ui.selected = Some("500".into());
+    ui.selected = Some(ActorId(500));
     let mut term = Terminal::new(TestBackend::new(120, 40)).expect("terminal");
     let theme = actor_tui_ui::Theme { color: true };
     let mut times = Vec::new();

@@ -3,7 +3,7 @@
 
 use std::hint::black_box;
 
-use actor_tui::proto::{self, Reason, ToRoot};
+use actor_tui::proto::{self, ActorId, Reason, ToRoot};
 use actor_tui::runtime::lock::{LockKey, LockRequest, LockTable, ReleaseCause};
 use criterion::{Criterion, criterion_group, criterion_main};
 
@@ -38,7 +38,7 @@ fn codec(c: &mut Criterion) {
 fn request(actor: u32, task: u64) -> LockRequest {
     LockRequest {
         key: LockKey {
-            actor: actor.to_string(),
+            actor: ActorId(u64::from(actor)),
             task,
         },
         task_name: "t".into(),
@@ -72,7 +72,7 @@ fn lock(c: &mut Criterion) {
                 }
                 t
             },
-            |mut t| black_box(t.remove_actor("500", ReleaseCause::Disconnect)),
+            |mut t| black_box(t.remove_actor(ActorId(500), ReleaseCause::Disconnect)),
             criterion::BatchSize::SmallInput,
         )
     });

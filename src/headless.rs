@@ -102,6 +102,8 @@ pub enum CommandError {
     Field(&'static str),
     #[error("unknown cmd `{0}`")]
     Unknown(String),
+    #[error(transparent)]
+    Actor(#[from] crate::proto::BadActorId),
 }
 
 /// Parses one stdin line into a command.
@@ -123,10 +125,10 @@ pub fn parse_command(line: &str) -> Result<RuntimeCommand, CommandError> {
         },
         "force_release" => RuntimeCommand::ForceRelease,
         "dump" => RuntimeCommand::Dump {
-            actor: field("actor")?,
+            actor: field("actor")?.parse()?,
         },
         "cancel" => RuntimeCommand::Cancel {
-            actor: field("actor")?,
+            actor: field("actor")?.parse()?,
             force: v.get("force").and_then(Value::as_bool).unwrap_or(false),
         },
         "quit" => RuntimeCommand::Quit,
@@ -209,6 +211,7 @@ async fn read_commands(commands: mpsc::Sender<RuntimeCommand>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::ActorId;
     use crate::proto::Reason;
     use crate::runtime::lock::ReleaseCause;
     use crate::runtime::suspect::Why;
@@ -219,13 +222,13 @@ mod tests {
     fn every_event_prints_as_one_pinned_line() {
         let events = vec![
             RuntimeEvent::ActorStarted {
-                actor: "2".into(),
+                actor: ActorId(2),
                 name: "worker".into(),
                 pid: 42,
-                parent: Some("1".into()),
+                parent: Some(ActorId(1)),
             },
             RuntimeEvent::ActorExited {
-                actor: "2".into(),
+                actor: ActorId(2),
                 exit: crate::proto::Exit {
                     code: Some(113),
                     signal: None,
@@ -233,71 +236,71 @@ mod tests {
                 },
             },
             RuntimeEvent::LockRequested {
-                actor: "2".into(),
+                actor: ActorId(2),
                 task: 1,
                 task_name: "main".into(),
                 reason: Reason::Crash,
                 location: "a.rs:1".into(),
             },
             RuntimeEvent::LockGranted {
-                actor: "2".into(),
+                actor: ActorId(2),
                 task: 1,
                 epoch: 3,
             },
             RuntimeEvent::LockReleased {
-                actor: "2".into(),
+                actor: ActorId(2),
                 task: 1,
                 epoch: 3,
                 cause: ReleaseCause::Force,
             },
             RuntimeEvent::LockDropped {
-                actor: "2".into(),
+                actor: ActorId(2),
                 task: 1,
                 cause: ReleaseCause::Cancel,
             },
             RuntimeEvent::LockRefused {
-                actor: "2".into(),
+                actor: ActorId(2),
                 task: 1,
                 error: "e".into(),
             },
             RuntimeEvent::LockSuspect {
-                actor: "2".into(),
+                actor: ActorId(2),
                 task: 1,
                 epoch: 3,
                 why: Why::Stopped,
                 since: std::time::Duration::from_millis(1500),
             },
             RuntimeEvent::LockHealthy {
-                actor: "2".into(),
+                actor: ActorId(2),
                 task: 1,
                 epoch: 3,
             },
             RuntimeEvent::ReplOutput {
-                actor: "2".into(),
+                actor: ActorId(2),
                 task: 1,
                 data: "x = 1\n".into(),
             },
             RuntimeEvent::ReplReady {
-                actor: "2".into(),
+                actor: ActorId(2),
                 task: 1,
                 prompt: "(Pdb) ".into(),
             },
             RuntimeEvent::Output {
-                actor: "2".into(),
+                actor: ActorId(2),
                 data: b"log \xff\n".to_vec(),
             },
             RuntimeEvent::Dump {
-                actor: "2".into(),
+                actor: ActorId(2),
                 text: "tasks".into(),
             },
             RuntimeEvent::Completions {
-                actor: "2".into(),
+                actor: ActorId(2),
                 line: "p a".into(),
                 matches: vec!["p answer".into()],
             },
-            RuntimeEvent::TeardownWaiting { actor: "2".into() },
+            RuntimeEvent::TeardownWaiting { actor: ActorId(2) },
             RuntimeEvent::Cancelling {
-                actor: "2".into(),
+                actor: ActorId(2),
                 force: false,
             },
             RuntimeEvent::Notice {
@@ -324,12 +327,12 @@ mod tests {
             (r#"{"cmd":"force_release"}"#, RuntimeCommand::ForceRelease),
             (
                 r#"{"cmd":"dump","actor":"2"}"#,
-                RuntimeCommand::Dump { actor: "2".into() },
+                RuntimeCommand::Dump { actor: ActorId(2) },
             ),
             (
                 r#"{"cmd":"cancel","actor":"2","force":true}"#,
                 RuntimeCommand::Cancel {
-                    actor: "2".into(),
+                    actor: ActorId(2),
                     force: true,
                 },
             ),

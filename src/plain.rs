@@ -13,7 +13,10 @@ fn parse(line: &str) -> Result<RuntimeCommand, String> {
     let mut words = line.split_whitespace();
     let cmd = words.next().unwrap_or("");
     let arg = words.next().map(str::to_owned);
-    let need = |a: Option<String>| a.ok_or_else(|| format!("{cmd} needs an actor id"));
+    let need = |a: Option<String>| -> Result<actor_tui::proto::ActorId, String> {
+        let a = a.ok_or_else(|| format!("{cmd} needs an actor id\n"))?;
+        a.parse().map_err(|e| format!("{e}\n"))
+    };
     match cmd {
         "/force" => Ok(RuntimeCommand::ForceRelease),
         "/dump" => Ok(RuntimeCommand::Dump { actor: need(arg)? }),

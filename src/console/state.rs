@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use actor_tui_ui::ActorStatus;
 
-use crate::proto::{Exit, ExitReason, Reason};
+use crate::proto::{ActorId, Exit, ExitReason, Reason};
 use crate::runtime::RuntimeEvent;
 use crate::runtime::lock::ReleaseCause;
 
@@ -27,11 +27,11 @@ const KEEP_EXITED_SCREENS: usize = 32;
 const STALE_NOTE_FOR: Duration = Duration::from_secs(15);
 
 pub struct Actor {
-    pub id: String,
+    pub id: ActorId,
     pub name: String,
     pub pid: u32,
-    pub parent: Option<String>,
-    pub children: Vec<String>,
+    pub parent: Option<ActorId>,
+    pub children: Vec<ActorId>,
     pub exited: Option<Exit>,
     /// Asked for a post-mortem at some point.
     pub crashed: bool,
@@ -59,7 +59,7 @@ impl std::fmt::Debug for Actor {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Request {
-    pub actor: String,
+    pub actor: ActorId,
     pub task: u64,
     pub task_name: String,
     pub reason: Reason,
@@ -83,24 +83,20 @@ pub struct Holder {
 
 #[derive(Debug)]
 pub struct ConsoleState {
-    actors: BTreeMap<u64, Actor>,
+    actors: BTreeMap<ActorId, Actor>,
     pub holder: Option<Holder>,
     pub queue: Vec<Request>,
     /// The last grant that ended because its holder vanished: (actor, cause, when).
-    pub stale: Option<(String, &'static str, Instant)>,
+    pub stale: Option<(ActorId, &'static str, Instant)>,
     pub messages: VecDeque<(Instant, String)>,
     pub exit_code: Option<i32>,
     /// The latest completion answer (actor, line, matches), for the console to apply.
-    pub completion: Option<(String, String, Vec<String>)>,
+    pub completion: Option<(ActorId, String, Vec<String>)>,
     /// Exited actors, oldest first (see KEEP_EXITED_SCREENS).
-    exit_order: VecDeque<String>,
+    exit_order: VecDeque<ActorId>,
     /// Size of actor PTYs (the output pane) and of REPL screens (the REPL pane).
     pub output_size: (u16, u16),
     pub repl_size: (u16, u16),
-}
-
-fn numeric(id: &str) -> u64 {
-    id.parse().unwrap_or(u64::MAX)
 }
 
 /// REPL text arrives with bare `\n`; a terminal needs `\r\n` to return to column 0.
@@ -133,12 +129,12 @@ impl ConsoleState {
         }
     }
 
-    pub fn actor(&self, id: &str) -> Option<&Actor> {
-        self.actors.get(&numeric(id))
+    pub fn actor(&self, id: ActorId) -> Option<&Actor> {
+        self.actors.get(&id)
     }
 
-    pub fn actor_mut(&mut self, id: &str) -> Option<&mut Actor> {
-        self.actors.get_mut(&numeric(id))
+    pub fn actor_mut(&mut self, id: ActorId) -> Option<&mut Actor> {
+        self.actors.get_mut(&id)
     }
 
     pub fn actors(&self) -> impl Iterator<Item = &Actor> {
@@ -162,11 +158,11 @@ impl ConsoleState {
                 pid,
                 parent,
             } => {
-                if let Some(p) = parent.as_deref().and_then(|p| self.actor_mut(p)) {
-                    p.children.push(actor.clone());
+                if let Some(p) = parent.and_then(|p| self.actor_mut(p)) {
+                    p.children.push(actor);
                 }
                 self.actors.insert(
-                    numeric(&actor),
+                    actor,
                     Actor {
                         id: actor,
                         name,
@@ -186,14 +182,14 @@ impl ConsoleState {
                 );
             }
             RuntimeEvent::ActorExited { actor, exit } => {
-                if let Some(a) = self.actor_mut(&actor) {
+                if let Some(a) = self.actor_mut(actor) {
                     a.exited = Some(exit);
                     a.teardown_waiting = false;
                 }
                 self.exit_order.push_back(actor);
                 while self.exit_order.len() > KEEP_EXITED_SCREENS {
                     if let Some(old) = self.exit_order.pop_front()
-                        && let Some(a) = self.actor_mut(&old)
+                        && let Some(a) = self.actor_mut(old)
                     {
                         a.output = None;
                         a.repl = None;
@@ -208,7 +204,7 @@ impl ConsoleState {
                 location,
             } => {
                 if reason == Reason::Crash
-                    && let Some(a) = self.actor_mut(&actor)
+                    && let Some(a) = self.actor_mut(actor)
                 {
                     a.crashed = true;
                 }
@@ -229,7 +225,7 @@ impl ConsoleState {
                 let request = match pos {
                     Some(i) => self.queue.remove(i),
                     None => Request {
-                        actor: actor.clone(),
+                        actor,
                         task,
                         task_name: format!("task {task}"),
                         reason: Reason::Pause,
@@ -247,7 +243,7 @@ impl ConsoleState {
                 });
                 self.stale = None;
                 let name = self
-                    .actor(&actor)
+                    .actor(actor)
                     .map(|a| a.name.clone())
                     .unwrap_or_default();
                 self.note(now, format!("lock granted to {actor} {name}"));
@@ -262,7 +258,7 @@ impl ConsoleState {
                     self.holder = None;
                 }
                 if matches!(cause, ReleaseCause::Disconnect | ReleaseCause::Exit) {
-                    self.stale = Some((actor.clone(), cause.as_str(), now));
+                    self.stale = Some((actor, cause.as_str(), now));
                 }
                 self.note(
                     now,
@@ -293,21 +289,21 @@ impl ConsoleState {
                 }
             }
             RuntimeEvent::ReplOutput { actor, data, .. } => {
-                self.sign_of_life(&actor, now);
+                self.sign_of_life(actor, now);
                 let size = self.repl_size;
-                if let Some(a) = self.actor_mut(&actor) {
+                if let Some(a) = self.actor_mut(actor) {
                     a.repl
                         .get_or_insert_with(|| vt100::Parser::new(size.0, size.1, SCROLLBACK))
                         .process(&crlf(&data));
                 }
             }
             RuntimeEvent::ReplReady { actor, prompt, .. } => {
-                self.sign_of_life(&actor, now);
+                self.sign_of_life(actor, now);
                 if let Some(h) = &mut self.holder {
                     h.waiting = true;
                 }
                 let size = self.repl_size;
-                if let Some(a) = self.actor_mut(&actor) {
+                if let Some(a) = self.actor_mut(actor) {
                     a.repl
                         .get_or_insert_with(|| vt100::Parser::new(size.0, size.1, SCROLLBACK))
                         .process(prompt.as_bytes());
@@ -315,20 +311,20 @@ impl ConsoleState {
             }
             RuntimeEvent::Output { actor, data } => {
                 let size = self.output_size;
-                if let Some(a) = self.actor_mut(&actor) {
+                if let Some(a) = self.actor_mut(actor) {
                     a.output
                         .get_or_insert_with(|| vt100::Parser::new(size.0, size.1, SCROLLBACK))
                         .process(&data);
                 }
             }
             RuntimeEvent::Dump { actor, text } => {
-                if let Some(a) = self.actor_mut(&actor) {
+                if let Some(a) = self.actor_mut(actor) {
                     a.dump = Some(text);
                 }
                 self.note(now, format!("dump of {actor} received"));
             }
             RuntimeEvent::TeardownWaiting { actor } => {
-                if let Some(a) = self.actor_mut(&actor) {
+                if let Some(a) = self.actor_mut(actor) {
                     a.teardown_waiting = true;
                 }
                 self.note(
@@ -337,7 +333,7 @@ impl ConsoleState {
                 );
             }
             RuntimeEvent::Cancelling { actor, .. } => {
-                if let Some(a) = self.actor_mut(&actor) {
+                if let Some(a) = self.actor_mut(actor) {
                     a.cancelling = true;
                     a.teardown_waiting = false;
                 }
@@ -352,7 +348,7 @@ impl ConsoleState {
         }
     }
 
-    fn sign_of_life(&mut self, actor: &str, now: Instant) {
+    fn sign_of_life(&mut self, actor: ActorId, now: Instant) {
         if let Some(h) = &mut self.holder
             && h.request.actor == actor
         {
@@ -362,11 +358,11 @@ impl ConsoleState {
 
     /// Records a line the user sent to the holder: echo it in the session, keep it in that
     /// actor's history. Returns the holder's id.
-    pub fn sent_line(&mut self, line: &str) -> Option<String> {
+    pub fn sent_line(&mut self, line: &str) -> Option<ActorId> {
         let h = self.holder.as_mut()?;
         h.waiting = false;
-        let actor = h.request.actor.clone();
-        if let Some(a) = self.actor_mut(&actor) {
+        let actor = h.request.actor;
+        if let Some(a) = self.actor_mut(actor) {
             if let Some(p) = &mut a.repl {
                 p.process(&crlf(&format!("{line}\n")));
             }
@@ -441,11 +437,8 @@ impl ConsoleState {
     /// The tree in display order (parents before children, collapsed subtrees hidden), with
     /// depths.
     /// The ids of [`ConsoleState::visible`], in display order.
-    pub fn visible_ids(&self) -> Vec<String> {
-        self.visible()
-            .into_iter()
-            .map(|(_, a)| a.id.clone())
-            .collect()
+    pub fn visible_ids(&self) -> Vec<ActorId> {
+        self.visible().into_iter().map(|(_, a)| a.id).collect()
     }
 
     pub fn visible(&self) -> Vec<(u16, &Actor)> {
@@ -453,7 +446,7 @@ impl ConsoleState {
         let mut stack: Vec<(u16, &Actor)> = self
             .actors
             .values()
-            .filter(|a| a.parent.as_deref().and_then(|p| self.actor(p)).is_none())
+            .filter(|a| a.parent.and_then(|p| self.actor(p)).is_none())
             .rev()
             .map(|a| (0, a))
             .collect();
@@ -461,7 +454,7 @@ impl ConsoleState {
             out.push((depth, a));
             if !a.collapsed {
                 for c in a.children.iter().rev() {
-                    if let Some(child) = self.actor(c) {
+                    if let Some(child) = self.actor(*c) {
                         stack.push((depth + 1, child));
                     }
                 }
@@ -489,18 +482,22 @@ impl ConsoleState {
 mod tests {
     use super::*;
 
+    fn aid(s: &str) -> ActorId {
+        s.parse().expect("actor id")
+    }
+
     fn started(id: &str, parent: Option<&str>) -> RuntimeEvent {
         RuntimeEvent::ActorStarted {
-            actor: id.into(),
+            actor: aid(id),
             name: format!("n{id}"),
-            pid: 100 + numeric(id) as u32,
-            parent: parent.map(str::to_owned),
+            pid: 100 + u32::try_from(aid(id).0).expect("small id"),
+            parent: parent.map(aid),
         }
     }
 
     fn requested(id: &str, reason: Reason) -> RuntimeEvent {
         RuntimeEvent::LockRequested {
-            actor: id.into(),
+            actor: aid(id),
             task: 1,
             task_name: "main".into(),
             reason,
@@ -510,7 +507,7 @@ mod tests {
 
     fn granted(id: &str, epoch: u64) -> RuntimeEvent {
         RuntimeEvent::LockGranted {
-            actor: id.into(),
+            actor: aid(id),
             task: 1,
             epoch,
         }
@@ -518,7 +515,7 @@ mod tests {
 
     fn released(id: &str, epoch: u64, cause: ReleaseCause) -> RuntimeEvent {
         RuntimeEvent::LockReleased {
-            actor: id.into(),
+            actor: aid(id),
             task: 1,
             epoch,
             cause,
@@ -538,15 +535,11 @@ mod tests {
     #[test]
     fn tree_order_and_collapse() {
         let (mut s, _) = state();
-        let ids: Vec<(u16, &str)> = s
-            .visible()
-            .iter()
-            .map(|(d, a)| (*d, a.id.as_str()))
-            .collect();
-        assert_eq!(ids, [(0, "1"), (1, "2"), (2, "3"), (1, "4")]);
-        s.actor_mut("2").expect("2").collapsed = true;
-        let ids: Vec<&str> = s.visible().iter().map(|(_, a)| a.id.as_str()).collect();
-        assert_eq!(ids, ["1", "2", "4"]);
+        let ids: Vec<(u16, u64)> = s.visible().iter().map(|(d, a)| (*d, a.id.0)).collect();
+        assert_eq!(ids, [(0, 1), (1, 2), (2, 3), (1, 4)]);
+        s.actor_mut(ActorId(2)).expect("2").collapsed = true;
+        let ids: Vec<u64> = s.visible().iter().map(|(_, a)| a.id.0).collect();
+        assert_eq!(ids, [1, 2, 4]);
     }
 
     #[test]
@@ -556,10 +549,16 @@ mod tests {
         s.apply(requested("3", Reason::Crash), t);
         s.apply(granted("2", 1), t);
         assert_eq!(s.queue.len(), 1);
-        let a2 = s.actor("2").expect("2");
+        let a2 = s.actor(ActorId(2)).expect("2");
         assert_eq!(s.status(a2), ActorStatus::InRepl);
-        assert_eq!(s.status(s.actor("3").expect("3")), ActorStatus::Crashed);
-        assert_eq!(s.status(s.actor("4").expect("4")), ActorStatus::Running);
+        assert_eq!(
+            s.status(s.actor(ActorId(3)).expect("3")),
+            ActorStatus::Crashed
+        );
+        assert_eq!(
+            s.status(s.actor(ActorId(4)).expect("4")),
+            ActorStatus::Running
+        );
         s.apply(released("2", 1, ReleaseCause::Continue), t);
         assert!(s.holder.is_none());
         assert_eq!(s.lock_warning(t), None);
@@ -575,7 +574,7 @@ mod tests {
         assert!(w.contains("no sign of life for 7s"), "{w}");
         s.apply(
             RuntimeEvent::ReplReady {
-                actor: "2".into(),
+                actor: ActorId(2),
                 task: 1,
                 prompt: "(actor-tui) ".into(),
             },
@@ -591,7 +590,7 @@ mod tests {
         s.apply(granted("2", 1), t);
         s.apply(
             RuntimeEvent::ReplReady {
-                actor: "2".into(),
+                actor: ActorId(2),
                 task: 1,
                 prompt: "(Pdb) ".into(),
             },
@@ -599,7 +598,7 @@ mod tests {
         );
         s.apply(
             RuntimeEvent::LockSuspect {
-                actor: "2".into(),
+                actor: ActorId(2),
                 task: 1,
                 epoch: 1,
                 why: crate::runtime::suspect::Why::Stopped,
@@ -611,7 +610,7 @@ mod tests {
         assert!(w.contains("stopped, no sign of life for 3s"), "{w}");
         s.apply(
             RuntimeEvent::LockHealthy {
-                actor: "2".into(),
+                actor: ActorId(2),
                 task: 1,
                 epoch: 1,
             },
@@ -638,14 +637,14 @@ mod tests {
         s.apply(granted("2", 1), t);
         s.apply(
             RuntimeEvent::ReplOutput {
-                actor: "2".into(),
+                actor: ActorId(2),
                 task: 1,
                 data: "one\ntwo\n".into(),
             },
             t,
         );
         let screen = s
-            .actor("2")
+            .actor(ActorId(2))
             .and_then(|a| a.repl.as_ref())
             .expect("repl")
             .screen();
@@ -654,8 +653,8 @@ mod tests {
             "{:?}",
             screen.contents()
         );
-        assert_eq!(s.sent_line("p x"), Some("2".into()));
+        assert_eq!(s.sent_line("p x"), Some(ActorId(2)));
         s.sent_line("p x");
-        assert_eq!(s.actor("2").expect("2").history, ["p x"]);
+        assert_eq!(s.actor(ActorId(2)).expect("2").history, ["p x"]);
     }
 }

@@ -11,6 +11,7 @@ use super::input::{Action, Mode, OverlayKind};
 use super::state::{self, ConsoleState};
 use super::view::{Dialog, Pending, UiState, new_input};
 use super::{common_prefix, pane_sizes};
+use crate::proto::ActorId;
 use crate::runtime::{RuntimeCommand, RuntimeEvent};
 
 /// The console's state and what the user does to it.
@@ -52,7 +53,7 @@ impl Model {
             self.state.apply(ev, now);
         }
         if self.ui.selected.is_none() {
-            self.ui.selected = self.state.actors().next().map(|a| a.id.clone());
+            self.ui.selected = self.state.actors().next().map(|a| a.id);
         }
         if let Some((_, line, matches)) = self.state.completion.take() {
             self.apply_completion(&line, &matches);
@@ -113,11 +114,11 @@ impl Model {
         self.ui.dialog = Dialog::Confirm { pending, question };
     }
 
-    fn selected_name(&self) -> Option<(String, String)> {
-        let id = self.ui.selected.clone()?;
+    fn selected_name(&self) -> Option<(ActorId, String)> {
+        let id = self.ui.selected?;
         let name = self
             .state
-            .actor(&id)
+            .actor(id)
             .map(|a| a.name.clone())
             .unwrap_or_default();
         Some((id, name))
@@ -142,11 +143,10 @@ impl Model {
         let cur = self
             .ui
             .selected
-            .as_deref()
-            .and_then(|s| ids.iter().position(|i| i == s))
+            .and_then(|s| ids.iter().position(|i| *i == s))
             .unwrap_or(0) as i64;
         let next = (cur + i64::from(delta)).clamp(0, ids.len() as i64 - 1) as usize;
-        self.ui.selected = Some(ids[next].clone());
+        self.ui.selected = Some(ids[next]);
         self.ui.output_scroll = 0;
         self.ui.dump_scroll = 0;
     }
@@ -198,7 +198,7 @@ impl Model {
                 } => self.quit_once(),
                 Dialog::None | Dialog::Help => {}
             },
-            Action::Dump => match self.ui.selected.clone() {
+            Action::Dump => match self.ui.selected {
                 Some(actor) => {
                     self.send(RuntimeCommand::Dump { actor });
                     self.ui.tab = BottomTab::Dump;
@@ -208,10 +208,10 @@ impl Model {
             },
             Action::ForceRelease => match &self.state.holder {
                 Some(h) => {
-                    let who = h.request.actor.clone();
+                    let who = h.request.actor;
                     let name = self
                         .state
-                        .actor(&who)
+                        .actor(who)
                         .map(|a| a.name.clone())
                         .unwrap_or_default();
                     self.ask(
@@ -237,12 +237,12 @@ impl Model {
                 };
                 let waiting = self
                     .state
-                    .actor(&id)
+                    .actor(id)
                     .is_some_and(|a| a.teardown_waiting || a.cancelling);
                 if force_now || waiting {
                     self.ask(
                         Pending::Cancel {
-                            actor: id.clone(),
+                            actor: id,
                             force: true,
                         },
                         format!("Force-cancel {id} {name} and its subtree now (SIGKILL)?"),
@@ -250,7 +250,7 @@ impl Model {
                 } else {
                     self.ask(
                         Pending::Cancel {
-                            actor: id.clone(),
+                            actor: id,
                             force: false,
                         },
                         format!("Cancel {id} {name} and its subtree?"),
@@ -293,13 +293,12 @@ impl Model {
                 self.ui.history_pos = None;
             }
             Action::HistoryPrev | Action::HistoryNext => {
-                let Some(holder) = self.state.holder.as_ref().map(|h| h.request.actor.clone())
-                else {
+                let Some(holder) = self.state.holder.as_ref().map(|h| h.request.actor) else {
                     return;
                 };
                 let history = self
                     .state
-                    .actor(&holder)
+                    .actor(holder)
                     .map(|a| a.history.clone())
                     .unwrap_or_default();
                 if history.is_empty() {
@@ -326,8 +325,8 @@ impl Model {
             }
             Action::Collapse | Action::Expand => {
                 let collapse = action == Action::Collapse;
-                if let Some(id) = self.ui.selected.clone()
-                    && let Some(a) = self.state.actor_mut(&id)
+                if let Some(id) = self.ui.selected
+                    && let Some(a) = self.state.actor_mut(id)
                 {
                     a.collapsed = collapse && !a.children.is_empty();
                 }
@@ -365,11 +364,10 @@ impl Model {
                     let sel = self
                         .ui
                         .selected
-                        .as_deref()
-                        .and_then(|s| visible.iter().position(|i| i == s));
+                        .and_then(|s| visible.iter().position(|i| *i == s));
                     let row = self.areas.tree_row_at(y, sel);
                     if let Some(id) = row.and_then(|r| visible.get(r)) {
-                        self.ui.selected = Some(id.clone());
+                        self.ui.selected = Some(*id);
                         self.ui.output_scroll = 0;
                     }
                 } else if p == Pane::Repl {
@@ -404,10 +402,10 @@ mod tests {
 
     fn started(id: &str, name: &str, parent: Option<&str>) -> RuntimeEvent {
         RuntimeEvent::ActorStarted {
-            actor: id.into(),
+            actor: id.parse().expect("id"),
             name: name.into(),
             pid: 100,
-            parent: parent.map(str::to_owned),
+            parent: parent.map(|p| p.parse().expect("id")),
         }
     }
 
@@ -422,19 +420,19 @@ mod tests {
                 started("2", "mid", Some("1")),
                 started("3", "leaf", Some("2")),
                 RuntimeEvent::LockRequested {
-                    actor: "3".into(),
+                    actor: ActorId(3),
                     task: 1,
                     task_name: "main".into(),
                     reason: Reason::Pause,
                     location: "leaf.rs:9".into(),
                 },
                 RuntimeEvent::LockGranted {
-                    actor: "3".into(),
+                    actor: ActorId(3),
                     task: 1,
                     epoch: 1,
                 },
                 RuntimeEvent::ReplReady {
-                    actor: "3".into(),
+                    actor: ActorId(3),
                     task: 1,
                     prompt: "(Pdb) ".into(),
                 },
@@ -463,7 +461,7 @@ mod tests {
         let (mut m, mut term, t) = tree();
         m.on_action(Action::ToNav, t);
         m.on_action(Action::Move(1), t);
-        assert_eq!(m.ui.selected.as_deref(), Some("2"));
+        assert_eq!(m.ui.selected, Some(ActorId(2)));
         assert!(m.on_action(Action::Cancel, t).is_empty(), "asks first");
         let s = screen(&mut m, &mut term, t);
         assert!(s.contains("Cancel 2 mid and its subtree?"), "{s}");
@@ -475,7 +473,7 @@ mod tests {
         assert_eq!(
             cmds,
             vec![RuntimeCommand::Cancel {
-                actor: "2".into(),
+                actor: ActorId(2),
                 force: true
             }]
         );
@@ -500,7 +498,7 @@ mod tests {
             },
             t,
         );
-        assert_eq!(m.ui.selected.as_deref(), Some("3"));
+        assert_eq!(m.ui.selected, Some(ActorId(3)));
         // The border selects nothing.
         m.on_action(
             Action::Click {
@@ -509,7 +507,7 @@ mod tests {
             },
             t,
         );
-        assert_eq!(m.ui.selected.as_deref(), Some("3"));
+        assert_eq!(m.ui.selected, Some(ActorId(3)));
     }
 
     #[test]

@@ -9,12 +9,14 @@ use actor_tui_ui::{
 use ratatui_textarea::TextArea;
 
 use super::input::Mode;
+use crate::proto::ActorId;
+
 use super::state::{ConsoleState, Request};
 
 /// The parts of the console that are about presentation, not the run.
 #[derive(Debug)]
 pub struct UiState {
-    pub selected: Option<String>,
+    pub selected: Option<ActorId>,
     pub focus: Pane,
     pub mode: Mode,
     /// The open dialog; a confirmation holds what it will do.
@@ -35,7 +37,7 @@ pub struct UiState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pending {
     ForceRelease,
-    Cancel { actor: String, force: bool },
+    Cancel { actor: ActorId, force: bool },
     Quit,
 }
 
@@ -85,11 +87,8 @@ pub fn new_input(text: &str) -> TextArea<'static> {
 
 fn entry(s: &ConsoleState, r: &Request, elapsed: Duration) -> LockEntry {
     LockEntry {
-        actor: r.actor.clone(),
-        name: s
-            .actor(&r.actor)
-            .map(|a| a.name.clone())
-            .unwrap_or_default(),
+        actor: r.actor.to_string(),
+        name: s.actor(r.actor).map(|a| a.name.clone()).unwrap_or_default(),
         task: r.task_name.clone(),
         reason: r.reason.as_str().into(),
         location: r.location.clone(),
@@ -100,14 +99,14 @@ fn entry(s: &ConsoleState, r: &Request, elapsed: Duration) -> LockEntry {
 /// Applies the scroll offsets to the screens about to be shown (vt100 keeps the view
 /// offset inside the parser).
 pub fn apply_scroll(s: &mut ConsoleState, ui: &UiState) {
-    let holder = s.holder.as_ref().map(|h| h.request.actor.clone());
-    let selected = ui.selected.clone();
-    if let Some(a) = holder.as_deref().and_then(|h| s.actor_mut(h))
+    let holder = s.holder.as_ref().map(|h| h.request.actor);
+    let selected = ui.selected;
+    if let Some(a) = holder.and_then(|h| s.actor_mut(h))
         && let Some(p) = &mut a.repl
     {
         p.screen_mut().set_scrollback(ui.repl_scroll);
     }
-    if let Some(a) = selected.as_deref().and_then(|id| s.actor_mut(id))
+    if let Some(a) = selected.and_then(|id| s.actor_mut(id))
         && let Some(p) = &mut a.output
     {
         p.screen_mut().set_scrollback(ui.output_scroll);
@@ -121,7 +120,7 @@ pub fn model<'a>(s: &'a ConsoleState, ui: &'a UiState, now: Instant) -> ScreenMo
         .iter()
         .map(|(depth, a)| TreeRow {
             depth: *depth,
-            id: a.id.clone(),
+            id: a.id.to_string(),
             name: a.name.clone(),
             pid: a.pid,
             status: s.status(a),
@@ -131,7 +130,6 @@ pub fn model<'a>(s: &'a ConsoleState, ui: &'a UiState, now: Instant) -> ScreenMo
         .collect();
     let selected_idx = ui
         .selected
-        .as_deref()
         .and_then(|sel| visible.iter().position(|(_, a)| a.id == sel));
     let lock = LockModel {
         holder: s
@@ -145,10 +143,10 @@ pub fn model<'a>(s: &'a ConsoleState, ui: &'a UiState, now: Instant) -> ScreenMo
             .map(|r| entry(s, r, now.saturating_duration_since(r.since)))
             .collect(),
     };
-    let selected = ui.selected.as_deref().and_then(|id| s.actor(id));
+    let selected = ui.selected.and_then(|id| s.actor(id));
     let repl = match &s.holder {
         Some(h) => {
-            let a = s.actor(&h.request.actor);
+            let a = s.actor(h.request.actor);
             ReplModel {
                 title: format!(
                     " REPL #{} · {} {} · {} · {} at {} ",

@@ -12,7 +12,7 @@ pub use codec::{
     FrameError, MAX_FRAME, decode, encode, floor_char_boundary, frame_bytes, read_frame,
     read_frame_sync, split_utf8, write_frame, write_frame_sync,
 };
-pub use msg::{Exit, ExitReason, Reason, ReleaseHow, ToActor, ToRoot};
+pub use msg::{ActorId, BadActorId, Exit, ExitReason, Reason, ReleaseHow, ToActor, ToRoot};
 
 /// Version of the protocol spoken by this build. Both sides send it in their first frame;
 /// a mismatch ends the connection with an `error` frame that says both versions.

@@ -62,6 +62,51 @@ impl ExitReason {
 }
 
 /// Frames an actor sends to the root.
+/// An actor's id: a number the root hands out ("1" is the first program). On the wire and
+/// in the headless stream it is the decimal string; only that canonical spelling parses
+/// (`"01"`, `"+1"`, `" 1"` name no actor), so two spellings can never mean one actor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ActorId(pub u64);
+
+impl std::fmt::Display for ActorId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.0)
+    }
+}
+
+/// Why a string is not an actor id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("`{0}` is not an actor id (ids are decimal numbers without sign or leading zero)")]
+pub struct BadActorId(pub String);
+
+impl std::str::FromStr for ActorId {
+    type Err = BadActorId;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let canonical = !s.is_empty()
+            && s.bytes().all(|b| b.is_ascii_digit())
+            && (s == "0" || !s.starts_with('0'));
+        canonical
+            .then(|| s.parse().ok())
+            .flatten()
+            .map(Self)
+            .ok_or_else(|| BadActorId(s.to_owned()))
+    }
+}
+
+impl Serialize for ActorId {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for ActorId {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 /// How a process ended: its exit code or the signal that killed it (one of the two), and
 /// the reason it announced with `exiting`, if any. The one shape of an exit everywhere (the
 /// tree, events, `child_exited`, a parent's view of its subactor). On the wire its fields sit

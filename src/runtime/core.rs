@@ -15,7 +15,7 @@ use super::event::{RuntimeCommand, RuntimeEvent};
 use super::lock::{LockKey, LockRequest, LockTable, ReleaseCause, Transition};
 use super::suspect::{HolderWatch, Verdict};
 use super::tree::{ActorTree, CancelState};
-use crate::proto::{Exit, ReleaseHow, ToActor, ToRoot};
+use crate::proto::{ActorId, Exit, ReleaseHow, ToActor, ToRoot};
 
 /// Connection id, unique within one run.
 pub type ConnId = u64;
@@ -46,13 +46,13 @@ pub enum SignalTarget {
 /// A process to start on its own PTY. The id is reserved: it goes into the environment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SpawnRequest {
-    pub id: String,
+    pub id: ActorId,
     pub name: String,
     pub program: String,
     pub args: Vec<String>,
     pub env: Vec<(String, String)>,
     pub cwd: Option<String>,
-    pub parent: Option<String>,
+    pub parent: Option<ActorId>,
     /// The actor connection and request id to answer with `spawned`/`spawn_failed`.
     pub reply: Option<(ConnId, u64)>,
 }
@@ -88,14 +88,14 @@ pub enum Input {
         result: Result<u32, String>,
     },
     ChildExited {
-        actor: String,
+        actor: ActorId,
         exit: Exit,
     },
     ExitDeadline {
-        actor: String,
+        actor: ActorId,
     },
     Escalate {
-        actor: String,
+        actor: ActorId,
         stage: CancelState,
     },
     /// The process that registered `conn` exited a while ago (its pidfd said so).
@@ -104,7 +104,7 @@ pub enum Input {
     },
     /// The shell refused input for the holder: over the peer's byte budget.
     InputRefused {
-        actor: String,
+        actor: ActorId,
         len: usize,
         queued: usize,
     },
@@ -127,14 +127,14 @@ pub enum Effect {
     /// peer's byte budget allows, else answers with [`Input::InputRefused`].
     SendInput {
         conn: ConnId,
-        actor: String,
+        actor: ActorId,
         task: u64,
         epoch: u64,
         data: String,
     },
     Event(RuntimeEvent),
     Signal {
-        actor: String,
+        actor: ActorId,
         target: SignalTarget,
         sig: Sig,
     },
@@ -155,7 +155,7 @@ pub enum Effect {
 
 #[derive(Debug, Clone)]
 struct Conn {
-    actor: Option<String>,
+    actor: Option<ActorId>,
     peer_pid: Option<u32>,
     signalable: bool,
     ancestry: Vec<u32>,
@@ -169,21 +169,21 @@ pub struct Core {
     lock: LockTable,
     conns: HashMap<ConnId, Conn>,
     /// actor id -> its connection, for actors that registered.
-    actor_conn: HashMap<String, ConnId>,
+    actor_conn: HashMap<ActorId, ConnId>,
     /// Dumps in flight: req -> the asked actor.
-    pending_dumps: HashMap<u64, String>,
+    pending_dumps: HashMap<u64, ActorId>,
     /// Completion requests in flight: req -> (actor, line).
-    pending_completions: HashMap<u64, (String, String)>,
+    pending_completions: HashMap<u64, (ActorId, String)>,
     next_req: u64,
-    first: Option<String>,
+    first: Option<ActorId>,
     first_code: Option<i32>,
     quitting: bool,
     /// Exits reaped while the actor's connection was still open: handled when it closes,
     /// so frames the actor sent before dying (its `exiting` reason) are seen first.
-    pending_exits: HashMap<String, Exit>,
+    pending_exits: HashMap<ActorId, Exit>,
     /// Actors whose teardown waits to start (CancelState::Pending), so each transition
     /// looks only at them.
-    pending_cancels: HashSet<String>,
+    pending_cancels: HashSet<ActorId>,
     /// The current grant's liveness watch, keyed by its epoch.
     holder_watch: Option<(u64, HolderWatch)>,
     /// Peer-caused notices are rate-limited, so bogus frames cannot flood the front end
@@ -241,7 +241,7 @@ impl Core {
     pub fn holder_pid(&self) -> Option<u32> {
         let g = self.lock.holder()?;
         self.tree
-            .get(&g.request.key.actor)
+            .get(g.request.key.actor)
             .map(|n| n.pid)
             .filter(|p| *p != 0)
     }
@@ -263,7 +263,7 @@ impl Core {
         env: Vec<(String, String)>,
     ) -> SpawnRequest {
         let id = self.tree.reserve_id();
-        self.first = Some(id.clone());
+        self.first = Some(id);
         SpawnRequest {
             id,
             name,
@@ -302,9 +302,9 @@ impl Core {
             Input::Closed { conn, error } => self.close_conn(conn, error),
             Input::PeerFull { conn, why } => {
                 if let Some(c) = self.conns.get(&conn) {
-                    let actor = c.actor.clone();
+                    let actor = c.actor;
                     self.notice(
-                        actor.as_deref(),
+                        actor,
                         format!("connection {conn} stopped reading ({why}); dropped"),
                     );
                     self.close_conn(conn, None);
@@ -313,23 +313,23 @@ impl Core {
             Input::Spawned { req, result } => self.spawned(req, result),
             Input::ChildExited { actor, exit } => {
                 if self.actor_conn.contains_key(&actor) {
-                    self.pending_exits.insert(actor.clone(), exit);
+                    self.pending_exits.insert(actor, exit);
                     self.after(EXIT_DEADLINE, Input::ExitDeadline { actor });
                 } else {
-                    self.child_exited(&actor, exit);
+                    self.child_exited(actor, exit);
                 }
             }
             Input::ExitDeadline { actor } => {
                 if let Some(exit) = self.pending_exits.remove(&actor) {
-                    self.child_exited(&actor, exit);
+                    self.child_exited(actor, exit);
                 }
             }
-            Input::Escalate { actor, stage } => self.escalate(&actor, stage),
+            Input::Escalate { actor, stage } => self.escalate(actor, stage),
             Input::PeerExited { conn } => {
                 let unspawned = self
                     .conns
                     .get(&conn)
-                    .and_then(|c| c.actor.as_deref())
+                    .and_then(|c| c.actor)
                     .and_then(|a| self.tree.get(a))
                     .is_some_and(|n| !n.spawned);
                 if unspawned {
@@ -340,7 +340,7 @@ impl Core {
                 }
             }
             Input::InputRefused { actor, len, queued } => self.notice(
-                Some(&actor),
+                Some(actor),
                 format!(
                     "input of {len} bytes refused: actor {actor} has not read {queued} bytes sent earlier yet"
                 ),
@@ -364,7 +364,7 @@ impl Core {
     /// A notice for the user. Rate-limited (a peer's bogus frames must not flood the front
     /// end or the log); the next notice let through says how many were held back. The log
     /// line escapes peer text.
-    fn notice(&mut self, actor: Option<&str>, message: String) {
+    fn notice(&mut self, actor: Option<ActorId>, message: String) {
         let Some(suppressed) = self.notice_limit.admit(self.now) else {
             return;
         };
@@ -373,16 +373,13 @@ impl Core {
         } else {
             message
         };
-        tracing::info!(actor, message = %bounds::escape(&message), "notice");
-        self.event(RuntimeEvent::Notice {
-            actor: actor.map(str::to_owned),
-            message,
-        });
+        tracing::info!(actor = ?actor, message = %bounds::escape(&message), "notice");
+        self.event(RuntimeEvent::Notice { actor, message });
     }
 
     /// Queues a frame to `actor`; false if it has no connection.
-    fn send_to_actor(&mut self, actor: &str, msg: ToActor) -> bool {
-        let Some(conn) = self.actor_conn.get(actor).copied() else {
+    fn send_to_actor(&mut self, actor: ActorId, msg: ToActor) -> bool {
+        let Some(conn) = self.actor_conn.get(&actor).copied() else {
             return false;
         };
         self.out.push(Effect::Send { conn, msg });
@@ -411,14 +408,14 @@ impl Core {
         self.pending_dumps.retain(|_, a| *a != actor);
         self.pending_completions.retain(|_, (a, _)| *a != actor);
         if let Some(e) = error {
-            self.notice(Some(&actor), format!("dropped connection: {e}"));
+            self.notice(Some(actor), format!("dropped connection: {e}"));
         }
         if let Some(exit) = self.pending_exits.remove(&actor) {
-            self.child_exited(&actor, exit);
+            self.child_exited(actor, exit);
         }
-        let tr = self.lock.remove_actor(&actor, ReleaseCause::Disconnect);
+        let tr = self.lock.remove_actor(actor, ReleaseCause::Disconnect);
         self.apply(tr);
-        let Some(node) = self.tree.get_mut(&actor) else {
+        let Some(node) = self.tree.get_mut(actor) else {
             return;
         };
         node.connected = false;
@@ -428,10 +425,7 @@ impl Core {
                 reason: node.exit_reason,
                 ..Exit::default()
             };
-            self.event(RuntimeEvent::ActorExited {
-                actor: actor.clone(),
-                exit,
-            });
+            self.event(RuntimeEvent::ActorExited { actor, exit });
             self.pending_cancels.remove(&actor);
             self.progress_cancels();
         }
@@ -452,7 +446,7 @@ impl Core {
             // Frames already in flight from a connection we dropped.
             return;
         };
-        let actor = match (msg, c.actor.clone()) {
+        let actor = match (msg, c.actor) {
             (
                 ToRoot::Register {
                     name,
@@ -503,7 +497,7 @@ impl Core {
                 let going = self.quitting
                     || self
                         .tree
-                        .get(&actor)
+                        .get(actor)
                         .is_some_and(|n| n.cancel != CancelState::None);
                 if going {
                     self.send_to_conn(
@@ -530,7 +524,13 @@ impl Core {
             ToRoot::Cancel {
                 actor: target,
                 force,
-            } => self.cancel_subtree(&target, force),
+            } => match target.parse::<ActorId>() {
+                Ok(target) => self.cancel_subtree(target, force),
+                Err(_) => self.notice(
+                    Some(actor),
+                    format!("cancel: no actor {}", bounds::escape(&target)),
+                ),
+            },
             ToRoot::LockRequest {
                 task,
                 task_name,
@@ -541,28 +541,25 @@ impl Core {
                 let task_name = bounds::truncate(task_name, bounds::MAX_FIELD);
                 let location = bounds::truncate(location, bounds::MAX_FIELD);
                 self.event(RuntimeEvent::LockRequested {
-                    actor: actor.clone(),
+                    actor,
                     task,
                     task_name: task_name.clone(),
                     reason,
                     location: location.clone(),
                 });
                 if self.quitting {
-                    self.refuse(&actor, task, "actor-tui is quitting".into());
+                    self.refuse(actor, task, "actor-tui is quitting".into());
                     return;
                 }
                 let req = LockRequest {
-                    key: LockKey {
-                        actor: actor.clone(),
-                        task,
-                    },
+                    key: LockKey { actor, task },
                     task_name,
                     reason,
                     location,
                 };
                 match self.lock.request(req) {
                     Ok(tr) => self.apply(tr),
-                    Err(e) => self.refuse(&actor, task, e.to_string()),
+                    Err(e) => self.refuse(actor, task, e.to_string()),
                 }
             }
             ToRoot::LockRelease { task, epoch, how } => {
@@ -570,17 +567,14 @@ impl Core {
                     ReleaseHow::Continue => ReleaseCause::Continue,
                     ReleaseHow::Quit => ReleaseCause::Quit,
                 };
-                let key = LockKey {
-                    actor: actor.clone(),
-                    task,
-                };
+                let key = LockKey { actor, task };
                 match self.lock.release(&key, epoch, cause) {
                     Ok(tr) => self.apply(tr),
-                    Err(e) => self.notice(Some(&actor), format!("ignored release: {e}")),
+                    Err(e) => self.notice(Some(actor), format!("ignored release: {e}")),
                 }
             }
             ToRoot::ReplOutput { task, epoch, data } => {
-                if self.is_current(&actor, task, epoch) {
+                if self.is_current(actor, task, epoch) {
                     self.event(RuntimeEvent::ReplOutput { actor, task, data });
                 }
             }
@@ -589,7 +583,7 @@ impl Core {
                 epoch,
                 prompt,
             } => {
-                if self.is_current(&actor, task, epoch) {
+                if self.is_current(actor, task, epoch) {
                     self.event(RuntimeEvent::ReplReady {
                         actor,
                         task,
@@ -605,7 +599,7 @@ impl Core {
                     self.event(RuntimeEvent::Dump { actor, text });
                 } else if self.pending_dumps.contains_key(&req) {
                     self.notice(
-                        Some(&actor),
+                        Some(actor),
                         format!(
                             "ignored a dump reply for request {req}, which was not sent to actor {actor}"
                         ),
@@ -624,7 +618,7 @@ impl Core {
                 }
             }
             ToRoot::Exiting { reason, .. } => {
-                if let Some(n) = self.tree.get_mut(&actor) {
+                if let Some(n) = self.tree.get_mut(actor) {
                     n.exit_reason = Some(reason);
                 }
             }
@@ -632,13 +626,13 @@ impl Core {
     }
 
     /// Frames from an old holder (after force-release) are dropped: its session is over.
-    fn is_current(&self, actor: &str, task: u64, epoch: u64) -> bool {
+    fn is_current(&self, actor: ActorId, task: u64, epoch: u64) -> bool {
         self.lock.holder().is_some_and(|g| {
             g.request.key.actor == actor && g.request.key.task == task && g.epoch == epoch
         })
     }
 
-    fn refuse(&mut self, actor: &str, task: u64, error: String) {
+    fn refuse(&mut self, actor: ActorId, task: u64, error: String) {
         self.send_to_actor(
             actor,
             ToActor::LockRefused {
@@ -646,11 +640,7 @@ impl Core {
                 error: error.clone(),
             },
         );
-        self.event(RuntimeEvent::LockRefused {
-            actor: actor.into(),
-            task,
-            error,
-        });
+        self.event(RuntimeEvent::LockRefused { actor, task, error });
     }
 
     fn register(&mut self, conn: ConnId, name: String, claimed_pid: u32, claimed: Option<String>) {
@@ -660,11 +650,14 @@ impl Core {
         };
         let pid = c.peer_pid.unwrap_or(claimed_pid);
         let ancestry = c.ancestry.clone();
-        let reserved = claimed.filter(|id| {
-            self.tree
-                .get(id)
-                .is_some_and(|n| n.spawned && n.pid == pid && !n.connected && n.exited.is_none())
-        });
+        // Parsed once here: only the canonical spelling of an id can claim it.
+        let reserved = claimed
+            .and_then(|c| c.parse::<ActorId>().ok())
+            .filter(|&id| {
+                self.tree.get(id).is_some_and(|n| {
+                    n.spawned && n.pid == pid && !n.connected && n.exited.is_none()
+                })
+            });
         let id = match reserved {
             Some(id) => id,
             None => {
@@ -672,9 +665,9 @@ impl Core {
                 // under its nearest live actor by pid: itself if it already is one, else
                 // the actor it descends from. The parent pids were read by the shell.
                 let parent = self.tree.nearest_ancestor_in(pid, &ancestry);
-                let id = self.tree.add(&name, pid, parent.as_deref(), false);
+                let id = self.tree.add(&name, pid, parent, false);
                 self.event(RuntimeEvent::ActorStarted {
-                    actor: id.clone(),
+                    actor: id,
                     name,
                     pid,
                     parent,
@@ -682,35 +675,35 @@ impl Core {
                 id
             }
         };
-        let parent = self.tree.get(&id).and_then(|n| n.parent.clone());
-        if let Some(n) = self.tree.get_mut(&id) {
+        let parent = self.tree.get(id).and_then(|n| n.parent);
+        if let Some(n) = self.tree.get_mut(id) {
             n.connected = true;
         }
         if let Some(c) = self.conns.get_mut(&conn) {
-            c.actor = Some(id.clone());
+            c.actor = Some(id);
         }
-        self.actor_conn.insert(id.clone(), conn);
+        self.actor_conn.insert(id, conn);
         self.send_to_conn(
             conn,
             ToActor::Registered {
-                actor: id.clone(),
-                parent: parent.clone(),
+                actor: id.to_string(),
+                parent: parent.map(|p| p.to_string()),
             },
         );
         // An actor that registers after its teardown was asked for gets the word now.
         if self
             .tree
-            .get(&id)
+            .get(id)
             .is_some_and(|n| n.cancel == CancelState::Requested)
         {
             self.send_to_conn(conn, ToActor::Cancel { force: false });
         }
-        self.join_teardown_if_going(&id, parent.as_deref());
+        self.join_teardown_if_going(id, parent);
     }
 
     /// One that appears while the run or its parent is being torn down is torn down too, or
     /// the run would wait for it forever.
-    fn join_teardown_if_going(&mut self, id: &str, parent: Option<&str>) {
+    fn join_teardown_if_going(&mut self, id: ActorId, parent: Option<ActorId>) {
         let parent_going = parent
             .and_then(|p| self.tree.get(p))
             .is_some_and(|p| p.cancel != CancelState::None || p.exited.is_some());
@@ -719,7 +712,7 @@ impl Core {
             && n.cancel == CancelState::None
         {
             n.cancel = CancelState::Pending;
-            self.pending_cancels.insert(id.to_owned());
+            self.pending_cancels.insert(id);
             self.progress_cancels();
         }
     }
@@ -728,25 +721,25 @@ impl Core {
         match result {
             Ok(pid) => {
                 self.tree
-                    .add_reserved(&req.id, &req.name, pid, req.parent.as_deref(), true);
+                    .add_reserved(req.id, &req.name, pid, req.parent, true);
                 self.event(RuntimeEvent::ActorStarted {
-                    actor: req.id.clone(),
+                    actor: req.id,
                     name: req.name.clone(),
                     pid,
-                    parent: req.parent.clone(),
+                    parent: req.parent,
                 });
                 if let Some((conn, r)) = req.reply {
                     self.send_to_conn(
                         conn,
                         ToActor::Spawned {
                             req: r,
-                            actor: req.id.clone(),
+                            actor: req.id.to_string(),
                             pid,
                         },
                     );
                 }
                 // A parent cancelled while the spawn was under way takes its child along.
-                self.join_teardown_if_going(&req.id, req.parent.as_deref());
+                self.join_teardown_if_going(req.id, req.parent);
             }
             Err(error) => {
                 if let Some((conn, r)) = req.reply {
@@ -764,7 +757,7 @@ impl Core {
             let key = &r.grant.request.key;
             if matches!(r.cause, ReleaseCause::Force | ReleaseCause::Cancel) {
                 self.send_to_actor(
-                    &key.actor.clone(),
+                    key.actor,
                     ToActor::LockRevoked {
                         task: key.task,
                         epoch: r.grant.epoch,
@@ -772,7 +765,7 @@ impl Core {
                 );
             }
             self.event(RuntimeEvent::LockReleased {
-                actor: key.actor.clone(),
+                actor: key.actor,
                 task: key.task,
                 epoch: r.grant.epoch,
                 cause: r.cause,
@@ -784,7 +777,7 @@ impl Core {
                 // The actor may still be alive and waiting: tell it instead of leaving it
                 // blocked until the kill.
                 self.send_to_actor(
-                    &d.request.key.actor,
+                    d.request.key.actor,
                     ToActor::LockRefused {
                         task: d.request.key.task,
                         error: "request dropped: the actor is being cancelled".into(),
@@ -801,12 +794,12 @@ impl Core {
             self.holder_watch = Some((g.epoch, HolderWatch::new(self.now)));
             let key = g.request.key.clone();
             self.event(RuntimeEvent::LockGranted {
-                actor: key.actor.clone(),
+                actor: key.actor,
                 task: key.task,
                 epoch: g.epoch,
             });
             if !self.send_to_actor(
-                &key.actor,
+                key.actor,
                 ToActor::LockGranted {
                     task: key.task,
                     epoch: g.epoch,
@@ -814,7 +807,7 @@ impl Core {
             ) {
                 // Cannot happen while connection close removes the actor from the lock,
                 // but if it does, do not leave the tree stuck on a holder that is gone.
-                let tr = self.lock.remove_actor(&key.actor, ReleaseCause::Disconnect);
+                let tr = self.lock.remove_actor(key.actor, ReleaseCause::Disconnect);
                 self.apply(tr);
             }
         }
@@ -848,8 +841,8 @@ impl Core {
 
     // ---- children and teardown ----
 
-    fn child_exited(&mut self, actor: &str, exit: Exit) {
-        self.pending_cancels.remove(actor);
+    fn child_exited(&mut self, actor: ActorId, exit: Exit) {
+        self.pending_cancels.remove(&actor);
         let tr = self.lock.remove_actor(actor, ReleaseCause::Exit);
         self.apply(tr);
         let Some(node) = self.tree.get_mut(actor) else {
@@ -861,31 +854,28 @@ impl Core {
             ..exit
         };
         node.exited = Some(exit);
-        let parent = node.parent.clone();
+        let parent = node.parent;
         if let Some(parent) = parent {
             self.send_to_actor(
-                &parent,
+                parent,
                 ToActor::ChildExited {
-                    actor: actor.into(),
+                    actor: actor.to_string(),
                     exit,
                 },
             );
         }
-        self.event(RuntimeEvent::ActorExited {
-            actor: actor.into(),
-            exit,
-        });
-        if self.first.as_deref() == Some(actor) {
+        self.event(RuntimeEvent::ActorExited { actor, exit });
+        if self.first == Some(actor) {
             self.first_code = Some(exit.status_code());
             // The program is over: whatever it left running is torn down, gently.
-            let live: Vec<String> = self
+            let live: Vec<ActorId> = self
                 .tree
                 .iter()
                 .filter(|n| n.is_live())
-                .map(|n| n.id.clone())
+                .map(|n| n.id)
                 .collect();
             for id in live {
-                self.cancel_subtree(&id, false);
+                self.cancel_subtree(id, false);
             }
         }
         self.progress_cancels();
@@ -894,13 +884,13 @@ impl Core {
     /// Actors that must not be signalled now: those that hold or wait for the lock, and all
     /// their ancestors (killing a parent would take the debugging child's session with it).
     /// Costs one lineage walk per distinct involved actor, not per request.
-    fn protected(&self) -> HashSet<String> {
+    fn protected(&self) -> HashSet<ActorId> {
         if self.quitting {
             return HashSet::new();
         }
         let mut out = HashSet::new();
         for a in self.lock.involved_actors() {
-            if out.contains(a) {
+            if out.contains(&a) {
                 continue;
             }
             out.extend(self.tree.lineage(a));
@@ -908,35 +898,34 @@ impl Core {
         out
     }
 
-    fn cancel_subtree(&mut self, target: &str, force: bool) {
+    fn cancel_subtree(&mut self, target: ActorId, force: bool) {
         if self.tree.get(target).is_none() {
             self.notice(None, format!("cancel: no actor {target}"));
             return;
         }
-        let live: Vec<String> = self
+        let live: Vec<ActorId> = self
             .tree
             .subtree(target)
             .into_iter()
-            .filter(|id| self.tree.get(id).is_some_and(|n| n.is_live()))
+            .filter(|&id| self.tree.get(id).is_some_and(|n| n.is_live()))
             .collect();
         if force {
             // The whole subtree leaves the lock at once, so no member is granted it on the
             // way out.
-            let refs: Vec<&str> = live.iter().map(String::as_str).collect();
-            let tr = self.lock.remove_actors(&refs, ReleaseCause::Cancel);
+            let tr = self.lock.remove_actors(&live, ReleaseCause::Cancel);
             self.apply(tr);
         }
         for id in live {
             if force {
-                self.send_to_actor(&id, ToActor::Cancel { force: true });
-                self.signal(&id, Sig::Kill);
-                if let Some(n) = self.tree.get_mut(&id) {
+                self.send_to_actor(id, ToActor::Cancel { force: true });
+                self.signal(id, Sig::Kill);
+                if let Some(n) = self.tree.get_mut(id) {
                     n.cancel = CancelState::Killed;
                 }
                 self.pending_cancels.remove(&id);
-                self.disconnect_unspawned(&id);
+                self.disconnect_unspawned(id);
                 self.event(RuntimeEvent::Cancelling { actor: id, force });
-            } else if let Some(n) = self.tree.get_mut(&id)
+            } else if let Some(n) = self.tree.get_mut(id)
                 && n.cancel == CancelState::None
             {
                 n.cancel = CancelState::Pending;
@@ -953,20 +942,20 @@ impl Core {
             return;
         }
         let protected = self.protected();
-        let mut pending: Vec<String> = self.pending_cancels.iter().cloned().collect();
-        // Parents first, in the order actors arrived: ids are numbers.
-        pending.sort_by_key(|id| super::tree::parse_id(id).unwrap_or(u64::MAX));
+        let mut pending: Vec<ActorId> = self.pending_cancels.iter().copied().collect();
+        // Parents first, in the order actors arrived.
+        pending.sort_unstable();
         for id in pending {
             let live = self
                 .tree
-                .get(&id)
+                .get(id)
                 .is_some_and(|n| n.cancel == CancelState::Pending && n.is_live());
             if !live {
                 self.pending_cancels.remove(&id);
                 continue;
             }
             if protected.contains(&id) {
-                let Some(n) = self.tree.get_mut(&id) else {
+                let Some(n) = self.tree.get_mut(id) else {
                     continue;
                 };
                 if !n.teardown_waiting {
@@ -976,42 +965,40 @@ impl Core {
                 continue;
             }
             self.pending_cancels.remove(&id);
-            if let Some(n) = self.tree.get_mut(&id) {
+            if let Some(n) = self.tree.get_mut(id) {
                 n.cancel = CancelState::Requested;
                 n.teardown_waiting = false;
             }
-            self.send_to_actor(&id, ToActor::Cancel { force: false });
+            self.send_to_actor(id, ToActor::Cancel { force: false });
             self.event(RuntimeEvent::Cancelling {
-                actor: id.clone(),
+                actor: id,
                 force: false,
             });
             self.schedule(id, CancelState::Terminated);
         }
     }
 
-    fn schedule(&mut self, actor: String, stage: CancelState) {
+    fn schedule(&mut self, actor: ActorId, stage: CancelState) {
         let grace = self.grace;
         self.after(grace, Input::Escalate { actor, stage });
     }
 
-    fn escalate(&mut self, actor: &str, stage: CancelState) {
+    fn escalate(&mut self, actor: ActorId, stage: CancelState) {
         let Some(n) = self.tree.get(actor) else {
             return;
         };
         if !n.is_live() || n.cancel == CancelState::Killed {
             return;
         }
-        if self.protected().contains(actor) {
+        if self.protected().contains(&actor) {
             // It entered the debugger while being torn down: wait for that session.
             if !n.teardown_waiting {
-                self.event(RuntimeEvent::TeardownWaiting {
-                    actor: actor.into(),
-                });
+                self.event(RuntimeEvent::TeardownWaiting { actor });
                 if let Some(n) = self.tree.get_mut(actor) {
                     n.teardown_waiting = true;
                 }
             }
-            self.schedule(actor.into(), stage);
+            self.schedule(actor, stage);
             return;
         }
         if let Some(n) = self.tree.get_mut(actor) {
@@ -1021,7 +1008,7 @@ impl Core {
         match stage {
             CancelState::Terminated => {
                 self.signal(actor, Sig::Term);
-                self.schedule(actor.into(), CancelState::Killed);
+                self.schedule(actor, CancelState::Killed);
             }
             _ => {
                 self.signal(actor, Sig::Kill);
@@ -1033,9 +1020,9 @@ impl Core {
     /// The last step of tearing down an actor the root did not spawn: it was asked, and
     /// signalled if it is ours; its connection is now closed, so a process outside the
     /// tree (or a fork holding the connection) cannot keep the run from ending.
-    fn disconnect_unspawned(&mut self, actor: &str) {
+    fn disconnect_unspawned(&mut self, actor: ActorId) {
         if self.tree.get(actor).is_some_and(|n| !n.spawned)
-            && let Some(conn) = self.actor_conn.get(actor).copied()
+            && let Some(conn) = self.actor_conn.get(&actor).copied()
         {
             self.close_conn(conn, Some("torn down".into()));
         }
@@ -1043,7 +1030,7 @@ impl Core {
 
     /// Asks the shell to signal a spawned actor's process group, or an unspawned actor
     /// through its pidfd. An actor with neither (outside the tree) is never signalled.
-    fn signal(&mut self, actor: &str, sig: Sig) {
+    fn signal(&mut self, actor: ActorId, sig: Sig) {
         let Some(n) = self.tree.get(actor) else {
             return;
         };
@@ -1053,18 +1040,14 @@ impl Core {
             }
             SignalTarget::Group { pid: n.pid }
         } else {
-            match self.actor_conn.get(actor) {
+            match self.actor_conn.get(&actor) {
                 Some(&conn) if self.conns.get(&conn).is_some_and(|c| c.signalable) => {
                     SignalTarget::Peer { conn }
                 }
                 _ => return,
             }
         };
-        self.out.push(Effect::Signal {
-            actor: actor.to_owned(),
-            target,
-            sig,
-        });
+        self.out.push(Effect::Signal { actor, target, sig });
     }
 
     // ---- commands ----
@@ -1073,12 +1056,12 @@ impl Core {
         match cmd {
             RuntimeCommand::Input { data } => match self.lock.holder().cloned() {
                 Some(g) => {
-                    let actor = g.request.key.actor.clone();
+                    let actor = g.request.key.actor;
                     // Refused, not queued: a healthy session must never be dropped because
                     // somebody pasted a lot into it.
                     if data.len() > bounds::MAX_INPUT {
                         self.notice(
-                            Some(&actor),
+                            Some(actor),
                             format!(
                                 "input of {} bytes refused: the limit is {} bytes",
                                 data.len(),
@@ -1109,14 +1092,14 @@ impl Core {
                 Some(g) => {
                     self.next_req += 1;
                     let req = self.next_req;
-                    let actor = g.request.key.actor.clone();
+                    let actor = g.request.key.actor;
                     let msg = ToActor::CompleteRequest {
                         task: g.request.key.task,
                         epoch: g.epoch,
                         req,
                         line: line.clone(),
                     };
-                    if self.send_to_actor(&actor, msg) {
+                    if self.send_to_actor(actor, msg) {
                         self.pending_completions.insert(req, (actor, line));
                     }
                 }
@@ -1129,35 +1112,30 @@ impl Core {
             RuntimeCommand::Dump { actor } => {
                 self.next_req += 1;
                 let req = self.next_req;
-                if self.send_to_actor(&actor, ToActor::DumpRequest { req }) {
+                if self.send_to_actor(actor, ToActor::DumpRequest { req }) {
                     self.pending_dumps.insert(req, actor);
                 } else {
-                    self.notice(
-                        Some(&actor),
-                        format!("dump: actor {actor} is not connected"),
-                    );
+                    self.notice(Some(actor), format!("dump: actor {actor} is not connected"));
                 }
             }
-            RuntimeCommand::Cancel { actor, force } => self.cancel_subtree(&actor, force),
+            RuntimeCommand::Cancel { actor, force } => self.cancel_subtree(actor, force),
             RuntimeCommand::Resize { rows, cols } => self.out.push(Effect::Resize {
                 rows: rows.max(1),
                 cols: cols.max(1),
             }),
             RuntimeCommand::Quit => {
                 self.quitting = true;
-                let involved: Vec<String> =
-                    self.lock.involved_actors().map(str::to_owned).collect();
-                let refs: Vec<&str> = involved.iter().map(String::as_str).collect();
-                let tr = self.lock.remove_actors(&refs, ReleaseCause::Cancel);
+                let involved: Vec<ActorId> = self.lock.involved_actors().collect();
+                let tr = self.lock.remove_actors(&involved, ReleaseCause::Cancel);
                 self.apply(tr);
-                let tops: Vec<String> = self
+                let tops: Vec<ActorId> = self
                     .tree
                     .iter()
                     .filter(|n| n.parent.is_none())
-                    .map(|n| n.id.clone())
+                    .map(|n| n.id)
                     .collect();
                 for id in tops {
-                    self.cancel_subtree(&id, false);
+                    self.cancel_subtree(id, false);
                 }
             }
         }
@@ -1206,7 +1184,7 @@ mod tests {
                         }
                         Effect::Spawn(req) => {
                             // Pids follow ids: actor N gets pid 100 * N.
-                            let pid = 100 * req.id.parse::<u32>().expect("numeric id");
+                            let pid = 100 * u32::try_from(req.id.0).expect("small id");
                             queue.push_front(Input::Spawned {
                                 req: req.clone(),
                                 result: Ok(pid),
@@ -1348,11 +1326,11 @@ mod tests {
         }
     }
 
-    fn signals(effects: &[Effect]) -> Vec<(String, Sig)> {
+    fn signals(effects: &[Effect]) -> Vec<(ActorId, Sig)> {
         effects
             .iter()
             .filter_map(|e| match e {
-                Effect::Signal { actor, sig, .. } => Some((actor.clone(), *sig)),
+                Effect::Signal { actor, sig, .. } => Some((*actor, *sig)),
                 _ => None,
             })
             .collect()
@@ -1395,7 +1373,7 @@ mod tests {
         let mut s = three_levels();
         let epoch = granted_epoch(&s.request(3, 1)).expect("leaf granted");
         let out = s.feed(Input::Command(RuntimeCommand::Cancel {
-            actor: "1".into(),
+            actor: ActorId(1),
             force: false,
         }));
         let waiting: Vec<&RuntimeEvent> = events(&out)
@@ -1417,9 +1395,9 @@ mod tests {
         assert_eq!(
             signals(&term),
             vec![
-                ("1".into(), Sig::Term),
-                ("2".into(), Sig::Term),
-                ("3".into(), Sig::Term)
+                (ActorId(1), Sig::Term),
+                (ActorId(2), Sig::Term),
+                (ActorId(3), Sig::Term)
             ]
         );
         let kill = s.advance(GRACE);
@@ -1431,7 +1409,7 @@ mod tests {
     fn escalation_waits_while_protected_and_resumes_after_release() {
         let mut s = three_levels();
         let out = s.feed(Input::Command(RuntimeCommand::Cancel {
-            actor: "3".into(),
+            actor: ActorId(3),
             force: false,
         }));
         assert!(cancel_sent(&out, 3), "nobody debugs yet: asked at once");
@@ -1440,13 +1418,13 @@ mod tests {
         let out = s.advance(GRACE * 5);
         assert!(signals(&out).is_empty(), "no SIGTERM into a session");
         assert!(
-            events(&out)
-                .iter()
-                .any(|e| matches!(e, RuntimeEvent::TeardownWaiting { actor } if actor == "3"))
+            events(&out).iter().any(
+                |e| matches!(e, RuntimeEvent::TeardownWaiting { actor } if *actor == ActorId(3))
+            )
         );
         s.release(3, 1, epoch);
         let out = s.advance(GRACE);
-        assert_eq!(signals(&out), vec![("3".into(), Sig::Term)]);
+        assert_eq!(signals(&out), vec![(ActorId(3), Sig::Term)]);
     }
 
     #[test]
@@ -1454,7 +1432,7 @@ mod tests {
         let mut s = Sim::new();
         s.first();
         s.feed(Input::ChildExited {
-            actor: "1".into(),
+            actor: ActorId(1),
             exit: Exit {
                 code: Some(0),
                 ..Exit::default()
@@ -1513,10 +1491,7 @@ mod tests {
             |e| matches!(e, RuntimeEvent::Notice { message, .. } if message.contains("ignored release"))
         ));
         let holder = s.core.lock().holder().expect("held");
-        assert_eq!(
-            (holder.request.key.actor.as_str(), holder.epoch),
-            ("2", new)
-        );
+        assert_eq!((holder.request.key.actor, holder.epoch), (ActorId(2), new));
     }
 
     #[test]
@@ -1550,8 +1525,11 @@ mod tests {
         // The program opens an extra connection, which closes again.
         let extra = s.connect(2, 100, None, true);
         assert_eq!(
-            s.core.tree().get(&extra).and_then(|n| n.parent.clone()),
-            Some("1".into())
+            s.core
+                .tree()
+                .get(extra.parse().expect("id"))
+                .and_then(|n| n.parent),
+            Some(ActorId(1))
         );
         s.feed(Input::Closed {
             conn: 2,
@@ -1560,8 +1538,11 @@ mod tests {
         // A subprocess of the program connects: it still lands under the program.
         let child = s.connect_under(3, 150, None, true, vec![100, 1]);
         assert_eq!(
-            s.core.tree().get(&child).and_then(|n| n.parent.clone()),
-            Some("1".into())
+            s.core
+                .tree()
+                .get(child.parse().expect("id"))
+                .and_then(|n| n.parent),
+            Some(ActorId(1))
         );
     }
 
@@ -1616,10 +1597,10 @@ mod tests {
             holder_state: Some('T'),
         });
         assert!(events(&out).iter().any(|e| matches!(e,
-            RuntimeEvent::LockSuspect { actor, why: crate::runtime::suspect::Why::Stopped, .. } if actor == "1")));
+            RuntimeEvent::LockSuspect { actor, why: crate::runtime::suspect::Why::Stopped, .. } if *actor == ActorId(1))));
         assert_eq!(
-            s.core.lock().holder().map(|g| g.request.key.actor.as_str()),
-            Some("1"),
+            s.core.lock().holder().map(|g| g.request.key.actor),
+            Some(ActorId(1)),
             "suspect is a warning, not a release"
         );
         let out = s.feed(Input::Command(RuntimeCommand::ForceRelease));
@@ -1631,9 +1612,9 @@ mod tests {
             }
         )));
         assert!(
-            events(&out)
-                .iter()
-                .any(|e| matches!(e, RuntimeEvent::LockGranted { actor, .. } if actor == "2"))
+            events(&out).iter().any(
+                |e| matches!(e, RuntimeEvent::LockGranted { actor, .. } if *actor == ActorId(2))
+            )
         );
     }
 
@@ -1668,7 +1649,7 @@ mod tests {
         out.extend(s.advance(GRACE * 3));
         assert!(cancel_sent(&out, 7));
         assert!(
-            !signals(&out).iter().any(|(a, _)| a == "2"),
+            !signals(&out).iter().any(|(a, _)| *a == ActorId(2)),
             "the outsider got a signal: {:?}",
             signals(&out)
         );
@@ -1680,7 +1661,7 @@ mod tests {
         let mut s = Sim::new();
         s.first();
         s.connect(2, 200, None, true);
-        let out = s.feed(Input::Command(RuntimeCommand::Dump { actor: "1".into() }));
+        let out = s.feed(Input::Command(RuntimeCommand::Dump { actor: ActorId(1) }));
         let req = out
             .iter()
             .find_map(|e| match e {
@@ -1711,7 +1692,7 @@ mod tests {
             },
         });
         assert!(events(&real).iter().any(
-            |e| matches!(e, RuntimeEvent::Dump { actor, text } if actor == "1" && text == "real")
+            |e| matches!(e, RuntimeEvent::Dump { actor, text } if *actor == ActorId(1) && text == "real")
         ));
     }
 }

@@ -24,7 +24,7 @@ use super::procs::{self, PidFd};
 use super::pty;
 use super::server::{ConnEvent, PeerSendError, PeerTx};
 use super::spawn::{Output, Proc, Spawner};
-use crate::proto::ToActor;
+use crate::proto::{ActorId, ToActor};
 
 /// A connection as the shell holds it: how to reach the peer, and how to signal it.
 #[derive(Debug)]
@@ -51,11 +51,11 @@ pub(super) struct Engine {
     inputs_rx: Option<mpsc::Receiver<Input>>,
     conns: HashMap<ConnId, Conn>,
     /// Spawned actors' processes, for signals, input and resize.
-    procs: HashMap<String, Proc>,
+    procs: HashMap<ActorId, Proc>,
     /// Inputs waiting for the core, in order.
     pending: VecDeque<Input>,
     /// Output readers of actors just spawned, started once their `actor_started` is out.
-    unstarted: HashMap<String, Output>,
+    unstarted: HashMap<ActorId, Output>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -125,8 +125,8 @@ impl Engine {
                 .first_spawn(name, cfg.program.clone(), cfg.args.clone(), cfg.env.clone());
         let (proc, output) = self.spawner.spawn(&req)?;
         let pid = proc.pid;
-        self.procs.insert(req.id.clone(), proc);
-        self.unstarted.insert(req.id.clone(), output);
+        self.procs.insert(req.id, proc);
+        self.unstarted.insert(req.id, output);
         self.pending.push_back(Input::Spawned {
             req,
             result: Ok(pid),
@@ -202,7 +202,7 @@ impl Engine {
     fn drain(&mut self) {
         while let Some(input) = self.pending.pop_front() {
             let spawned = match &input {
-                Input::Spawned { req, .. } => Some(req.id.clone()),
+                Input::Spawned { req, .. } => Some(req.id),
                 _ => None,
             };
             for effect in self.core.handle(Instant::now(), input) {
@@ -316,7 +316,7 @@ impl Engine {
                 // false: no front end left; the run goes on so the tree is torn down.
                 self.events.control(ev);
             }
-            Effect::Signal { actor, target, sig } => self.signal(&actor, target, sig),
+            Effect::Signal { actor, target, sig } => self.signal(actor, target, sig),
             Effect::After { delay, input } => {
                 let inputs = self.inputs_tx.clone();
                 tokio::spawn(async move {
@@ -329,8 +329,8 @@ impl Engine {
                 let result = match self.spawner.spawn(&req) {
                     Ok((proc, output)) => {
                         let pid = proc.pid;
-                        self.procs.insert(req.id.clone(), proc);
-                        self.unstarted.insert(req.id.clone(), output);
+                        self.procs.insert(req.id, proc);
+                        self.unstarted.insert(req.id, output);
                         Ok(pid)
                     }
                     Err(e) => Err(format!("cannot start {}: {e}", req.program)),
@@ -357,7 +357,7 @@ impl Engine {
         }
     }
 
-    fn signal(&self, actor: &str, target: SignalTarget, sig: Sig) {
+    fn signal(&self, actor: ActorId, target: SignalTarget, sig: Sig) {
         let sig = match sig {
             Sig::Term => Signal::SIGTERM,
             Sig::Kill => Signal::SIGKILL,
@@ -367,7 +367,7 @@ impl Engine {
                 // Not once reaped: the pid, and the group id, may belong to someone else.
                 let live = self
                     .procs
-                    .get(actor)
+                    .get(&actor)
                     .is_some_and(|p| p.pid == pid && !p.reaped.load(Ordering::SeqCst));
                 if live {
                     // ESRCH: the group is already gone, which is what we wanted.

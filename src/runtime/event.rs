@@ -2,7 +2,7 @@
 //! in. Headless mode prints these as JSON lines; the console applies them to its state. Both
 //! front ends can do exactly what these types allow, no more.
 
-use crate::proto::{Exit, Reason};
+use crate::proto::{ActorId, Exit, Reason};
 
 use super::lock::ReleaseCause;
 use super::suspect::Why;
@@ -11,48 +11,48 @@ use super::suspect::Why;
 #[derive(Debug, Clone, PartialEq)]
 pub enum RuntimeEvent {
     ActorStarted {
-        actor: String,
+        actor: ActorId,
         name: String,
         pid: u32,
-        parent: Option<String>,
+        parent: Option<ActorId>,
     },
     ActorExited {
-        actor: String,
+        actor: ActorId,
         exit: Exit,
     },
     LockRequested {
-        actor: String,
+        actor: ActorId,
         task: u64,
         task_name: String,
         reason: Reason,
         location: String,
     },
     LockGranted {
-        actor: String,
+        actor: ActorId,
         task: u64,
         epoch: u64,
     },
     LockReleased {
-        actor: String,
+        actor: ActorId,
         task: u64,
         epoch: u64,
         cause: ReleaseCause,
     },
     /// A waiting request left the queue without being granted (its actor went away).
     LockDropped {
-        actor: String,
+        actor: ActorId,
         task: u64,
         cause: ReleaseCause,
     },
     LockRefused {
-        actor: String,
+        actor: ActorId,
         task: u64,
         error: String,
     },
     /// The holder looks stuck (stopped, gone, or not answering input); `since` is the time
     /// since its last frame. A warning only: the lock stays where it is.
     LockSuspect {
-        actor: String,
+        actor: ActorId,
         task: u64,
         epoch: u64,
         why: Why,
@@ -60,48 +60,48 @@ pub enum RuntimeEvent {
     },
     /// A suspect holder shows life again.
     LockHealthy {
-        actor: String,
+        actor: ActorId,
         task: u64,
         epoch: u64,
     },
     ReplOutput {
-        actor: String,
+        actor: ActorId,
         task: u64,
         data: String,
     },
     ReplReady {
-        actor: String,
+        actor: ActorId,
         task: u64,
         prompt: String,
     },
     /// Bytes the actor wrote to its own PTY.
     Output {
-        actor: String,
+        actor: ActorId,
         data: Vec<u8>,
     },
     Dump {
-        actor: String,
+        actor: ActorId,
         text: String,
     },
     /// Completions for a line typed into the holder's session.
     Completions {
-        actor: String,
+        actor: ActorId,
         line: String,
         matches: Vec<String>,
     },
     /// Teardown of `actor` waits because it (or a descendant) holds or waits for the lock.
     TeardownWaiting {
-        actor: String,
+        actor: ActorId,
     },
     /// Teardown of `actor` has started: the Cancel frame was sent (or, forced, SIGKILL).
     Cancelling {
-        actor: String,
+        actor: ActorId,
         force: bool,
     },
     /// Something the user should know that is not a state change (a dropped connection, an
     /// ignored late release, a command that could not apply).
     Notice {
-        actor: Option<String>,
+        actor: Option<ActorId>,
         message: String,
     },
     /// The run is over; the last event.
@@ -120,9 +120,9 @@ pub enum RuntimeCommand {
     /// Take the lock from its holder and grant the next waiter.
     ForceRelease,
     /// Ask an actor for its task tree and threads.
-    Dump { actor: String },
+    Dump { actor: ActorId },
     /// Cancel an actor's subtree; `force` skips waiting for debugging actors.
-    Cancel { actor: String, force: bool },
+    Cancel { actor: ActorId, force: bool },
     /// End the run: revoke the lock and tear the whole tree down.
     Quit,
     /// Set the size of every actor's PTY (and of those spawned later); never zero.

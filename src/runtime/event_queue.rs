@@ -15,6 +15,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use tokio::sync::Notify;
 
 use super::event::RuntimeEvent;
+use crate::proto::ActorId;
 
 /// Output bytes queued before output producers wait. More only adds latency and memory:
 /// at 4 MiB the console bench showed +5 MB of peak RSS and no more throughput.
@@ -159,7 +160,7 @@ impl EventSender {
 
     /// Queues PTY output of `actor`, waiting while [`OUTPUT_BYTES`] are already queued.
     /// Returns false if the front end is gone.
-    pub async fn output(&self, actor: &str, data: &[u8]) -> bool {
+    pub async fn output(&self, actor: ActorId, data: &[u8]) -> bool {
         loop {
             let room = self.shared.room.notified();
             tokio::pin!(room);
@@ -173,7 +174,7 @@ impl EventSender {
                     st.output_bytes += data.len();
                     let merged = match st.queue.back_mut() {
                         Some(RuntimeEvent::Output { actor: a, data: d })
-                            if a == actor && d.len() + data.len() <= COALESCE_BYTES =>
+                            if *a == actor && d.len() + data.len() <= COALESCE_BYTES =>
                         {
                             d.extend_from_slice(data);
                             true
@@ -182,7 +183,7 @@ impl EventSender {
                     };
                     if !merged {
                         st.queue.push_back(RuntimeEvent::Output {
-                            actor: actor.to_owned(),
+                            actor,
                             data: data.to_vec(),
                         });
                     }
@@ -266,6 +267,7 @@ impl Drop for EventReceiver {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::proto::ActorId;
 
     fn notice(i: usize) -> RuntimeEvent {
         RuntimeEvent::Notice {
@@ -279,14 +281,14 @@ mod tests {
         let (tx, mut rx) = channel();
         let out = tx.clone();
         // Fill the output budget; the next output producer must wait.
-        assert!(out.output("1", &vec![b'x'; OUTPUT_BYTES]).await);
-        let blocked = tokio::spawn(async move { out.output("2", b"late").await });
+        assert!(out.output(ActorId(1), &vec![b'x'; OUTPUT_BYTES]).await);
+        let blocked = tokio::spawn(async move { out.output(ActorId(2), b"late").await });
         tokio::task::yield_now().await;
         assert!(!blocked.is_finished(), "output waits for room");
         // Control goes through at once.
         assert!(tx.control(notice(1)));
         let first = rx.recv().await.expect("output");
-        assert!(matches!(first, RuntimeEvent::Output { ref actor, .. } if actor == "1"));
+        assert!(matches!(first, RuntimeEvent::Output { actor, .. } if actor == ActorId(1)));
         assert!(blocked.await.expect("join"), "room made, output queued");
         assert_eq!(rx.recv().await, Some(notice(1)));
         assert!(
@@ -299,17 +301,19 @@ mod tests {
     #[tokio::test]
     async fn consecutive_output_of_one_actor_is_coalesced() {
         let (tx, mut rx) = channel();
-        tx.output("1", b"ab").await;
-        tx.output("1", b"cd").await;
-        tx.output("2", b"ef").await;
+        tx.output(ActorId(1), b"ab").await;
+        tx.output(ActorId(1), b"cd").await;
+        tx.output(ActorId(2), b"ef").await;
         assert_eq!(
             rx.try_recv(),
             Ok(RuntimeEvent::Output {
-                actor: "1".into(),
+                actor: ActorId(1),
                 data: b"abcd".to_vec()
             })
         );
-        assert!(matches!(rx.try_recv(), Ok(RuntimeEvent::Output { actor, .. }) if actor == "2"));
+        assert!(
+            matches!(rx.try_recv(), Ok(RuntimeEvent::Output { actor, .. }) if actor == ActorId(2))
+        );
         assert_eq!(rx.try_recv(), Err(TryRecvError::Empty));
     }
 
@@ -334,8 +338,8 @@ mod tests {
     #[tokio::test]
     async fn a_gone_receiver_releases_waiting_producers() {
         let (tx, rx) = channel();
-        assert!(tx.output("1", &vec![0; OUTPUT_BYTES]).await);
-        let waiting = tokio::spawn(async move { tx.output("1", b"x").await });
+        assert!(tx.output(ActorId(1), &vec![0; OUTPUT_BYTES]).await);
+        let waiting = tokio::spawn(async move { tx.output(ActorId(1), b"x").await });
         tokio::task::yield_now().await;
         drop(rx);
         assert!(!waiting.await.expect("join"));

@@ -4,14 +4,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use crate::proto::Reason;
+use crate::proto::{ActorId, Reason};
 
 use super::bounds::MAX_WAITING_PER_ACTOR;
 
 /// Identifies a request: the actor (root-assigned id) and the task or thread inside it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct LockKey {
-    pub actor: String,
+    pub actor: ActorId,
     pub task: u64,
 }
 
@@ -85,18 +85,18 @@ pub struct Transition {
 pub enum LockError {
     #[error("task {task} of actor {actor} already holds the debug lock (epoch {epoch})")]
     AlreadyHolding {
-        actor: String,
+        actor: ActorId,
         task: u64,
         epoch: u64,
     },
     #[error("task {task} of actor {actor} is already waiting for the debug lock")]
-    AlreadyQueued { actor: String, task: u64 },
+    AlreadyQueued { actor: ActorId, task: u64 },
     #[error("task {task} of actor {actor} does not hold the debug lock")]
-    NotHolder { actor: String, task: u64 },
+    NotHolder { actor: ActorId, task: u64 },
     #[error("release quotes epoch {quoted} but the current grant is epoch {current}")]
     StaleEpoch { quoted: u64, current: u64 },
     #[error("actor {actor} already has {limit} requests waiting for the debug lock")]
-    TooManyWaiting { actor: String, limit: usize },
+    TooManyWaiting { actor: ActorId, limit: usize },
 }
 
 /// The lock: holder, FIFO queue and the epoch counter. Every operation costs O(log n) in
@@ -111,7 +111,7 @@ pub struct LockTable {
     /// Index for duplicate checks.
     by_key: HashMap<LockKey, u64>,
     /// Arrival numbers of each actor's waiters, for the per-actor cap and fast removal.
-    by_actor: HashMap<String, BTreeSet<u64>>,
+    by_actor: HashMap<ActorId, BTreeSet<u64>>,
     max_per_actor: usize,
     last_epoch: u64,
 }
@@ -155,20 +155,20 @@ impl LockTable {
     }
 
     /// True when `actor` holds the lock or has a request waiting.
-    pub fn involves(&self, actor: &str) -> bool {
+    pub fn involves(&self, actor: ActorId) -> bool {
         self.holder
             .as_ref()
             .is_some_and(|g| g.request.key.actor == actor)
-            || self.by_actor.contains_key(actor)
+            || self.by_actor.contains_key(&actor)
     }
 
     /// Each actor that holds or waits, once.
-    pub fn involved_actors(&self) -> impl Iterator<Item = &str> {
-        let holder = self.holder.as_ref().map(|g| g.request.key.actor.as_str());
+    pub fn involved_actors(&self) -> impl Iterator<Item = ActorId> + '_ {
+        let holder = self.holder.as_ref().map(|g| g.request.key.actor);
         holder.into_iter().chain(
             self.by_actor
                 .keys()
-                .map(String::as_str)
+                .copied()
                 .filter(move |a| Some(*a) != holder),
         )
     }
@@ -205,10 +205,7 @@ impl LockTable {
         let seq = self.next_seq;
         self.next_seq += 1;
         self.by_key.insert(req.key.clone(), seq);
-        self.by_actor
-            .entry(req.key.actor.clone())
-            .or_default()
-            .insert(seq);
+        self.by_actor.entry(req.key.actor).or_default().insert(seq);
         self.queue.insert(seq, req);
         Ok(Transition {
             granted: self.grant_next(),
@@ -246,7 +243,7 @@ impl LockTable {
             }
             _ => {
                 return Err(LockError::NotHolder {
-                    actor: key.actor.clone(),
+                    actor: key.actor,
                     task: key.task,
                 });
             }
@@ -262,17 +259,17 @@ impl LockTable {
 
     /// Forgets everything of `actor`: its queued requests leave the queue and, if it holds
     /// the lock, the grant ends with `cause`.
-    pub fn remove_actor(&mut self, actor: &str, cause: ReleaseCause) -> Transition {
+    pub fn remove_actor(&mut self, actor: ActorId, cause: ReleaseCause) -> Transition {
         self.remove_actors(&[actor], cause)
     }
 
     /// Forgets everything of several actors at once. All their waiters leave the queue
     /// before the grant ends, so the lock never passes from one of them to another (which
     /// would open a session only to revoke it).
-    pub fn remove_actors(&mut self, actors: &[&str], cause: ReleaseCause) -> Transition {
+    pub fn remove_actors(&mut self, actors: &[ActorId], cause: ReleaseCause) -> Transition {
         let mut seqs: Vec<u64> = actors
             .iter()
-            .filter_map(|a| self.by_actor.get(*a))
+            .filter_map(|a| self.by_actor.get(a))
             .flatten()
             .copied()
             .collect();
@@ -287,7 +284,7 @@ impl LockTable {
         let holds = self
             .holder
             .as_ref()
-            .is_some_and(|g| actors.contains(&g.request.key.actor.as_str()));
+            .is_some_and(|g| actors.contains(&g.request.key.actor));
         if holds {
             self.end_grant(cause, dropped)
         } else {
@@ -330,10 +327,18 @@ mod tests {
     use proptest::prelude::*;
     use std::collections::VecDeque;
 
+    /// A made-up actor id per name, so the tests read by name.
+    fn id(name: &str) -> ActorId {
+        ActorId(
+            name.bytes()
+                .fold(7, |h: u64, b| h.wrapping_mul(31) + u64::from(b)),
+        )
+    }
+
     fn req(actor: &str, task: u64) -> LockRequest {
         LockRequest {
             key: LockKey {
-                actor: actor.into(),
+                actor: id(actor),
                 task,
             },
             task_name: format!("t{task}"),
@@ -356,7 +361,7 @@ mod tests {
         let tr = t
             .release(&g.request.key, 1, ReleaseCause::Continue)
             .expect("holder");
-        assert_eq!(tr.granted.expect("next").request.key.actor, "b");
+        assert_eq!(tr.granted.expect("next").request.key.actor, id("b"));
         assert_eq!(t.queue().len(), 1);
     }
 
@@ -392,7 +397,7 @@ mod tests {
         assert_eq!(
             t.release(&g1.request.key, g1.epoch, ReleaseCause::Continue),
             Err(LockError::NotHolder {
-                actor: "a".into(),
+                actor: id("a"),
                 task: 1
             })
         );
@@ -429,12 +434,12 @@ mod tests {
         t.request(req("b", 1)).expect("ok");
         t.request(req("a", 2)).expect("ok");
         t.request(req("c", 1)).expect("ok");
-        let tr = t.remove_actor("a", ReleaseCause::Disconnect);
+        let tr = t.remove_actor(id("a"), ReleaseCause::Disconnect);
         assert_eq!(tr.released.expect("a held").cause, ReleaseCause::Disconnect);
         assert_eq!(tr.dropped.len(), 1);
-        assert_eq!(tr.granted.expect("b next").request.key.actor, "b");
-        assert!(!t.involves("a"));
-        let tr = t.remove_actor("c", ReleaseCause::Exit);
+        assert_eq!(tr.granted.expect("b next").request.key.actor, id("b"));
+        assert!(!t.involves(id("a")));
+        let tr = t.remove_actor(id("c"), ReleaseCause::Exit);
         assert!(tr.released.is_none() && tr.granted.is_none());
         assert_eq!(tr.dropped.len(), 1);
         assert!(!t.is_idle());
@@ -447,10 +452,10 @@ mod tests {
         t.request(req("a", 2)).expect("ok");
         t.request(req("b", 1)).expect("ok");
         t.request(req("c", 1)).expect("ok");
-        let tr = t.remove_actors(&["a", "b"], ReleaseCause::Cancel);
+        let tr = t.remove_actors(&[id("a"), id("b")], ReleaseCause::Cancel);
         assert_eq!(tr.released.expect("a held").cause, ReleaseCause::Cancel);
         assert_eq!(tr.dropped.len(), 2);
-        assert_eq!(tr.granted.expect("c next").request.key.actor, "c");
+        assert_eq!(tr.granted.expect("c next").request.key.actor, id("c"));
     }
 
     #[test]
@@ -463,7 +468,7 @@ mod tests {
         assert_eq!(
             t.request(req("a", 4)),
             Err(LockError::TooManyWaiting {
-                actor: "a".into(),
+                actor: id("a"),
                 limit: 3
             })
         );
@@ -473,9 +478,11 @@ mod tests {
         t.release(&g.request.key, g.epoch, ReleaseCause::Continue)
             .expect("release");
         assert_eq!(t.request(req("a", 4)).map(|tr| tr.granted), Ok(None));
-        let mut inv: Vec<&str> = t.involved_actors().collect();
+        let mut inv: Vec<ActorId> = t.involved_actors().collect();
         inv.sort_unstable();
-        assert_eq!(inv, vec!["a", "b"]);
+        let mut want = vec![id("a"), id("b")];
+        want.sort_unstable();
+        assert_eq!(inv, want);
     }
 
     #[derive(Debug, Clone)]
@@ -551,7 +558,7 @@ mod tests {
                         }
                     }
                     Op::ReleaseStale(a, task, epoch) => {
-                        let key = LockKey { actor: a.to_string(), task: task.into() };
+                        let key = LockKey { actor: id(&a.to_string()), task: task.into() };
                         let current = open.as_ref().is_some_and(|g| g.request.key == key && g.epoch == epoch);
                         if !current {
                             let before = t.holder().cloned();
@@ -567,7 +574,7 @@ mod tests {
                         }
                     }
                     Op::Remove(a) => {
-                        let tr = t.remove_actor(&a.to_string(), ReleaseCause::Disconnect);
+                        let tr = t.remove_actor(id(&a.to_string()), ReleaseCause::Disconnect);
                         apply(tr, &mut expected_order, &mut open)?;
                     }
                 }

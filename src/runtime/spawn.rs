@@ -13,13 +13,13 @@ use tokio::sync::mpsc;
 use super::core::{Input, SpawnRequest};
 use super::event_queue::EventSender;
 use super::pty::{self, PtyMaster, SpawnSpec};
-use crate::proto::env;
+use crate::proto::{ActorId, env};
 
 /// The output reader of a spawned actor, not started yet: the engine starts it once the
 /// actor's `actor_started` is out, so no `output` event can come before it.
 #[derive(Debug)]
 pub struct Output {
-    actor: String,
+    actor: ActorId,
     master: Arc<PtyMaster>,
     events: EventSender,
     eof: tokio::sync::oneshot::Sender<()>,
@@ -35,7 +35,7 @@ impl Output {
                 match self.master.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
-                        if !self.events.output(&self.actor, &buf[..n]).await {
+                        if !self.events.output(self.actor, &buf[..n]).await {
                             break;
                         }
                     }
@@ -84,7 +84,7 @@ impl Spawner {
             env::SOCKET.into(),
             self.socket.to_string_lossy().into_owned(),
         ));
-        envs.push((env::ACTOR.into(), req.id.clone()));
+        envs.push((env::ACTOR.into(), req.id.to_string()));
         envs.push((env::NAME.into(), req.name.clone()));
         let spec = SpawnSpec {
             program: &req.program,
@@ -102,7 +102,7 @@ impl Spawner {
         // Output reader: straight to the front end, so output never waits on the engine.
         let (eof_tx, eof_rx) = tokio::sync::oneshot::channel::<()>();
         let output = Output {
-            actor: req.id.clone(),
+            actor: req.id,
             master: master.clone(),
             events: self.events.clone(),
             eof: eof_tx,
@@ -111,7 +111,7 @@ impl Spawner {
         // Waiter: reap, then give the output a moment to drain so `actor_exited` comes
         // after the actor's last output (a non-actor grandchild may hold the PTY open).
         let inputs = self.inputs.clone();
-        let actor = req.id.clone();
+        let actor = req.id;
         let flag = reaped.clone();
         tokio::spawn(async move {
             let status = child.wait().await;

@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::proto::{Exit, ExitReason};
+use crate::proto::{ActorId, Exit, ExitReason};
 
 /// Progress of an actor's teardown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,11 +21,11 @@ pub enum CancelState {
 /// One actor.
 #[derive(Debug, Clone)]
 pub struct ActorNode {
-    pub id: String,
+    pub id: ActorId,
     pub name: String,
     pub pid: u32,
-    pub parent: Option<String>,
-    pub children: Vec<String>,
+    pub parent: Option<ActorId>,
+    pub children: Vec<ActorId>,
     /// Started by the root on its own PTY (so the root reaps it and owns its process group).
     pub spawned: bool,
     pub connected: bool,
@@ -48,22 +48,13 @@ impl ActorNode {
     }
 }
 
-/// The number an actor id stands for, if `id` is spelt canonically (decimal digits, no
-/// sign, no leading zero).
-pub fn parse_id(id: &str) -> Option<u64> {
-    let canonical = !id.is_empty()
-        && id.bytes().all(|b| b.is_ascii_digit())
-        && (id == "0" || !id.starts_with('0'));
-    canonical.then(|| id.parse().ok()).flatten()
-}
-
 /// All actors of the run, including exited ones (the console shows them).
 #[derive(Debug, Default)]
 pub struct ActorTree {
-    nodes: BTreeMap<u64, ActorNode>,
+    nodes: BTreeMap<ActorId, ActorNode>,
     /// Every actor of each pid, oldest first: one process may have several (a spawned
     /// actor and extra connections it opened), and losing one must not hide the others.
-    by_pid: HashMap<u32, Vec<u64>>,
+    by_pid: HashMap<u32, Vec<ActorId>>,
     last_id: u64,
 }
 
@@ -75,41 +66,37 @@ impl ActorTree {
     /// Takes the next id for an actor that does not exist yet (a process about to be
     /// spawned carries it in its environment); [`ActorTree::add_reserved`] adds it. An id
     /// whose spawn failed is never used.
-    pub fn reserve_id(&mut self) -> String {
+    pub fn reserve_id(&mut self) -> ActorId {
         self.last_id += 1;
-        self.last_id.to_string()
+        ActorId(self.last_id)
     }
 
-    /// Adds an actor and returns its id ("1", "2", ... in order of arrival).
-    pub fn add(&mut self, name: &str, pid: u32, parent: Option<&str>, spawned: bool) -> String {
+    /// Adds an actor and returns its id (1, 2, ... in order of arrival).
+    pub fn add(&mut self, name: &str, pid: u32, parent: Option<ActorId>, spawned: bool) -> ActorId {
         let id = self.reserve_id();
-        self.add_reserved(&id, name, pid, parent, spawned);
+        self.add_reserved(id, name, pid, parent, spawned);
         id
     }
 
     /// Adds the actor of an id from [`ActorTree::reserve_id`].
     pub fn add_reserved(
         &mut self,
-        id: &str,
+        id: ActorId,
         name: &str,
         pid: u32,
-        parent: Option<&str>,
+        parent: Option<ActorId>,
         spawned: bool,
     ) {
-        let Some(num) = parse_id(id) else {
-            return;
-        };
-        let id = id.to_owned();
-        if let Some(p) = parent.and_then(|p| self.get_mut(p)) {
-            p.children.push(id.clone());
+        if let Some(p) = parent.and_then(|p| self.nodes.get_mut(&p)) {
+            p.children.push(id);
         }
         self.nodes.insert(
-            num,
+            id,
             ActorNode {
-                id: id.clone(),
+                id,
                 name: name.to_owned(),
                 pid,
-                parent: parent.map(str::to_owned),
+                parent,
                 children: Vec::new(),
                 spawned,
                 connected: false,
@@ -119,17 +106,15 @@ impl ActorTree {
                 teardown_waiting: false,
             },
         );
-        self.by_pid.entry(pid).or_default().push(num);
+        self.by_pid.entry(pid).or_default().push(id);
     }
 
-    /// Only the canonical spelling of an id names an actor ("1", never "01" or "+1"):
-    /// everything else keyed by id compares strings, so an alias must match nothing.
-    pub fn get(&self, id: &str) -> Option<&ActorNode> {
-        self.nodes.get(&parse_id(id)?)
+    pub fn get(&self, id: ActorId) -> Option<&ActorNode> {
+        self.nodes.get(&id)
     }
 
-    pub fn get_mut(&mut self, id: &str) -> Option<&mut ActorNode> {
-        self.nodes.get_mut(&parse_id(id)?)
+    pub fn get_mut(&mut self, id: ActorId) -> Option<&mut ActorNode> {
+        self.nodes.get_mut(&id)
     }
 
     pub fn iter(&self) -> impl Iterator<Item = &ActorNode> {
@@ -148,7 +133,7 @@ impl ActorTree {
     /// [`ActorTree::nearest_ancestor`] over a recorded chain of parent pids (`ancestry[0]`
     /// is `pid`'s parent, `ancestry[1]` its grandparent, ...), for callers that must not
     /// read `/proc` themselves.
-    pub fn nearest_ancestor_in(&self, pid: u32, ancestry: &[u32]) -> Option<String> {
+    pub fn nearest_ancestor_in(&self, pid: u32, ancestry: &[u32]) -> Option<ActorId> {
         let mut chain = std::iter::once(pid).chain(ancestry.iter().copied());
         let mut next: HashMap<u32, u32> = HashMap::new();
         if let Some(mut prev) = chain.next() {
@@ -166,9 +151,9 @@ impl ActorTree {
         &self,
         pid: u32,
         mut ppid_of: impl FnMut(u32) -> Option<u32>,
-    ) -> Option<String> {
+    ) -> Option<ActorId> {
         if let Some(n) = self.live_by_pid(pid) {
-            return Some(n.id.clone());
+            return Some(n.id);
         }
         let mut cur = pid;
         // Bounded: pid chains end at 1, but a racing /proc read must not loop forever.
@@ -178,19 +163,19 @@ impl ActorTree {
                 return None;
             }
             if let Some(n) = self.live_by_pid(cur) {
-                return Some(n.id.clone());
+                return Some(n.id);
             }
         }
         None
     }
 
     /// `id` and all its descendants, parents before children.
-    pub fn subtree(&self, id: &str) -> Vec<String> {
+    pub fn subtree(&self, id: ActorId) -> Vec<ActorId> {
         let mut out = Vec::new();
-        let mut stack = vec![id.to_owned()];
+        let mut stack = vec![id];
         while let Some(cur) = stack.pop() {
-            if let Some(n) = self.get(&cur) {
-                stack.extend(n.children.iter().rev().cloned());
+            if let Some(n) = self.get(cur) {
+                stack.extend(n.children.iter().rev().copied());
                 out.push(cur);
             }
         }
@@ -198,11 +183,11 @@ impl ActorTree {
     }
 
     /// `id` followed by its ancestors up to the top.
-    pub fn lineage(&self, id: &str) -> Vec<String> {
+    pub fn lineage(&self, id: ActorId) -> Vec<ActorId> {
         let mut out = Vec::new();
-        let mut cur = Some(id.to_owned());
+        let mut cur = Some(id);
         while let Some(c) = cur {
-            cur = self.get(&c).and_then(|n| n.parent.clone());
+            cur = self.get(c).and_then(|n| n.parent);
             out.push(c);
             if out.len() > self.nodes.len() {
                 break;
@@ -224,40 +209,44 @@ mod tests {
     fn subtree_and_lineage_follow_parent_links() {
         let mut t = ActorTree::new();
         let top = t.add("top", 10, None, true);
-        let mid = t.add("mid", 11, Some(&top), true);
-        let leaf = t.add("leaf", 12, Some(&mid), true);
-        let other = t.add("other", 13, Some(&top), true);
-        assert_eq!(t.subtree(&mid), vec![mid.clone(), leaf.clone()]);
-        assert_eq!(
-            t.subtree(&top),
-            vec![top.clone(), mid.clone(), leaf.clone(), other]
-        );
-        assert_eq!(t.lineage(&leaf), vec![leaf, mid, top]);
+        let mid = t.add("mid", 11, Some(top), true);
+        let leaf = t.add("leaf", 12, Some(mid), true);
+        let other = t.add("other", 13, Some(top), true);
+        assert_eq!(t.subtree(mid), vec![mid, leaf]);
+        assert_eq!(t.subtree(top), vec![top, mid, leaf, other]);
+        assert_eq!(t.lineage(leaf), vec![leaf, mid, top]);
     }
 
     #[test]
     fn only_the_canonical_spelling_names_an_actor() {
-        let mut t = ActorTree::new();
-        let id = t.add("a", 10, None, true);
-        assert_eq!(id, "1");
-        assert!(t.get("1").is_some());
-        for alias in ["01", "+1", " 1", "1 ", "0x1", ""] {
-            assert!(t.get(alias).is_none(), "{alias:?}");
+        assert_eq!("1".parse::<ActorId>(), Ok(ActorId(1)));
+        assert_eq!("10".parse::<ActorId>(), Ok(ActorId(10)));
+        assert_eq!("0".parse::<ActorId>(), Ok(ActorId(0)));
+        for alias in [
+            "01",
+            "+1",
+            " 1",
+            "1 ",
+            "0x1",
+            "",
+            "-1",
+            "18446744073709551616",
+        ] {
+            assert!(alias.parse::<ActorId>().is_err(), "{alias:?}");
         }
-        assert_eq!(parse_id("10"), Some(10));
-        assert_eq!(parse_id("0"), Some(0));
+        assert_eq!(ActorId(7).to_string(), "7");
     }
 
     #[test]
     fn a_pid_with_several_actors_keeps_its_oldest_live_one() {
         let mut t = ActorTree::new();
         let first = t.add("proc", 50, None, true);
-        let extra = t.add("extra", 50, Some(&first), false);
-        t.get_mut(&extra).expect("extra").connected = true;
-        assert_eq!(t.live_by_pid(50).map(|n| n.id.clone()), Some(first.clone()));
+        let extra = t.add("extra", 50, Some(first), false);
+        t.get_mut(extra).expect("extra").connected = true;
+        assert_eq!(t.live_by_pid(50).map(|n| n.id), Some(first));
         // The extra connection goes away: the process is still the first actor.
-        t.get_mut(&extra).expect("extra").connected = false;
-        assert_eq!(t.live_by_pid(50).map(|n| n.id.clone()), Some(first.clone()));
+        t.get_mut(extra).expect("extra").connected = false;
+        assert_eq!(t.live_by_pid(50).map(|n| n.id), Some(first));
         assert_eq!(t.nearest_ancestor_in(77, &[50, 1]), Some(first));
     }
 
@@ -266,9 +255,9 @@ mod tests {
         let mut t = ActorTree::new();
         let a = t.reserve_id();
         let b = t.reserve_id();
-        t.add_reserved(&b, "b", 2, None, true);
-        assert!(t.get(&a).is_none(), "a failed spawn leaves a gap");
-        assert_eq!(t.add("c", 3, None, false), "3");
+        t.add_reserved(b, "b", 2, None, true);
+        assert!(t.get(a).is_none(), "a failed spawn leaves a gap");
+        assert_eq!(t.add("c", 3, None, false), ActorId(3));
     }
 
     #[test]
@@ -278,9 +267,9 @@ mod tests {
         let ppids = HashMap::from([(300, 200), (200, 100), (100, 1)]);
         assert_eq!(
             t.nearest_ancestor(300, |p| ppids.get(&p).copied()),
-            Some(top.clone())
+            Some(top)
         );
-        t.get_mut(&top).expect("exists").exited = Some(Exit {
+        t.get_mut(top).expect("exists").exited = Some(Exit {
             code: Some(0),
             ..Exit::default()
         });
