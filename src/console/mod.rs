@@ -177,6 +177,9 @@ pub async fn run(mut rt: Runtime) -> i32 {
     }
     drop(guard);
     c.log_frame_stats();
+    if c.model.state.exit_code.is_some() {
+        print_final_screen(&mut c.model);
+    }
     match c.model.state.exit_code {
         Some(code) => code,
         None => rt.task.await.unwrap_or(1),
@@ -227,6 +230,40 @@ impl Console {
         }
         self.frame_times.push(now.elapsed());
     }
+}
+
+/// Once the console is gone, the end of the run stays visible: the first program's last
+/// screen (what its output pane showed, as plain text) and how it ended are printed to the
+/// restored terminal, so a test summary or a late traceback is not lost with the alternate
+/// screen.
+fn print_final_screen(model: &mut Model) {
+    use std::io::Write;
+    let first = crate::proto::ActorId(1);
+    let Some(a) = model.state.actor_mut(first) else {
+        return;
+    };
+    let mut text = String::new();
+    if let Some(p) = &mut a.output {
+        // The user may have scrolled back: show the bottom, as the program left it.
+        p.screen_mut().set_scrollback(0);
+        let contents = p.screen().contents();
+        let lines: Vec<&str> = contents.lines().map(str::trim_end).collect();
+        let end = lines
+            .iter()
+            .rposition(|l| !l.is_empty())
+            .map_or(0, |i| i + 1);
+        for l in &lines[..end] {
+            text.push_str(l);
+            text.push('\n');
+        }
+    }
+    if let Some(exit) = a.exited {
+        text.push_str(&format!("actor-tui: {} ended: {exit}\n", a.name));
+    }
+    let mut out = std::io::stdout();
+    // Nothing to do if the terminal is gone.
+    let _ = out.write_all(text.as_bytes());
+    let _ = out.flush();
 }
 
 /// Draws one frame of `model` on any ratatui backend (the real terminal, or `TestBackend`

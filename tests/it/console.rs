@@ -110,7 +110,12 @@ impl Console {
     }
 
     /// Waits for the console to exit; checks that it left the terminal as it found it.
-    fn finish(mut self) -> i32 {
+    fn finish(self) -> i32 {
+        self.finish_with_screen().0
+    }
+
+    /// Like [`Console::finish`], and what the terminal shows after the console is gone.
+    fn finish_with_screen(mut self) -> (i32, String) {
         let child = &mut self.term.child;
         let status = self
             .rt
@@ -142,7 +147,7 @@ impl Console {
             self.term.master().is_cooked().expect("termios"),
             "raw mode undone"
         );
-        status.code().unwrap_or(-1)
+        (status.code().unwrap_or(-1), self.contents())
     }
 }
 
@@ -323,4 +328,13 @@ fn c08_tab_completes_in_the_repl_input() {
     con.wait_text("answer = 42");
     con.keys("c\r");
     assert_eq!(con.finish(), 0);
+}
+
+#[test]
+fn c09_the_end_of_the_run_stays_on_the_terminal() {
+    let con = Console::start("sh", &["-c", "echo 4 passed in 0.01s; exit 3"]);
+    let (code, screen) = con.finish_with_screen();
+    assert_eq!(code, 3, "the program's exit code");
+    assert!(screen.contains("4 passed in 0.01s"), "{screen}");
+    assert!(screen.contains("sh ended: exit code 3"), "{screen}");
 }
