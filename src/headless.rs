@@ -80,6 +80,7 @@ pub fn event_json(ev: &RuntimeEvent) -> Value {
             line,
             matches,
         } => json!({"event": "completions", "actor": actor, "line": line, "matches": matches}),
+        RuntimeEvent::WantsInput { actor } => json!({"event": "wants_input", "actor": actor}),
         RuntimeEvent::TeardownWaiting { actor } => {
             json!({"event": "teardown_waiting", "actor": actor})
         }
@@ -124,6 +125,10 @@ pub fn parse_command(line: &str) -> Result<RuntimeCommand, CommandError> {
             line: field("data")?,
         },
         "force_release" => RuntimeCommand::ForceRelease,
+        "stdin" => RuntimeCommand::Stdin {
+            actor: field("actor")?.parse()?,
+            data: field("data")?,
+        },
         "dump" => RuntimeCommand::Dump {
             actor: field("actor")?.parse()?,
         },
@@ -298,6 +303,7 @@ mod tests {
                 line: "p a".into(),
                 matches: vec!["p answer".into()],
             },
+            RuntimeEvent::WantsInput { actor: ActorId(2) },
             RuntimeEvent::TeardownWaiting { actor: ActorId(2) },
             RuntimeEvent::Cancelling {
                 actor: ActorId(2),
@@ -337,6 +343,13 @@ mod tests {
                 },
             ),
             (r#"{"cmd":"quit"}"#, RuntimeCommand::Quit),
+            (
+                r#"{"cmd":"stdin","actor":"2","data":"blue\n"}"#,
+                RuntimeCommand::Stdin {
+                    actor: ActorId(2),
+                    data: "blue\n".into(),
+                },
+            ),
             (
                 r#"{"cmd":"resize","rows":30,"cols":100}"#,
                 RuntimeCommand::Resize {

@@ -6,7 +6,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use actor_tui::runtime::{Runtime, RuntimeCommand, RuntimeEvent};
 
-const HELP: &str = "commands: /force (force-release the lock)  /dump ID  /cancel ID  /kill ID  /quit\n\
+const HELP: &str = "commands: /force (force-release the lock)  /dump ID  /cancel ID  /kill ID  /stdin ID TEXT  /quit\n\
                     any other line goes to the REPL of the lock holder\n";
 
 fn parse(line: &str) -> Result<RuntimeCommand, String> {
@@ -29,6 +29,15 @@ fn parse(line: &str) -> Result<RuntimeCommand, String> {
             force: true,
         }),
         "/quit" => Ok(RuntimeCommand::Quit),
+        "/stdin" => {
+            let actor = need(arg)?;
+            // The rest of the line, as typed, then Enter.
+            let rest = line.splitn(3, char::is_whitespace).nth(2).unwrap_or("");
+            Ok(RuntimeCommand::Stdin {
+                actor,
+                data: format!("{rest}\n"),
+            })
+        }
         _ => Err(HELP.to_owned()),
     }
 }
@@ -90,6 +99,9 @@ fn describe(ev: &RuntimeEvent) -> Option<String> {
         RuntimeEvent::Dump { actor, text } => format!("[dump of actor {actor}]\n{text}"),
         RuntimeEvent::Completions { matches, .. } => {
             format!("[completions] {}", matches.join("  "))
+        }
+        RuntimeEvent::WantsInput { actor } => {
+            format!("[actor {actor}] waits for input on its terminal")
         }
         RuntimeEvent::TeardownWaiting { actor } => {
             format!("[teardown] actor {actor} waits: a debugger session is open in its subtree")

@@ -323,6 +323,16 @@ impl ConsoleState {
                 }
                 self.note(now, format!("dump of {actor} received"));
             }
+            RuntimeEvent::WantsInput { actor } => {
+                let name = self
+                    .actor(actor)
+                    .map(|a| a.name.clone())
+                    .unwrap_or_default();
+                self.note(
+                    now,
+                    format!("{actor} {name} waits for input on its terminal"),
+                );
+            }
             RuntimeEvent::TeardownWaiting { actor } => {
                 if let Some(a) = self.actor_mut(actor) {
                     a.teardown_waiting = true;

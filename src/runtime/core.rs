@@ -109,6 +109,11 @@ pub enum Input {
         queued: usize,
     },
     Command(RuntimeCommand),
+    /// Whether a spawned actor's terminal is being read by a blocked process right now.
+    Reading {
+        actor: ActorId,
+        reading: bool,
+    },
     /// The once-a-second look at the holder: its process state as the shell read it
     /// (`None`: no such process; `Some('?')`: cannot tell).
     Watch {
@@ -151,6 +156,11 @@ pub enum Effect {
         rows: u16,
         cols: u16,
     },
+    /// Write to a spawned actor's PTY.
+    WritePty {
+        actor: ActorId,
+        data: Vec<u8>,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -184,6 +194,8 @@ pub struct Core {
     /// Actors whose teardown waits to start (CancelState::Pending), so each transition
     /// looks only at them.
     pending_cancels: HashSet<ActorId>,
+    /// Actors whose terminal a process is blocked reading (reported once per wait).
+    reading: HashSet<ActorId>,
     /// The current grant's liveness watch, keyed by its epoch.
     holder_watch: Option<(u64, HolderWatch)>,
     /// Peer-caused notices are rate-limited, so bogus frames cannot flood the front end
@@ -209,6 +221,7 @@ impl Core {
             quitting: false,
             pending_exits: HashMap::new(),
             pending_cancels: HashSet::new(),
+            reading: HashSet::new(),
             holder_watch: None,
             notice_limit: RateLimit::new(50, 20),
             now,
@@ -346,6 +359,13 @@ impl Core {
                 ),
             ),
             Input::Command(cmd) => self.on_command(cmd),
+            Input::Reading { actor, reading } => {
+                if !reading {
+                    self.reading.remove(&actor);
+                } else if self.reading.insert(actor) {
+                    self.event(RuntimeEvent::WantsInput { actor });
+                }
+            }
             Input::Watch { holder_state } => self.watch_holder(holder_state),
         }
         std::mem::take(&mut self.out)
@@ -1119,6 +1139,32 @@ impl Core {
                 }
             }
             RuntimeCommand::Cancel { actor, force } => self.cancel_subtree(actor, force),
+            RuntimeCommand::Stdin { actor, data } => {
+                let has_terminal = self
+                    .tree
+                    .get(actor)
+                    .is_some_and(|n| n.spawned && n.exited.is_none());
+                if !has_terminal {
+                    self.notice(
+                        Some(actor),
+                        format!("stdin: actor {actor} has no terminal of ours (not spawned by the root, or gone)"),
+                    );
+                } else if data.len() > bounds::MAX_INPUT {
+                    self.notice(
+                        Some(actor),
+                        format!(
+                            "stdin of {} bytes refused: the limit is {} bytes",
+                            data.len(),
+                            bounds::MAX_INPUT
+                        ),
+                    );
+                } else {
+                    self.out.push(Effect::WritePty {
+                        actor,
+                        data: data.into_bytes(),
+                    });
+                }
+            }
             RuntimeCommand::Resize { rows, cols } => self.out.push(Effect::Resize {
                 rows: rows.max(1),
                 cols: cols.max(1),

@@ -176,6 +176,7 @@ impl Engine {
                     procs::reap_orphans(&self.core.managed_pids());
                 }
                 _ = watch.tick() => {
+                    self.watch_terminals();
                     // A pid we cannot see (another pid namespace) says nothing.
                     let holder_state = match self.core.holder_pid() {
                         Some(pid) => procs::state(pid),
@@ -196,6 +197,21 @@ impl Engine {
         let code = self.core.exit_code();
         self.events.control(RuntimeEvent::Exit { code });
         code
+    }
+
+    /// Which actors' terminals a blocked process is reading (their foreground group's
+    /// members in `read(2)` on the PTY), as inputs for the core.
+    fn watch_terminals(&mut self) {
+        for (&actor, p) in &self.procs {
+            let Some(pty) = &p.pty else { continue };
+            let (Ok(tty), Some(fg)) = (pty.slave_path(), pty.foreground_group()) else {
+                continue;
+            };
+            let reading = procs::group_members(fg)
+                .into_iter()
+                .any(|pid| procs::reading_terminal(pid, &tty));
+            self.pending.push_back(Input::Reading { actor, reading });
+        }
     }
 
     /// Feeds every pending input to the core and carries out what it says.
@@ -342,6 +358,17 @@ impl Engine {
                 // Dropping the sender and the hangup ends the connection's tasks once the
                 // writer has flushed what was queued (the last error or cancel frame).
                 self.conns.remove(&conn);
+            }
+            Effect::WritePty { actor, data } => {
+                let len = data.len();
+                let refused = match self.procs.get_mut(&actor) {
+                    Some(p) => p.type_in(data).err(),
+                    None => Some(0),
+                };
+                if let Some(queued) = refused {
+                    self.pending
+                        .push_back(Input::InputRefused { actor, len, queued });
+                }
             }
             Effect::Resize { rows, cols } => {
                 self.spawner.rows = rows;

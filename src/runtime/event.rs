@@ -89,6 +89,11 @@ pub enum RuntimeEvent {
         line: String,
         matches: Vec<String>,
     },
+    /// The actor (or a process in its terminal's foreground) waits for someone to type into
+    /// its terminal; answer with the `stdin` command.
+    WantsInput {
+        actor: ActorId,
+    },
     /// Teardown of `actor` waits because it (or a descendant) holds or waits for the lock.
     TeardownWaiting {
         actor: ActorId,
@@ -127,4 +132,7 @@ pub enum RuntimeCommand {
     Quit,
     /// Set the size of every actor's PTY (and of those spawned later); never zero.
     Resize { rows: u16, cols: u16 },
+    /// Bytes typed into an actor's own terminal (its PTY), as a keyboard would: for programs
+    /// that read their terminal themselves (`input()`, a shell, a prompt).
+    Stdin { actor: ActorId, data: String },
 }

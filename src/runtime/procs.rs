@@ -81,6 +81,43 @@ fn process_table() -> HashMap<u32, (u32, char)> {
         .collect()
 }
 
+/// Pids of the processes in process group `pgid`.
+pub fn group_members(pgid: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
+                st.rfind(')')
+                    .and_then(|i| st[i + 1..].split_whitespace().nth(2)?.parse::<u32>().ok())
+                    == Some(pgid)
+            })
+        })
+        .collect()
+}
+
+/// True if `pid` is blocked in `read(2)` on a descriptor that is the terminal `tty`: a
+/// program waiting for someone to type (`input()`, a shell prompt). Needs
+/// `/proc/PID/syscall`, which the parent may read; where it is not readable, says no.
+pub fn reading_terminal(pid: u32, tty: &std::path::Path) -> bool {
+    let Ok(sc) = std::fs::read_to_string(format!("/proc/{pid}/syscall")) else {
+        return false;
+    };
+    let mut f = sc.split_whitespace();
+    let is_read = f.next().and_then(|n| n.parse::<i64>().ok()) == Some(libc::SYS_read);
+    let fd = f
+        .next()
+        .and_then(|h| u64::from_str_radix(h.trim_start_matches("0x"), 16).ok());
+    match fd {
+        Some(fd) if is_read => {
+            std::fs::read_link(format!("/proc/{pid}/fd/{fd}")).is_ok_and(|target| target == tty)
+        }
+        _ => false,
+    }
+}
+
 /// All descendants of `root` in `table`, with their states.
 fn descendants_in(table: &HashMap<u32, (u32, char)>, root: u32) -> Vec<(u32, u32, char)> {
     let mut children: HashMap<u32, Vec<u32>> = HashMap::new();

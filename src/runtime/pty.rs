@@ -136,6 +136,30 @@ impl PtyMaster {
         Ok(())
     }
 
+    /// The path of the slave side (`/dev/pts/N`): what the actor's descriptors point to.
+    pub fn slave_path(&self) -> std::io::Result<std::path::PathBuf> {
+        let mut name = [0 as libc::c_char; 128];
+        // SAFETY: ptsname_r writes a NUL-terminated name of at most `name.len()` bytes.
+        let rc = unsafe {
+            libc::ptsname_r(self.fd.get_ref().as_raw_fd(), name.as_mut_ptr(), name.len())
+        };
+        if rc != 0 {
+            return Err(std::io::Error::from_raw_os_error(rc));
+        }
+        // SAFETY: ptsname_r succeeded, so `name` holds a NUL-terminated string.
+        let path = unsafe { std::ffi::CStr::from_ptr(name.as_ptr()) };
+        Ok(std::path::PathBuf::from(
+            path.to_string_lossy().into_owned(),
+        ))
+    }
+
+    /// The terminal's foreground process group.
+    pub fn foreground_group(&self) -> Option<u32> {
+        nix::unistd::tcgetpgrp(self.fd.get_ref())
+            .ok()
+            .and_then(|p| u32::try_from(p.as_raw()).ok())
+    }
+
     /// True when the terminal is in canonical mode with echo on: what a shell expects, and
     /// what a full-screen program must leave behind.
     pub fn is_cooked(&self) -> std::io::Result<bool> {

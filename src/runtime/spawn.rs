@@ -56,6 +56,48 @@ pub struct Proc {
     pub reaped: Arc<AtomicBool>,
     /// The PTY, for input and resize; dropped when the actor exits.
     pub pty: Option<Arc<PtyMaster>>,
+    /// Keystrokes for the PTY, written in order by one task (started on first use), and how
+    /// many bytes of them the program has not taken yet.
+    stdin: Option<(
+        tokio::sync::mpsc::UnboundedSender<Vec<u8>>,
+        Arc<std::sync::atomic::AtomicUsize>,
+    )>,
+}
+
+/// Bytes typed into one actor's terminal that it may leave unread before more is refused.
+pub const STDIN_BUDGET: usize = 1 << 20;
+
+impl Proc {
+    /// Queues `data` for the actor's terminal. `Err(queued)` if it is over its budget (the
+    /// program is not reading) or its terminal is gone.
+    pub fn type_in(&mut self, data: Vec<u8>) -> Result<(), usize> {
+        use std::sync::atomic::AtomicUsize;
+        let Some(pty) = self.pty.clone() else {
+            return Err(0);
+        };
+        let (tx, queued) = self.stdin.get_or_insert_with(|| {
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+            let queued = Arc::new(AtomicUsize::new(0));
+            let left = queued.clone();
+            tokio::spawn(async move {
+                while let Some(bytes) = rx.recv().await {
+                    let r = pty.write_all(&bytes).await;
+                    left.fetch_sub(bytes.len(), Ordering::Relaxed);
+                    if r.is_err() {
+                        // The terminal is gone (the actor exited): nothing more to type.
+                        break;
+                    }
+                }
+            });
+            (tx, queued)
+        });
+        let now = queued.load(Ordering::Relaxed);
+        if now + data.len() > STDIN_BUDGET {
+            return Err(now);
+        }
+        queued.fetch_add(data.len(), Ordering::Relaxed);
+        tx.send(data).map_err(|_| now)
+    }
 }
 
 /// What every spawn needs to know about the run.
@@ -132,6 +174,7 @@ impl Spawner {
                 pid,
                 reaped,
                 pty: Some(master),
+                stdin: None,
             },
             output,
         ))

@@ -611,3 +611,45 @@ fn a_first_program_that_never_connects_is_announced_before_its_output() {
         .expect("output");
     assert!(started < output, "actor_started after its output");
 }
+
+#[test]
+fn a_program_reading_its_terminal_is_reported_and_answered_through_stdin() {
+    let mut run = Run::start(
+        "python3",
+        &["-c", "name = input('name? '); print('hello', name)"],
+    );
+    run.wait_for("wants_input", |e| {
+        e["event"] == "wants_input" && e["actor"] == "1"
+    });
+    run.send(json!({"cmd": "stdin", "actor": "1", "data": "blue\n"}));
+    let (code, events) = run.finish();
+    assert_eq!(code, 0);
+    assert!(output_text(&events, "1").contains("hello blue"));
+}
+
+#[test]
+fn input_in_a_subprocess_child_is_answered_through_the_actors_terminal() {
+    let child = "print('got', input('q? '))";
+    let script = format!(
+        "import subprocess, sys; subprocess.run([sys.executable, '-c', {child:?}]); print('parent done')"
+    );
+    let mut run = Run::start("python3", &["-c", &script]);
+    run.wait_for("wants_input", |e| {
+        e["event"] == "wants_input" && e["actor"] == "1"
+    });
+    run.send(json!({"cmd": "stdin", "actor": "9", "data": "x\n"}));
+    run.wait_for("a notice for the unknown actor", |e| {
+        e["event"] == "notice"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("actor 9 has no terminal"))
+    });
+    run.send(json!({"cmd": "stdin", "actor": "1", "data": "forty-two\n"}));
+    let (code, events) = run.finish();
+    assert_eq!(code, 0);
+    let out = output_text(&events, "1");
+    assert!(
+        out.contains("got forty-two") && out.contains("parent done"),
+        "{out}"
+    );
+}
