@@ -12,6 +12,8 @@ pub enum Mode {
     Input,
     /// Moving around the panes.
     Nav,
+    /// Keys go raw to the selected actor's own terminal (F6 gives them back).
+    Terminal,
 }
 
 /// What an overlay is open, as far as keys are concerned.
@@ -59,6 +61,40 @@ pub enum Action {
         y: u16,
     },
     Resize,
+    /// F6: the keyboard to the selected actor's terminal, or back to the console.
+    ToggleTerminal,
+    /// Bytes for the actor's terminal, as a terminal would send them for a key.
+    Type(String),
+}
+
+/// What a terminal sends for `k`: characters as UTF-8, Ctrl-letter as the control byte
+/// (so Ctrl-C reaches the actor's line discipline and becomes its SIGINT), and the usual
+/// escape sequences for the editing keys.
+pub fn key_bytes(k: KeyEvent) -> Option<String> {
+    let ctrl = k.modifiers.contains(KeyModifiers::CONTROL);
+    let alt = k.modifiers.contains(KeyModifiers::ALT);
+    let s = match k.code {
+        KeyCode::Char(c) if ctrl && c.is_ascii_alphabetic() => {
+            char::from((c.to_ascii_lowercase() as u8) & 0x1f).to_string()
+        }
+        KeyCode::Char(c) => c.to_string(),
+        KeyCode::Enter => "\r".into(),
+        KeyCode::Tab => "\t".into(),
+        KeyCode::BackTab => "\x1b[Z".into(),
+        KeyCode::Backspace => "\x7f".into(),
+        KeyCode::Esc => "\x1b".into(),
+        KeyCode::Up => "\x1b[A".into(),
+        KeyCode::Down => "\x1b[B".into(),
+        KeyCode::Right => "\x1b[C".into(),
+        KeyCode::Left => "\x1b[D".into(),
+        KeyCode::Home => "\x1b[H".into(),
+        KeyCode::End => "\x1b[F".into(),
+        KeyCode::Delete => "\x1b[3~".into(),
+        KeyCode::Insert => "\x1b[2~".into(),
+        _ => return None,
+    };
+    // Alt sends ESC first, as xterm does.
+    Some(if alt { format!("\x1b{s}") } else { s })
 }
 
 fn global(code: KeyCode) -> Option<Action> {
@@ -113,6 +149,9 @@ fn map_key(k: KeyEvent, mode: Mode, overlay: OverlayKind) -> Action {
         OverlayKind::Help => return Action::CloseOverlay,
         OverlayKind::None => {}
     }
+    if k.code == KeyCode::F(6) {
+        return Action::ToggleTerminal;
+    }
     if let Some(a) = global(k.code) {
         return a;
     }
@@ -127,6 +166,7 @@ fn map_key(k: KeyEvent, mode: Mode, overlay: OverlayKind) -> Action {
             KeyCode::Down => Action::HistoryNext,
             _ => Action::Edit(k),
         },
+        Mode::Terminal => key_bytes(k).map_or(Action::None, Action::Type),
         Mode::Nav => match k.code {
             KeyCode::Char('i') | KeyCode::Enter => Action::ToInput,
             KeyCode::Char('?') => Action::Help,
@@ -227,5 +267,40 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn terminal_mode_sends_keys_as_a_terminal_would() {
+        let k = |code, m| KeyEvent::new(code, m);
+        assert_eq!(
+            key_bytes(k(KeyCode::Char('c'), KeyModifiers::CONTROL)),
+            Some("\x03".into())
+        );
+        assert_eq!(
+            key_bytes(k(KeyCode::Enter, KeyModifiers::NONE)),
+            Some("\r".into())
+        );
+        assert_eq!(
+            key_bytes(k(KeyCode::Up, KeyModifiers::NONE)),
+            Some("\x1b[A".into())
+        );
+        assert_eq!(
+            key_bytes(k(KeyCode::Char('x'), KeyModifiers::ALT)),
+            Some("\x1bx".into())
+        );
+        assert_eq!(
+            key_bytes(k(KeyCode::Char('é'), KeyModifiers::NONE)),
+            Some("é".into())
+        );
+        let f6 = Event::Key(k(KeyCode::F(6), KeyModifiers::NONE));
+        for mode in [Mode::Input, Mode::Nav, Mode::Terminal] {
+            assert_eq!(map(&f6, mode, OverlayKind::None), Action::ToggleTerminal);
+        }
+        // In the terminal, Esc and Ctrl-C are bytes for the actor, not console keys.
+        let esc = Event::Key(k(KeyCode::Esc, KeyModifiers::NONE));
+        assert_eq!(
+            map(&esc, Mode::Terminal, OverlayKind::None),
+            Action::Type("\x1b".into())
+        );
     }
 }

@@ -376,6 +376,32 @@ impl Model {
             }
             // The loop asks the terminal for its size and calls `resize`.
             Action::Resize => {}
+            Action::ToggleTerminal => {
+                if self.ui.mode == Mode::Terminal {
+                    self.ui.mode = Mode::Input;
+                    self.ui.terminal = None;
+                    self.flash("the keys are the console's again".into());
+                    return;
+                }
+                let Some(id) = self.ui.selected else {
+                    self.flash("no actor selected".into());
+                    return;
+                };
+                let live = self.state.actor(id).is_some_and(|a| a.exited.is_none());
+                if !live {
+                    self.flash(format!("{id} has ended: no terminal to type into"));
+                    return;
+                }
+                self.ui.mode = Mode::Terminal;
+                self.ui.terminal = Some(id);
+                self.ui.focus = Pane::Repl;
+                self.flash(format!("keys go to {id}'s terminal; F6 gives them back"));
+            }
+            Action::Type(data) => {
+                if let Some(actor) = self.ui.terminal {
+                    self.send(RuntimeCommand::Stdin { actor, data });
+                }
+            }
         }
     }
 

@@ -21,6 +21,8 @@ pub struct UiState {
     pub mode: Mode,
     /// The open dialog; a confirmation holds what it will do.
     pub dialog: Dialog,
+    /// Whose terminal has the keys in [`Mode::Terminal`].
+    pub terminal: Option<ActorId>,
     pub tab: BottomTab,
     pub dump_scroll: u16,
     /// Scrollback offsets (lines up from the bottom) of the output and REPL screens.
@@ -66,6 +68,7 @@ impl UiState {
             focus: Pane::Repl,
             mode: Mode::Input,
             dialog: Dialog::None,
+            terminal: None,
             tab: BottomTab::Output,
             dump_scroll: 0,
             output_scroll: 0,
@@ -144,39 +147,52 @@ pub fn model<'a>(s: &'a ConsoleState, ui: &'a UiState, now: Instant) -> ScreenMo
             .collect(),
     };
     let selected = ui.selected.and_then(|id| s.actor(id));
-    let repl = match &s.holder {
-        Some(h) => {
-            let a = s.actor(h.request.actor);
-            ReplModel {
-                title: format!(
-                    " REPL #{} · {} {} · {} · {} at {} ",
-                    h.epoch,
-                    h.request.actor,
-                    a.map(|a| a.name.as_str()).unwrap_or(""),
-                    h.request.task_name,
-                    h.request.reason.as_str(),
-                    h.request.location
-                ),
-                screen: a.and_then(|a| a.repl.as_ref()).map(vt100::Parser::screen),
-                notice: None,
-                input: &ui.input,
-                input_enabled: h.waiting,
-            }
-        }
-        None => ReplModel {
-            title: " REPL · lock free ".into(),
-            screen: selected
-                .and_then(|a| a.output.as_ref())
-                .map(vt100::Parser::screen),
-            notice: Some(match selected {
-                Some(a) => format!(
-                    "Nobody holds the debug lock. Output of {} {}:",
-                    a.id, a.name
-                ),
-                None => "Nobody holds the debug lock.".into(),
-            }),
+    let terminal = ui.terminal.and_then(|id| s.actor(id));
+    let repl = match (terminal, &s.holder) {
+        (Some(a), _) => ReplModel {
+            title: format!(
+                " Terminal · {} {} · your keys go here (F6 gives them back) ",
+                a.id, a.name
+            ),
+            screen: a.output.as_ref().map(vt100::Parser::screen),
+            notice: None,
             input: &ui.input,
             input_enabled: false,
+        },
+        (None, holder) => match holder {
+            Some(h) => {
+                let a = s.actor(h.request.actor);
+                ReplModel {
+                    title: format!(
+                        " REPL #{} · {} {} · {} · {} at {} ",
+                        h.epoch,
+                        h.request.actor,
+                        a.map(|a| a.name.as_str()).unwrap_or(""),
+                        h.request.task_name,
+                        h.request.reason.as_str(),
+                        h.request.location
+                    ),
+                    screen: a.and_then(|a| a.repl.as_ref()).map(vt100::Parser::screen),
+                    notice: None,
+                    input: &ui.input,
+                    input_enabled: h.waiting,
+                }
+            }
+            None => ReplModel {
+                title: " REPL · lock free ".into(),
+                screen: selected
+                    .and_then(|a| a.output.as_ref())
+                    .map(vt100::Parser::screen),
+                notice: Some(match selected {
+                    Some(a) => format!(
+                        "Nobody holds the debug lock. Output of {} {}:",
+                        a.id, a.name
+                    ),
+                    None => "Nobody holds the debug lock.".into(),
+                }),
+                input: &ui.input,
+                input_enabled: false,
+            },
         },
     };
     let bottom = BottomModel {
@@ -214,6 +230,10 @@ pub fn model<'a>(s: &'a ConsoleState, ui: &'a UiState, now: Instant) -> ScreenMo
             mode: match ui.mode {
                 Mode::Input => "INPUT".into(),
                 Mode::Nav => "NAV".into(),
+                Mode::Terminal => match ui.terminal {
+                    Some(id) => format!("TERM {id}"),
+                    None => "TERM".into(),
+                },
             },
             message,
         },

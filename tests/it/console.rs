@@ -11,6 +11,7 @@ const F5: &str = "\x1b[15~";
 const F8: &str = "\x1b[19~";
 const F9: &str = "\x1b[20~";
 const F10: &str = "\x1b[21~";
+const F6: &str = "\x1b[17~";
 
 struct Console {
     rt: tokio::runtime::Runtime,
@@ -337,4 +338,34 @@ fn c09_the_end_of_the_run_stays_on_the_terminal() {
     assert_eq!(code, 3, "the program's exit code");
     assert!(screen.contains("4 passed in 0.01s"), "{screen}");
     assert!(screen.contains("sh ended: exit code 3"), "{screen}");
+}
+
+#[test]
+fn c10_f6_gives_the_keyboard_to_an_actors_own_terminal() {
+    let con = Console::start(
+        "python3",
+        &["-c", "name = input('name? '); print('hello', name)"],
+    );
+    con.wait("the question", |c| c.contains("name?"));
+    con.keys(F6);
+    con.wait("terminal mode", |c| {
+        c.contains("TERM 1") && c.contains("Terminal · 1")
+    });
+    con.keys("blue\r");
+    let (code, screen) = con.finish_with_screen();
+    assert_eq!(code, 0);
+    assert!(screen.contains("hello blue"), "{screen}");
+}
+
+#[test]
+fn c11_ctrl_c_in_terminal_mode_interrupts_that_actor_as_a_terminal_would() {
+    let script = "import time\nprint('sleeping', flush=True)\ntry:\n    time.sleep(60)\nexcept KeyboardInterrupt:\n    print('interrupted')\n";
+    let con = Console::start("python3", &["-c", script]);
+    con.wait("the program", |c| c.contains("sleeping"));
+    con.keys(F6);
+    con.wait("terminal mode", |c| c.contains("TERM 1"));
+    con.keys("\x03");
+    let (code, screen) = con.finish_with_screen();
+    assert_eq!(code, 0);
+    assert!(screen.contains("interrupted"), "{screen}");
 }

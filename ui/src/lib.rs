@@ -597,6 +597,11 @@ pub const KEYS: &[KeyHelp] = &[
         Some("dump"),
     ),
     key(
+        "F6",
+        "type into the selected actor's own terminal (F6 again: back)",
+        Some("terminal"),
+    ),
+    key(
         "F8 / r",
         "force-release the debug lock (confirm with y)",
         Some("release"),
