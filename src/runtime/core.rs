@@ -24,6 +24,18 @@ pub type ConnId = u64;
 /// (a forked child may hold its socket).
 pub const EXIT_DEADLINE: Duration = Duration::from_millis(500);
 
+/// How long the exit of an actor that never connected waits for a `register` that may
+/// still be on its way.
+pub const UNCONNECTED_EXIT_DEADLINE: Duration = Duration::from_millis(200);
+
+/// The shortest re-check of a teardown that waits for a debugging session (the grace
+/// period may be 0).
+pub const PROTECTED_RECHECK: Duration = Duration::from_millis(100);
+
+/// Dump requests that may wait for their replies at once; a hung actor is what gets
+/// dumped, so requests must not pile up without bound.
+pub const MAX_PENDING_DUMPS: usize = 64;
+
 /// Largest `repl_input` payload, well under the frame limit.
 pub const INPUT_CHUNK: usize = 256 * 1024;
 
@@ -325,27 +337,46 @@ impl Core {
             }
             Input::Spawned { req, result } => self.spawned(req, result),
             Input::ChildExited { actor, exit } => {
-                if self.actor_conn.contains_key(&actor) {
-                    self.pending_exits.insert(actor, exit);
-                    self.after(EXIT_DEADLINE, Input::ExitDeadline { actor });
+                // Held back for a moment either way: frames it sent before dying (its
+                // `register`, its `exiting` reason) may still be on their way on another
+                // channel, and must be seen first.
+                self.pending_exits.insert(actor, exit);
+                let wait = if self.actor_conn.contains_key(&actor) {
+                    EXIT_DEADLINE
                 } else {
-                    self.child_exited(actor, exit);
-                }
+                    UNCONNECTED_EXIT_DEADLINE
+                };
+                self.after(wait, Input::ExitDeadline { actor });
             }
             Input::ExitDeadline { actor } => {
-                if let Some(exit) = self.pending_exits.remove(&actor) {
-                    self.child_exited(actor, exit);
+                if !self.pending_exits.contains_key(&actor) {
+                    return std::mem::take(&mut self.out);
+                }
+                match self.actor_conn.get(&actor).copied() {
+                    // Still connected: another process (a fork) holds its socket. The actor
+                    // is gone, so is the connection; closing it finishes the exit.
+                    Some(conn) => self.close_conn(
+                        conn,
+                        Some("its process exited; the connection another process kept open is closed".into()),
+                    ),
+                    None => {
+                        if let Some(exit) = self.pending_exits.remove(&actor) {
+                            self.child_exited(actor, exit);
+                        }
+                    }
                 }
             }
             Input::Escalate { actor, stage } => self.escalate(actor, stage),
             Input::PeerExited { conn } => {
-                let unspawned = self
+                // Spawned actors end through their exit (above); a connection that never
+                // registered, or an unspawned actor's, ends with the process that opened it.
+                let spawned = self
                     .conns
                     .get(&conn)
                     .and_then(|c| c.actor)
                     .and_then(|a| self.tree.get(a))
-                    .is_some_and(|n| !n.spawned);
-                if unspawned {
+                    .is_some_and(|n| n.spawned);
+                if self.conns.contains_key(&conn) && !spawned {
                     self.close_conn(
                         conn,
                         Some("its process exited; the connection another process kept open is closed".into()),
@@ -627,9 +658,12 @@ impl Core {
                 }
             }
             ToRoot::CompleteReply { req, matches } => {
-                if let Some((target, line)) = self.pending_completions.remove(&req)
-                    && target == actor
-                {
+                // Only the asked actor's reply counts, and only it removes the request.
+                let asked = self
+                    .pending_completions
+                    .get(&req)
+                    .is_some_and(|(target, _)| *target == actor);
+                if asked && let Some((_, line)) = self.pending_completions.remove(&req) {
                     self.event(RuntimeEvent::Completions {
                         actor,
                         line,
@@ -791,6 +825,8 @@ impl Core {
                 cause: r.cause,
             });
             self.holder_watch = None;
+            // Completions belong to the session that ended.
+            self.pending_completions.clear();
         }
         for d in tr.dropped {
             if d.cause == ReleaseCause::Cancel {
@@ -1018,7 +1054,8 @@ impl Core {
                     n.teardown_waiting = true;
                 }
             }
-            self.schedule(actor, stage);
+            let wait = self.grace.max(PROTECTED_RECHECK);
+            self.after(wait, Input::Escalate { actor, stage });
             return;
         }
         if let Some(n) = self.tree.get_mut(actor) {
@@ -1130,6 +1167,13 @@ impl Core {
                 None => self.notice(None, "force release: the lock is free".into()),
             },
             RuntimeCommand::Dump { actor } => {
+                if self.pending_dumps.len() >= MAX_PENDING_DUMPS {
+                    self.notice(
+                        Some(actor),
+                        format!("dump: {MAX_PENDING_DUMPS} dump requests are still unanswered; not asking again"),
+                    );
+                    return;
+                }
                 self.next_req += 1;
                 let req = self.next_req;
                 if self.send_to_actor(actor, ToActor::DumpRequest { req }) {
@@ -1740,5 +1784,91 @@ mod tests {
         assert!(events(&real).iter().any(
             |e| matches!(e, RuntimeEvent::Dump { actor, text } if *actor == ActorId(1) && text == "real")
         ));
+    }
+
+    #[test]
+    fn an_exit_that_overtakes_its_register_still_finds_its_reservation() {
+        let mut s = Sim::new();
+        let req = s
+            .core
+            .first_spawn("top".into(), "top".into(), vec![], vec![]);
+        s.feed(Input::Spawned {
+            req,
+            result: Ok(100),
+        });
+        // The exit is handled before the frames it sent first.
+        s.feed(Input::ChildExited {
+            actor: ActorId(1),
+            exit: Exit {
+                code: Some(2),
+                ..Exit::default()
+            },
+        });
+        assert_eq!(
+            s.connect(1, 100, Some("1"), true),
+            "1",
+            "not a phantom actor"
+        );
+        s.feed(Input::Frame {
+            conn: 1,
+            msg: ToRoot::Exiting {
+                code: 2,
+                reason: crate::proto::ExitReason::Crash,
+            },
+        });
+        let out = s.advance(EXIT_DEADLINE);
+        assert!(
+            out.contains(&Effect::Close { conn: 1 }),
+            "the exited actor's socket is closed"
+        );
+        assert!(events(&out).iter().any(|e| matches!(e,
+            RuntimeEvent::ActorExited { actor, exit } if *actor == ActorId(1)
+                && exit.reason == Some(crate::proto::ExitReason::Crash))));
+        assert!(s.core.finished());
+        assert_eq!(s.core.exit_code(), 2);
+    }
+
+    #[test]
+    fn a_fork_holding_a_spawned_actors_socket_is_cut_off_after_the_exit() {
+        let mut s = Sim::new();
+        s.first();
+        s.feed(Input::ChildExited {
+            actor: ActorId(1),
+            exit: Exit {
+                code: Some(0),
+                ..Exit::default()
+            },
+        });
+        // A fork keeps the connection and asks for the lock as the dead actor.
+        let out = s.advance(EXIT_DEADLINE);
+        assert!(out.contains(&Effect::Close { conn: 1 }));
+        let late = s.request(1, 1);
+        assert!(
+            granted_epoch(&late).is_none(),
+            "a closed connection gets nothing"
+        );
+        assert!(s.core.finished());
+    }
+
+    #[test]
+    fn a_protected_teardown_rechecks_at_a_bounded_rate_even_with_no_grace() {
+        let mut s = Sim {
+            core: Core::new(Duration::ZERO, Instant::now()),
+            ..Sim::new()
+        };
+        s.first();
+        s.feed(Input::Command(RuntimeCommand::Cancel {
+            actor: ActorId(1),
+            force: false,
+        }));
+        // It enters the debugger during its teardown.
+        granted_epoch(&s.request(1, 1)).expect("granted");
+        s.advance(Duration::ZERO);
+        let rechecks = s
+            .timers
+            .iter()
+            .filter(|(t, i)| matches!(i, Input::Escalate { .. }) && *t >= s.now + PROTECTED_RECHECK)
+            .count();
+        assert_eq!(rechecks, 1, "one re-check, not a busy loop: {:?}", s.timers);
     }
 }

@@ -34,6 +34,9 @@ struct Conn {
     full: bool,
     /// For a peer that descends from the root: the only way it is ever signalled.
     pidfd: Option<Arc<PidFd>>,
+    /// The task waiting for that process's exit; aborted with the connection, so a process
+    /// that reconnects many times does not pile up watchers and descriptors.
+    watcher: Option<tokio::task::AbortHandle>,
     /// Dropping it makes the connection's reader stop.
     _hangup: tokio::sync::oneshot::Sender<()>,
 }
@@ -240,7 +243,7 @@ impl Engine {
                 hangup,
             } => {
                 let pidfd = peer_pid.and_then(PidFd::open_descendant).map(Arc::new);
-                if let Some(fd) = &pidfd {
+                let watcher = pidfd.as_ref().map(|fd| {
                     let fd = fd.clone();
                     let inputs = self.inputs_tx.clone();
                     tokio::spawn(async move {
@@ -250,8 +253,9 @@ impl Engine {
                         tokio::time::sleep(EXIT_DEADLINE).await;
                         // Engine gone: nothing left to close.
                         let _ = inputs.send(Input::PeerExited { conn }).await;
-                    });
-                }
+                    })
+                    .abort_handle()
+                });
                 self.pending.push_back(Input::Opened {
                     conn,
                     peer_pid,
@@ -264,6 +268,7 @@ impl Engine {
                         tx,
                         full: false,
                         pidfd,
+                        watcher,
                         _hangup: hangup,
                     },
                 );
@@ -357,7 +362,9 @@ impl Engine {
             Effect::Close { conn } => {
                 // Dropping the sender and the hangup ends the connection's tasks once the
                 // writer has flushed what was queued (the last error or cancel frame).
-                self.conns.remove(&conn);
+                if let Some(w) = self.conns.remove(&conn).and_then(|c| c.watcher) {
+                    w.abort();
+                }
             }
             Effect::WritePty { actor, data } => {
                 let len = data.len();

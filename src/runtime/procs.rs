@@ -195,6 +195,13 @@ pub async fn sweep(managed: &HashSet<u32>, deadline: std::time::Duration) -> usi
                 continue;
             }
             waiting = true;
+            // Only our own children: their pids cannot be reused while we have not reaped
+            // them. A grandchild's parent may reap it and its pid go to a stranger; once that
+            // parent is killed, the grandchild re-parents to us (a subreaper) and the next
+            // pass gets it.
+            if ppid != me || managed.contains(&pid) {
+                continue;
+            }
             if killed.insert(pid) {
                 tracing::info!(pid, "killing a leftover process of the tree");
             }

@@ -277,7 +277,7 @@ async fn connection(
         .and_then(|p| u32::try_from(p).ok());
     let (mut rd, mut wr) = stream.into_split();
 
-    match handshake(&mut rd, &mut wr).await {
+    match handshake(&mut rd, &mut wr, &inflight).await {
         Ok(()) => {}
         Err(e) => {
             tracing::warn!(conn, error = %bounds::escape(&e.to_string()), "handshake failed; dropping connection");
@@ -357,17 +357,30 @@ async fn connection(
             }
         }
     };
-    // The writer ends when the engine drops its sender for this connection.
-    drop(writer);
     // Engine gone means the run is over: nothing left to tell.
     let _ = engine.send(ConnEvent::Closed { conn, error }).await;
+    // The engine answers by dropping this connection (its sender and the hangup); then the
+    // writer flushes what was queued, but a peer that does not read must not keep the task
+    // and its queue alive.
+    // Err: the engine is gone, which ends the connection just the same.
+    let _ = hung_up.await;
+    let abort = writer.abort_handle();
+    if tokio::time::timeout(std::time::Duration::from_secs(1), writer)
+        .await
+        .is_err()
+    {
+        abort.abort();
+    }
 }
 
 async fn handshake(
     rd: &mut tokio::net::unix::OwnedReadHalf,
     wr: &mut tokio::net::unix::OwnedWriteHalf,
+    inflight: &Semaphore,
 ) -> Result<(), FrameError> {
-    let hello = tokio::time::timeout(HANDSHAKE, proto::read_frame::<_, ToRoot>(rd))
+    // Bounded like every other frame: hellos of many connections count against the same
+    // in-flight budget.
+    let hello = tokio::time::timeout(HANDSHAKE, read_frame_bounded(rd, inflight))
         .await
         .map_err(|_| FrameError::Io(std::io::ErrorKind::TimedOut.into()))??;
     let ours = ToActor::Hello {

@@ -166,7 +166,14 @@ impl Spawner {
                     // Engine gone: the run is over and nobody needs the status.
                     let _ = inputs.send(Input::ChildExited { actor, exit }).await;
                 }
-                Err(e) => tracing::error!(%actor, error = %e, "wait failed"),
+                Err(e) => {
+                    // Still report an exit (status unknown), or the run would wait for this
+                    // actor for ever.
+                    tracing::error!(%actor, error = %e, "wait failed");
+                    let exit = crate::proto::Exit::default();
+                    // Engine gone: nobody needs it.
+                    let _ = inputs.send(Input::ChildExited { actor, exit }).await;
+                }
             }
         });
         Ok((
