@@ -478,6 +478,7 @@ impl Core {
             };
             self.event(RuntimeEvent::ActorExited { actor, exit });
             self.pending_cancels.remove(&actor);
+            self.tree.retire(actor);
             self.progress_cancels();
         }
     }

@@ -1,7 +1,7 @@
 //! The actor tree as a pure structure: who exists, who is whose parent, what state each is
 //! in. No processes, sockets or clocks here; the engine drives it.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use crate::proto::{ActorId, Exit, ExitReason};
 
@@ -48,6 +48,11 @@ impl ActorNode {
     }
 }
 
+/// How many gone actors that connected on their own are remembered (for the console and
+/// for `child_exited` lookups); older ones are forgotten, so a peer reconnecting in a loop
+/// cannot grow the tree without bound.
+pub const KEEP_GONE: usize = 1000;
+
 /// All actors of the run, including exited ones (the console shows them).
 #[derive(Debug, Default)]
 pub struct ActorTree {
@@ -55,6 +60,8 @@ pub struct ActorTree {
     /// Every actor of each pid, oldest first: one process may have several (a spawned
     /// actor and extra connections it opened), and losing one must not hide the others.
     by_pid: HashMap<u32, Vec<ActorId>>,
+    /// Gone actors that connected on their own, oldest first (see [`KEEP_GONE`]).
+    gone: VecDeque<ActorId>,
     last_id: u64,
 }
 
@@ -196,6 +203,43 @@ impl ActorTree {
         out
     }
 
+    /// Records that `id`, an actor that connected on its own, is gone; forgets the oldest
+    /// such actor past [`KEEP_GONE`] (one with live children is kept). Returns the forgotten id.
+    pub fn retire(&mut self, id: ActorId) -> Option<ActorId> {
+        self.gone.push_back(id);
+        if self.gone.len() <= KEEP_GONE {
+            return None;
+        }
+        let old = self.gone.pop_front()?;
+        let has_live_children = self.nodes.get(&old).is_some_and(|n| {
+            n.children
+                .iter()
+                .any(|c| self.nodes.get(c).is_some_and(ActorNode::is_live))
+        });
+        if has_live_children {
+            return None;
+        }
+        let node = self.nodes.remove(&old)?;
+        if let Some(p) = node.parent.and_then(|p| self.nodes.get_mut(&p)) {
+            p.children.retain(|c| *c != old);
+        }
+        if let Some(ids) = self.by_pid.get_mut(&node.pid) {
+            ids.retain(|i| *i != old);
+            if ids.is_empty() {
+                self.by_pid.remove(&node.pid);
+            }
+        }
+        Some(old)
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
     pub fn any_live(&self) -> bool {
         self.nodes.values().any(ActorNode::is_live)
     }
@@ -248,6 +292,23 @@ mod tests {
         t.get_mut(extra).expect("extra").connected = false;
         assert_eq!(t.live_by_pid(50).map(|n| n.id), Some(first));
         assert_eq!(t.nearest_ancestor_in(77, &[50, 1]), Some(first));
+    }
+
+    #[test]
+    fn gone_self_connected_actors_are_forgotten_past_the_cap() {
+        let mut t = ActorTree::new();
+        let top = t.add("top", 1, None, true);
+        for i in 0..(KEEP_GONE as u32 + 500) {
+            let id = t.add("peer", 1000 + i, Some(top), false);
+            t.retire(id);
+        }
+        assert_eq!(
+            t.len(),
+            KEEP_GONE + 1,
+            "the newest gone ones and the live top"
+        );
+        assert!(t.get(top).expect("top").children.len() <= KEEP_GONE);
+        assert!(t.live_by_pid(1).is_some());
     }
 
     #[test]

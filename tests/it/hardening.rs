@@ -967,15 +967,19 @@ fn h12b_a_fork_holding_a_dead_actors_connection_does_not_hang_the_run() {
                   if pid == 0:\n    signal.signal(signal.SIGTERM, signal.SIG_IGN)\n    signal.signal(signal.SIGHUP, signal.SIG_IGN)\n    os.setsid()\n    print('fork', os.getpid(), flush=True)\n    time.sleep(120)\n\
                   else:\n    time.sleep(0.2)\n    os._exit(0)\n";
     let mut run = Run::start("python3", &["-c", script]);
-    let line = run.wait_for("the fork", |e| {
-        e["event"] == "output" && e["data"].as_str().is_some_and(|d| d.contains("fork "))
-    });
-    let fork: u32 = line["data"]
-        .as_str()
-        .and_then(|d| d.split("fork ").nth(1))
-        .and_then(|d| d.split_whitespace().next())
-        .and_then(|p| p.parse().ok())
-        .expect("fork pid");
+    // The line may come in several output chunks: read until it is whole.
+    let fork_pid = |events: &[serde_json::Value]| -> Option<u32> {
+        let out = harness::output_text(events, "1");
+        let rest = out.split("fork ").nth(1)?;
+        let (digits, tail) = rest.split_at(rest.find(|c: char| !c.is_ascii_digit())?);
+        tail.starts_with(['\r', '\n'])
+            .then(|| digits.parse().ok())
+            .flatten()
+    };
+    while fork_pid(&run.events).is_none() {
+        run.wait_event("output");
+    }
+    let fork = fork_pid(&run.events).expect("fork pid");
     let (code, _) = run.finish();
     assert_eq!(code, 0);
     assert_all_gone(&[fork]);
