@@ -37,10 +37,11 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, FrameError> {
     Ok(rmp_serde::from_slice(bytes)?)
 }
 
-/// Reads one frame. `Ok(None)` is a clean end of stream between frames.
-pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
+/// Reads a frame's length prefix and checks it against [`MAX_FRAME`]. `Ok(None)` is a
+/// clean end of stream between frames.
+pub async fn read_frame_len<R: AsyncRead + Unpin>(
     reader: &mut R,
-) -> Result<Option<T>, FrameError> {
+) -> Result<Option<usize>, FrameError> {
     let mut len = [0u8; 4];
     match reader.read_exact(&mut len).await {
         Ok(_) => {}
@@ -51,6 +52,16 @@ pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
     if len > MAX_FRAME {
         return Err(FrameError::TooLarge(len));
     }
+    Ok(Some(len))
+}
+
+/// Reads one frame. `Ok(None)` is a clean end of stream between frames.
+pub async fn read_frame<R: AsyncRead + Unpin, T: DeserializeOwned>(
+    reader: &mut R,
+) -> Result<Option<T>, FrameError> {
+    let Some(len) = read_frame_len(reader).await? else {
+        return Ok(None);
+    };
     // Grown as bytes arrive, not allocated at the declared size: a peer that announces
     // 1 MiB and sends nothing more holds no more memory than it sent.
     let mut buf = Vec::new();

@@ -10,7 +10,7 @@ mod msg;
 
 pub use codec::{
     FrameError, MAX_FRAME, decode, encode, floor_char_boundary, frame_bytes, read_frame,
-    read_frame_sync, split_utf8, write_frame, write_frame_sync,
+    read_frame_len, read_frame_sync, split_utf8, write_frame, write_frame_sync,
 };
 pub use msg::{ActorId, BadActorId, Exit, ExitReason, Reason, ReleaseHow, ToActor, ToRoot};
 

@@ -224,16 +224,9 @@ async fn read_frame_bounded<R: AsyncRead + Unpin>(
     reader: &mut R,
     inflight: &Semaphore,
 ) -> Result<Option<ToRoot>, FrameError> {
-    let mut len = [0u8; 4];
-    match reader.read_exact(&mut len).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
-        Err(e) => return Err(e.into()),
-    }
-    let len = u32::from_be_bytes(len) as usize;
-    if len > proto::MAX_FRAME {
-        return Err(FrameError::TooLarge(len));
-    }
+    let Some(len) = proto::read_frame_len(reader).await? else {
+        return Ok(None);
+    };
     let body = async {
         // One permit per started KiB; small frames take one and never wait in practice.
         let permits = u32::try_from(len.div_ceil(1024).max(1)).unwrap_or(u32::MAX);

@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use actor_tui::proto::{self, PROTOCOL_VERSION, Reason, ReleaseHow, ToActor, ToRoot};
 use serde_json::json;
 
-use crate::harness::{self, BIN, Run, TIMEOUT, alive, count, example, repl_text};
+use crate::harness::{self, BIN, Run, TIMEOUT, alive, closed_by_root, count, example, repl_text};
 
 fn scen() -> String {
     example("scenarios")
@@ -124,19 +124,6 @@ impl Peer {
             reason: Reason::Pause,
             location,
         });
-    }
-}
-
-/// True once the root has closed `s` (EOF or reset) within the read timeout.
-fn closed_by_root(s: &mut UnixStream) -> bool {
-    let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
-            Err(_) => return false,
-        }
     }
 }
 

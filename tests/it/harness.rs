@@ -412,3 +412,18 @@ pub fn output_text(events: &[Value], actor: &str) -> String {
 pub fn count(events: &[Value], event: &str) -> usize {
     events.iter().filter(|e| e["event"] == event).count()
 }
+
+/// Reads until the root closes `s` (EOF or reset): true, or false when the read timeout of
+/// `s` passes first.
+pub fn closed_by_root(s: &mut std::os::unix::net::UnixStream) -> bool {
+    use std::io::Read;
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
+            Err(_) => return false,
+        }
+    }
+}

@@ -1,13 +1,13 @@
 //! The wire contract: golden bytes of encoded frames, and bad bytes against a live root.
 
-use std::io::{Read, Write};
+use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use actor_tui::proto::{self, ExitReason, PROTOCOL_VERSION, Reason, ReleaseHow, ToActor, ToRoot};
 use proptest::prelude::*;
 
-use crate::harness::{Run, example, repl_text};
+use crate::harness::{Run, closed_by_root, example, repl_text};
 
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
@@ -269,19 +269,6 @@ fn hello(s: &mut UnixStream, version: u32) -> Option<ToActor> {
     )
     .expect("hello");
     proto::read_frame_sync(s).expect("read hello")
-}
-
-/// Reads until the root closes the connection (or 10 s pass).
-fn closed_by_root(s: &mut UnixStream) -> bool {
-    let mut buf = [0u8; 4096];
-    loop {
-        match s.read(&mut buf) {
-            Ok(0) => return true,
-            Ok(_) => continue,
-            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => return true,
-            Err(_) => return false,
-        }
-    }
 }
 
 #[test]
