@@ -471,10 +471,12 @@ impl Core {
         };
         node.connected = false;
         if !node.spawned {
-            // We cannot reap a process we did not start: its connection is its life.
+            // We cannot reap a process we did not start: its connection is its life, and
+            // what it announced is all we know of how it ended.
             let exit = Exit {
+                code: node.announced_code,
+                signal: None,
                 reason: node.exit_reason,
-                ..Exit::default()
             };
             self.event(RuntimeEvent::ActorExited { actor, exit });
             self.pending_cancels.remove(&actor);
@@ -672,9 +674,10 @@ impl Core {
                     });
                 }
             }
-            ToRoot::Exiting { reason, .. } => {
+            ToRoot::Exiting { code, reason } => {
                 if let Some(n) = self.tree.get_mut(actor) {
                     n.exit_reason = Some(reason);
+                    n.announced_code = Some(code);
                 }
             }
         }
@@ -1871,5 +1874,28 @@ mod tests {
             .filter(|(t, i)| matches!(i, Input::Escalate { .. }) && *t >= s.now + PROTECTED_RECHECK)
             .count();
         assert_eq!(rechecks, 1, "one re-check, not a busy loop: {:?}", s.timers);
+    }
+
+    #[test]
+    fn an_actor_we_did_not_spawn_ends_with_the_code_it_announced() {
+        let mut s = Sim::new();
+        s.first();
+        let id = s.connect(5, 500, None, true);
+        s.feed(Input::Frame {
+            conn: 5,
+            msg: ToRoot::Exiting {
+                code: 3,
+                reason: crate::proto::ExitReason::Crash,
+            },
+        });
+        let out = s.feed(Input::Closed {
+            conn: 5,
+            error: None,
+        });
+        let id: ActorId = id.parse().expect("id");
+        assert!(events(&out).iter().any(|e| matches!(e,
+            RuntimeEvent::ActorExited { actor, exit } if *actor == id
+                && exit.code == Some(3)
+                && exit.reason == Some(crate::proto::ExitReason::Crash))));
     }
 }

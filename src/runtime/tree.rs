@@ -29,8 +29,9 @@ pub struct ActorNode {
     /// Started by the root on its own PTY (so the root reaps it and owns its process group).
     pub spawned: bool,
     pub connected: bool,
-    /// What the actor announced before exiting (`exiting` frame).
+    /// What the actor announced before exiting (`exiting` frame): why, and with what code.
     pub exit_reason: Option<ExitReason>,
+    pub announced_code: Option<i32>,
     pub exited: Option<Exit>,
     pub cancel: CancelState,
     /// Set once the "teardown waits" event went out, so it is reported once per wait.
@@ -108,6 +109,7 @@ impl ActorTree {
                 spawned,
                 connected: false,
                 exit_reason: None,
+                announced_code: None,
                 exited: None,
                 cancel: CancelState::None,
                 teardown_waiting: false,

@@ -386,8 +386,30 @@ pub fn short_duration(d: Duration) -> String {
     }
 }
 
+/// `s` cut from the left to at most `width` columns (a leading `…` says so), so the end of
+/// a long path, `file.py:line`, stays visible.
+pub fn fit_tail(s: &str, width: usize) -> String {
+    use unicode_width::UnicodeWidthStr;
+    if s.width() <= width {
+        return s.to_owned();
+    }
+    let mut tail = String::new();
+    let mut used = 1;
+    for c in s.chars().rev() {
+        let w = unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
+        if used + w > width {
+            break;
+        }
+        used += w;
+        tail.insert(0, c);
+    }
+    format!("…{tail}")
+}
+
 fn draw_lock(frame: &mut Frame<'_>, area: Rect, m: &LockModel, focused: bool, theme: &Theme) {
     let title = format!(" Lock · {} waiting ", m.queue.len());
+    // Inside the borders, after the indent.
+    let room = usize::from(area.width.saturating_sub(2));
     let b = block(title, focused, theme);
     let mut lines: Vec<Line<'_>> = Vec::new();
     match &m.holder {
@@ -404,7 +426,10 @@ fn draw_lock(frame: &mut Frame<'_>, area: Rect, m: &LockModel, focused: bool, th
                 Span::raw(format!(" {}", short_duration(h.elapsed))),
             ]));
             lines.push(Line::from(format!("  {} · {}", h.reason, h.task)));
-            lines.push(Line::from(format!("  {}", h.location)));
+            lines.push(Line::from(format!(
+                "  {}",
+                fit_tail(&h.location, room.saturating_sub(2))
+            )));
         }
         None => lines.push(Line::styled("free", theme.fg(Color::Green))),
     }
@@ -429,7 +454,10 @@ fn draw_lock(frame: &mut Frame<'_>, area: Rect, m: &LockModel, focused: bool, th
             ),
             Span::raw(format!(" {} {}", w.reason, short_duration(w.elapsed))),
         ]));
-        lines.push(Line::from(format!("   {}", w.location)));
+        lines.push(Line::from(format!(
+            "   {}",
+            fit_tail(&w.location, room.saturating_sub(3))
+        )));
     }
     frame.render_widget(Paragraph::new(lines).block(b), area);
 }
@@ -703,3 +731,18 @@ fn draw_confirm(frame: &mut Frame<'_>, question: &str, theme: &Theme) {
 
 #[cfg(test)]
 mod tests;
+
+#[cfg(test)]
+mod fit_tests {
+    use super::fit_tail;
+
+    #[test]
+    fn a_long_location_keeps_its_end() {
+        let loc = "/home/someone/projects/app/src/deeply/nested/module.py:123";
+        let cut = fit_tail(loc, 20);
+        assert!(cut.ends_with("module.py:123"), "{cut}");
+        assert!(cut.starts_with('…'));
+        assert_eq!(unicode_width::UnicodeWidthStr::width(cut.as_str()), 20);
+        assert_eq!(fit_tail("a.py:1", 20), "a.py:1");
+    }
+}
