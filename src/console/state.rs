@@ -99,6 +99,14 @@ pub struct ConsoleState {
     pub repl_size: (u16, u16),
 }
 
+/// The size of a vt100 screen for a pane of `size`: at least 2×2, because the emulator
+/// cannot wrap a line on one row or fit a wide character in one column (it overflows). A
+/// terminal that small (or one that reports no size) shows a clipped view, but never
+/// brings the console down.
+fn screen_size((rows, cols): (u16, u16)) -> (u16, u16) {
+    (rows.max(2), cols.max(2))
+}
+
 /// REPL text arrives with bare `\n`; a terminal needs `\r\n` to return to column 0.
 fn crlf(data: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + 16);
@@ -115,6 +123,7 @@ fn crlf(data: &str) -> Vec<u8> {
 
 impl ConsoleState {
     pub fn new(output_size: (u16, u16), repl_size: (u16, u16)) -> Self {
+        let (output_size, repl_size) = (screen_size(output_size), screen_size(repl_size));
         Self {
             actors: BTreeMap::new(),
             holder: None,
@@ -475,6 +484,7 @@ impl ConsoleState {
 
     /// Resizes every actor terminal of one kind (output or REPL).
     pub fn resize(&mut self, output: (u16, u16), repl: (u16, u16)) {
+        let (output, repl) = (screen_size(output), screen_size(repl));
         self.output_size = output;
         self.repl_size = repl;
         for a in self.actors.values_mut() {
@@ -666,5 +676,30 @@ mod tests {
         assert_eq!(s.sent_line("p x"), Some(ActorId(2)));
         s.sent_line("p x");
         assert_eq!(s.actor(ActorId(2)).expect("2").history, ["p x"]);
+    }
+
+    #[test]
+    fn a_tiny_or_sizeless_terminal_does_not_bring_the_console_down() {
+        let t = Instant::now();
+        let mut s = ConsoleState::new((0, 0), (1, 1));
+        s.apply(started("1", None), t);
+        for data in ["line one\nline two\n", "漢字 wide\n", "\x1b[5;5Hx\n"] {
+            s.apply(
+                RuntimeEvent::Output {
+                    actor: ActorId(1),
+                    data: data.as_bytes().to_vec(),
+                },
+                t,
+            );
+        }
+        s.resize((1, 1), (0, 3));
+        s.apply(
+            RuntimeEvent::Output {
+                actor: ActorId(1),
+                data: "漢字漢字\n".as_bytes().to_vec(),
+            },
+            t,
+        );
+        assert!(s.actor(ActorId(1)).expect("1").output.is_some());
     }
 }
