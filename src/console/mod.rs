@@ -40,24 +40,6 @@ struct Console {
     commands: mpsc::Sender<RuntimeCommand>,
 }
 
-/// The longest prefix shared by all `words` (on character boundaries).
-fn common_prefix(words: &[String]) -> String {
-    let Some(first) = words.first() else {
-        return String::new();
-    };
-    let mut end = first.len();
-    for w in &words[1..] {
-        end = end.min(
-            first
-                .char_indices()
-                .zip(w.chars())
-                .find(|((_, a), b)| a != b)
-                .map_or(first.len().min(w.len()), |((i, _), _)| i),
-        );
-    }
-    first[..end].to_owned()
-}
-
 fn output_len(ev: &crate::runtime::RuntimeEvent) -> usize {
     match ev {
         crate::runtime::RuntimeEvent::Output { data, .. } => data.len(),
@@ -282,18 +264,4 @@ pub fn draw_model<B: ratatui::backend::Backend>(
     })?;
     model.areas = areas;
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::common_prefix;
-
-    #[test]
-    fn common_prefix_of_completions() {
-        let w = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
-        assert_eq!(common_prefix(&w(&["tasks", "threads"])), "t");
-        assert_eq!(common_prefix(&w(&["p round", "p rounds"])), "p round");
-        assert_eq!(common_prefix(&w(&["p é1", "p é2"])), "p é");
-        assert_eq!(common_prefix(&[]), "");
-    }
 }

@@ -8,11 +8,29 @@ use std::time::Instant;
 use actor_tui_ui::{Areas, BottomTab, Pane};
 
 use super::input::{Action, Mode, OverlayKind};
+use super::pane_sizes;
 use super::state::{self, ConsoleState};
 use super::view::{Dialog, Pending, UiState, new_input};
-use super::{common_prefix, pane_sizes};
 use crate::proto::ActorId;
 use crate::runtime::{RuntimeCommand, RuntimeEvent};
+
+/// The longest prefix shared by all `words` (on character boundaries).
+fn common_prefix(words: &[String]) -> String {
+    let Some(first) = words.first() else {
+        return String::new();
+    };
+    let mut end = first.len();
+    for w in &words[1..] {
+        end = end.min(
+            first
+                .char_indices()
+                .zip(w.chars())
+                .find(|((_, a), b)| a != b)
+                .map_or(first.len().min(w.len()), |((i, _), _)| i),
+        );
+    }
+    first[..end].to_owned()
+}
 
 /// The console's state and what the user does to it.
 #[derive(Debug)]
@@ -480,6 +498,15 @@ mod tests {
             })
             .collect::<Vec<_>>()
             .join("\n")
+    }
+
+    #[test]
+    fn common_prefix_of_completions() {
+        let w = |v: &[&str]| v.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        assert_eq!(common_prefix(&w(&["tasks", "threads"])), "t");
+        assert_eq!(common_prefix(&w(&["p round", "p rounds"])), "p round");
+        assert_eq!(common_prefix(&w(&["p é1", "p é2"])), "p é");
+        assert_eq!(common_prefix(&[]), "");
     }
 
     #[test]

@@ -1312,8 +1312,8 @@ mod tests {
             out
         }
 
-        /// Starts the first program (actor 1, pid 100) and connects it on conn 1.
-        fn first(&mut self) {
+        /// Starts the first program (actor 1, pid 100), not connected yet.
+        fn spawn_first(&mut self) {
             let req = self
                 .core
                 .first_spawn("top".into(), "top".into(), vec![], vec![]);
@@ -1321,7 +1321,23 @@ mod tests {
                 req,
                 result: Ok(100),
             });
+        }
+
+        /// Starts the first program and connects it on conn 1.
+        fn first(&mut self) {
+            self.spawn_first();
             self.connect(1, 100, Some("1"), true);
+        }
+
+        /// The first program exits with `code`.
+        fn first_exits(&mut self, code: i32) -> Vec<Effect> {
+            self.feed(Input::ChildExited {
+                actor: ActorId(1),
+                exit: Exit {
+                    code: Some(code),
+                    ..Exit::default()
+                },
+            })
         }
 
         /// A connection from `pid` that registers, claiming `claim`.
@@ -1525,13 +1541,7 @@ mod tests {
     fn an_actor_that_joins_during_teardown_is_cancelled() {
         let mut s = Sim::new();
         s.first();
-        s.feed(Input::ChildExited {
-            actor: ActorId(1),
-            exit: Exit {
-                code: Some(0),
-                ..Exit::default()
-            },
-        });
+        s.first_exits(0);
         s.feed(Input::Closed {
             conn: 1,
             error: None,
@@ -1597,13 +1607,7 @@ mod tests {
         assert_eq!(again, "2");
         // A non-canonical spelling matches nothing.
         let mut s = Sim::new();
-        let req = s
-            .core
-            .first_spawn("top".into(), "top".into(), vec![], vec![]);
-        s.feed(Input::Spawned {
-            req,
-            result: Ok(100),
-        });
+        s.spawn_first();
         assert_eq!(s.connect(1, 100, Some("01"), true), "2");
         assert_eq!(
             s.connect(2, 100, Some("1"), true),
@@ -1793,21 +1797,9 @@ mod tests {
     #[test]
     fn an_exit_that_overtakes_its_register_still_finds_its_reservation() {
         let mut s = Sim::new();
-        let req = s
-            .core
-            .first_spawn("top".into(), "top".into(), vec![], vec![]);
-        s.feed(Input::Spawned {
-            req,
-            result: Ok(100),
-        });
+        s.spawn_first();
         // The exit is handled before the frames it sent first.
-        s.feed(Input::ChildExited {
-            actor: ActorId(1),
-            exit: Exit {
-                code: Some(2),
-                ..Exit::default()
-            },
-        });
+        s.first_exits(2);
         assert_eq!(
             s.connect(1, 100, Some("1"), true),
             "1",
@@ -1836,13 +1828,7 @@ mod tests {
     fn a_fork_holding_a_spawned_actors_socket_is_cut_off_after_the_exit() {
         let mut s = Sim::new();
         s.first();
-        s.feed(Input::ChildExited {
-            actor: ActorId(1),
-            exit: Exit {
-                code: Some(0),
-                ..Exit::default()
-            },
-        });
+        s.first_exits(0);
         // A fork keeps the connection and asks for the lock as the dead actor.
         let out = s.advance(EXIT_DEADLINE);
         assert!(out.contains(&Effect::Close { conn: 1 }));

@@ -21,7 +21,6 @@ use super::core::{ConnId, Core, EXIT_DEADLINE, Effect, INPUT_CHUNK, Input, Sig, 
 use super::event::{RuntimeCommand, RuntimeEvent};
 use super::event_queue::EventSender;
 use super::procs::{self, PidFd};
-use super::pty;
 use super::server::{ConnEvent, PeerSendError, PeerTx};
 use super::spawn::{Output, Proc, Spawner};
 use crate::proto::{ActorId, ToActor};
@@ -75,7 +74,7 @@ fn ancestry(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     let mut cur = pid;
     while out.len() < 64 {
-        match pty::parent_pid(cur) {
+        match procs::parent_pid(cur) {
             Some(p) if p > 1 => {
                 out.push(p);
                 cur = p;
@@ -205,14 +204,19 @@ impl Engine {
     /// Which actors' terminals a blocked process is reading (their foreground group's
     /// members in `read(2)` on the PTY), as inputs for the core.
     fn watch_terminals(&mut self) {
+        if self.procs.values().all(|p| p.pty.is_none()) {
+            return;
+        }
+        // One pass over /proc for all actors, not one per actor.
+        let groups = procs::process_groups();
         for (&actor, p) in &self.procs {
             let Some(pty) = &p.pty else { continue };
             let (Ok(tty), Some(fg)) = (pty.slave_path(), pty.foreground_group()) else {
                 continue;
             };
-            let reading = procs::group_members(fg)
-                .into_iter()
-                .any(|pid| procs::reading_terminal(pid, &tty));
+            let reading = groups
+                .get(&fg)
+                .is_some_and(|m| m.iter().any(|&pid| procs::reading_terminal(pid, &tty)));
             self.pending.push_back(Input::Reading { actor, reading });
         }
     }

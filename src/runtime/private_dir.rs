@@ -3,9 +3,7 @@
 //! symlinks and looks at what was opened (`fstat`/`lstat`), never at a path twice, and
 //! nothing is deleted unless it is ours and of the kind we made.
 
-use std::ffi::CString;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
@@ -43,15 +41,6 @@ fn io(path: &Path, e: impl Into<std::io::Error>) -> PrivateDirError {
     }
 }
 
-fn cpath(path: &Path) -> Result<CString, PrivateDirError> {
-    CString::new(path.as_os_str().as_bytes()).map_err(|e| {
-        io(
-            path,
-            std::io::Error::new(std::io::ErrorKind::InvalidInput, e),
-        )
-    })
-}
-
 /// A directory verified to be a real directory (not a symlink), owned by our effective uid,
 /// with mode 0700. The open descriptor is kept so the check refers to the directory we use.
 #[derive(Debug)]
@@ -64,14 +53,13 @@ impl PrivateDir {
     /// Creates `path` with mode 0700 if it does not exist (its parent must), or adopts an
     /// existing one only if it passes the checks. Refuses everything else.
     pub fn open_or_create(path: &Path) -> Result<Self, PrivateDirError> {
-        let c = cpath(path)?;
-        let created = match mkdir(c.as_c_str(), Mode::S_IRWXU) {
+        let created = match mkdir(path, Mode::S_IRWXU) {
             Ok(()) => true,
             Err(Errno::EEXIST) => false,
             Err(e) => return Err(io(path, e)),
         };
         let fd = match open(
-            c.as_c_str(),
+            path,
             OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
             Mode::empty(),
         ) {

@@ -55,14 +55,26 @@ pub fn become_subreaper() {
     }
 }
 
-/// (pid, parent pid, state letter) from `/proc/PID/stat`.
-fn stat(pid: u32) -> Option<(u32, char)> {
+/// (parent pid, state letter, process group) from `/proc/PID/stat`: the one place the
+/// root parses that file.
+fn stat_fields(pid: u32) -> Option<(u32, char, u32)> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces and parentheses: fields resume after the last ')'.
     let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
     let state = rest.next()?.chars().next()?;
     let ppid = rest.next()?.parse().ok()?;
-    Some((ppid, state))
+    let pgrp = rest.next()?.parse().ok()?;
+    Some((ppid, state, pgrp))
+}
+
+/// (parent pid, state letter) of `pid`.
+fn stat(pid: u32) -> Option<(u32, char)> {
+    stat_fields(pid).map(|(ppid, st, _)| (ppid, st))
+}
+
+/// The parent pid of `pid` (None if the process is gone).
+pub fn parent_pid(pid: u32) -> Option<u32> {
+    stat(pid).map(|(ppid, _)| ppid)
 }
 
 /// The process state letter of `pid` (`R`, `S`, `D`, `T`, `t`, `Z`, ...), if it exists.
@@ -70,32 +82,32 @@ pub fn state(pid: u32) -> Option<char> {
     stat(pid).map(|(_, s)| s)
 }
 
-/// Every process on the system with its parent and state.
-fn process_table() -> HashMap<u32, (u32, char)> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return HashMap::new();
-    };
-    dir.flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter_map(|pid| Some((pid, stat(pid)?)))
-        .collect()
-}
-
-/// Pids of the processes in process group `pgid`.
-pub fn group_members(pgid: u32) -> Vec<u32> {
+fn pids() -> Vec<u32> {
     let Ok(dir) = std::fs::read_dir("/proc") else {
         return Vec::new();
     };
     dir.flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|st| {
-                st.rfind(')')
-                    .and_then(|i| st[i + 1..].split_whitespace().nth(2)?.parse::<u32>().ok())
-                    == Some(pgid)
-            })
-        })
         .collect()
+}
+
+/// Every process on the system with its parent and state.
+fn process_table() -> HashMap<u32, (u32, char)> {
+    pids()
+        .into_iter()
+        .filter_map(|pid| Some((pid, stat(pid)?)))
+        .collect()
+}
+
+/// Every process group on the system with its members, from one pass over `/proc`.
+pub fn process_groups() -> HashMap<u32, Vec<u32>> {
+    let mut groups: HashMap<u32, Vec<u32>> = HashMap::new();
+    for pid in pids() {
+        if let Some((_, _, pgrp)) = stat_fields(pid) {
+            groups.entry(pgrp).or_default().push(pid);
+        }
+    }
+    groups
 }
 
 /// True if `pid` is blocked in `read(2)` on a descriptor that is the terminal `tty`: a

@@ -192,14 +192,6 @@ impl PtyMaster {
     }
 }
 
-/// The parent pid of `pid`, from /proc (None if the process is gone).
-pub fn parent_pid(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name may contain spaces and parentheses: fields resume after the last ')'.
-    let rest = &stat[stat.rfind(')')? + 1..];
-    rest.split_whitespace().nth(1)?.parse().ok()
-}
-
 /// Output read from a mirrored program, with the time since it started.
 #[cfg(feature = "testing")]
 pub type TimedChunk = (std::time::Duration, Vec<u8>);
