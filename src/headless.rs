@@ -81,6 +81,15 @@ pub fn event_json(ev: &RuntimeEvent) -> Value {
             matches,
         } => json!({"event": "completions", "actor": actor, "line": line, "matches": matches}),
         RuntimeEvent::WantsInput { actor } => json!({"event": "wants_input", "actor": actor}),
+        RuntimeEvent::InputDone { actor } => json!({"event": "input_done", "actor": actor}),
+        RuntimeEvent::LockMoved {
+            actor,
+            task,
+            task_name,
+            location,
+        } => {
+            json!({"event": "lock_moved", "actor": actor, "task": task, "task_name": task_name, "location": location})
+        }
         RuntimeEvent::TeardownWaiting { actor } => {
             json!({"event": "teardown_waiting", "actor": actor})
         }
@@ -130,6 +139,9 @@ pub fn parse_command(line: &str) -> Result<RuntimeCommand, CommandError> {
             data: field("data")?,
         },
         "dump" => RuntimeCommand::Dump {
+            actor: field("actor")?.parse()?,
+        },
+        "interrupt" => RuntimeCommand::Interrupt {
             actor: field("actor")?.parse()?,
         },
         "cancel" => RuntimeCommand::Cancel {
@@ -304,6 +316,13 @@ mod tests {
                 matches: vec!["p answer".into()],
             },
             RuntimeEvent::WantsInput { actor: ActorId(2) },
+            RuntimeEvent::InputDone { actor: ActorId(2) },
+            RuntimeEvent::LockMoved {
+                actor: ActorId(2),
+                task: 1,
+                task_name: "Task-2".into(),
+                location: "app.py:9".into(),
+            },
             RuntimeEvent::TeardownWaiting { actor: ActorId(2) },
             RuntimeEvent::Cancelling {
                 actor: ActorId(2),
@@ -343,6 +362,10 @@ mod tests {
                 },
             ),
             (r#"{"cmd":"quit"}"#, RuntimeCommand::Quit),
+            (
+                r#"{"cmd":"interrupt","actor":"2"}"#,
+                RuntimeCommand::Interrupt { actor: ActorId(2) },
+            ),
             (
                 r#"{"cmd":"stdin","actor":"2","data":"blue\n"}"#,
                 RuntimeCommand::Stdin {

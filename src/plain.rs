@@ -6,7 +6,7 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use actor_tui::runtime::{Runtime, RuntimeCommand, RuntimeEvent};
 
-const HELP: &str = "commands: /force (force-release the lock)  /dump ID  /cancel ID  /kill ID  /stdin ID TEXT  /quit\n\
+const HELP: &str = "commands: /force (force-release the lock)  /dump ID  /break ID  /cancel ID  /kill ID  /stdin ID TEXT  /quit\n\
                     any other line goes to the REPL of the lock holder\n";
 
 fn parse(line: &str) -> Result<RuntimeCommand, String> {
@@ -20,6 +20,7 @@ fn parse(line: &str) -> Result<RuntimeCommand, String> {
     match cmd {
         "/force" => Ok(RuntimeCommand::ForceRelease),
         "/dump" => Ok(RuntimeCommand::Dump { actor: need(arg)? }),
+        "/break" => Ok(RuntimeCommand::Interrupt { actor: need(arg)? }),
         "/cancel" => Ok(RuntimeCommand::Cancel {
             actor: need(arg)?,
             force: false,
@@ -101,8 +102,11 @@ fn describe(ev: &RuntimeEvent) -> Option<String> {
             format!("[completions] {}", matches.join("  "))
         }
         RuntimeEvent::WantsInput { actor } => {
-            format!("[actor {actor}] waits for input on its terminal")
+            format!("[actor {actor}] waits for input on its terminal: /stdin {actor} TEXT")
         }
+        RuntimeEvent::InputDone { .. } => return None,
+        // Every step moves it: too chatty for a line log; the session's own text says where.
+        RuntimeEvent::LockMoved { .. } => return None,
         RuntimeEvent::TeardownWaiting { actor } => {
             format!("[teardown] actor {actor} waits: a debugger session is open in its subtree")
         }

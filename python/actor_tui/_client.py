@@ -79,6 +79,8 @@ class Session:
         # stale timer from the current one.
         self.stepping = False
         self.step_gen = 0
+        # (task name, location) last reported by repl_where, or given at the request.
+        self.where = None
         # Tab completion (Client.complete): while the session thread is blocked waiting for
         # a line at the debugger's own prompt, `reading` is set and `completer` is that
         # debugger's completion function (typed line -> full lines). `input_lock` is held
@@ -231,6 +233,13 @@ class Client:
             self.send({"type": "complete_reply", "req": msg.get("req"), "matches": matches})
         elif kind == "cancel":
             self._on_cancel(bool(msg.get("force")))
+        elif kind == "interrupt":
+            from . import _debugger
+
+            why_not = _shield.break_in(_debugger.break_in)
+            if why_not is not None:
+                self.send_quietly({"type": "notice", "message": "%s (pid %d) cannot break in: %s"
+                                   % (self.name, self.pid, why_not)})
         elif kind == "error":
             warn("the root reported a protocol error: %s" % msg.get("message"))
         # spawned, spawn_failed, child_exited (this client has no spawn API yet), and types
@@ -317,7 +326,16 @@ class Client:
             if session.ended or not session.stepping or session.step_gen != gen:
                 return
             self._mark_ended(session)
-        self._finish_end(session, "continue")
+        self._finish_end(session, "continue", timed_out=True)
+
+    def moved(self, session, task_name, location):
+        """The session's debugger stopped again, maybe in another task (asyncio: `n` at an
+        await resumes in whichever task runs next): the root's lock pane follows it."""
+        if session.over or (task_name, location) == session.where:
+            return
+        session.where = (task_name, location)
+        self.send_quietly({"type": "repl_where", "task": session.task, "epoch": session.epoch,
+                           "task_name": task_name, "location": location})
 
     def request_lock(self, task, task_name, reason, location):
         """Asks for the lock and waits as long as the queue takes. Returns the Session, or
@@ -337,6 +355,7 @@ class Client:
                 kind = msg["type"]
                 if kind == "lock_granted":
                     session = Session(task, task_name, msg.get("epoch"), ch, token)
+                    session.where = (task_name, location)
                     with self._lock:
                         ch.session = session
                         self._sessions[session.thread] = session
@@ -508,10 +527,13 @@ class Client:
         if self._sessions.get(session.thread) is session:
             del self._sessions[session.thread]
 
-    def _finish_end(self, session, how):
+    def _finish_end(self, session, how, timed_out=False):
         if how is not None and not session.over:
-            self.send_quietly({"type": "lock_release", "task": session.task, "epoch": session.epoch,
-                               "how": how})
+            msg = {"type": "lock_release", "task": session.task, "epoch": session.epoch, "how": how}
+            if timed_out:
+                # Still how "continue" for roots that predate `step_timeout` (PROTOCOL.md 6.4).
+                msg["step_timeout"] = True
+            self.send_quietly(msg)
         session.over = True
         _shield.leave(session.shield_token)
 
@@ -663,8 +685,12 @@ def register_name():
     """The `name` sent in `register`. It only names *new* actors (the root keeps the spawn-time
     name of a reserved one), and a new actor is a process that merely inherited
     ACTOR_TUI_NAME from its parent: naming it like the parent would mislead, so a
-    multiprocessing child uses its Process name, a fork gets its pid appended, and any
-    other process that is not the session leader the root created uses its program name."""
+    pytest-xdist worker is its worker id (gw0), a multiprocessing child uses its Process
+    name, and a fork or any other process that is not the session leader the root created
+    uses its program name with its pid."""
+    xdist = os.environ.get("PYTEST_XDIST_WORKER")
+    if xdist and not (os.environ.get("ACTOR_TUI_ACTOR") and is_session_leader()):
+        return xdist  # pytest-xdist's worker id: gw0, gw1, ...
     mp = sys.modules.get("multiprocessing.process")
     if mp is not None:
         try:
@@ -678,4 +704,4 @@ def register_name():
         return "%s[%d]" % (inherited or program_name(), os.getpid())
     if inherited and is_session_leader():
         return inherited
-    return program_name()
+    return "%s[%d]" % (program_name(), os.getpid())

@@ -252,52 +252,223 @@ class _SessionIO(object):
         raise io.UnsupportedOperation("the actor-tui session has no file descriptor")
 
 
-# ---- the Pdb subclass ----------------------------------------------------------------------------
+# ---- pdb itself ------------------------------------------------------------------------------------
+#
+# Every debugger built on pdb.Pdb goes through the lock: `pdb.Pdb.interaction` (where any Pdb,
+# or subclass, stops and reads commands) is wrapped once, when pdb is imported. So
+# `pdb.set_trace()`, `pdb.Pdb().set_trace()`, `pdb.post_mortem()`, `pdb.pm()`, `python -m pdb`,
+# pytest's `--pdb`/`--trace`, and subclasses (pdbp, tractor's REPL) all become sessions.
+# Two kinds of instance:
+# - ours (`ActorTuiPdb`, made by set_trace/post_mortem here): `q` ends the process with
+#   status 113, as breakpoint() under actor-tui always did;
+# - anybody else's: the first stop under a root switches its stdin/stdout to the session,
+#   and `q` is pdb's own (BdbQuit, which `python -m pdb` and pytest expect), the lock being
+#   released with how "quit".
 
 
-def _banner(client, session, reason, location, crash_text):
-    what = "crashed" if reason == "crash" else "paused"
+def _banner(client, session, reason, location, crash_text, quit_exits=True, what=None):
+    what = what or ("crashed" if reason == "crash" else "paused")
     text = "\n--- actor-tui: %s %s at %s (task %s) ---\n" % (client.name, what, location, session.task_name)
+    quit_text = "`q` ends the process (status 113)" if quit_exits else "`q` quits the debugger"
     if crash_text:
         text += crash_text if crash_text.endswith("\n") else crash_text + "\n"
-        text += "post-mortem pdb: `c` lets the exception proceed, `q` ends the process (status 113)\n"
+        text += "post-mortem pdb: `c` lets the exception proceed, %s\n" % quit_text
     else:
-        text += "pdb: `c` continues, `n`/`s` step, `p EXPR` prints, `q` ends the process (status 113)\n"
+        text += "pdb: `c` continues, `n`/`s` step, `p EXPR` prints, %s\n" % quit_text
     return text
 
 
+class _PdbState(object):
+    """What actor_tui keeps on one Pdb instance (as `_actor_tui`)."""
+
+    def __init__(self, p, quit_exits):
+        self.io = _SessionIO(p)
+        self.quit_exits = quit_exits
+        # The next stop's reason, location, crash report and task name, when the caller
+        # knows better than the frame (a post-mortem, the pytest plugin).
+        self.reason = "pause"
+        self.where = None
+        self.crash_text = None
+        self.task_name = None
+        self.end = None  # how the user left the last command loop: continue, quit, None
+        self.depth = 0  # >0 while this instance's command loop runs
+
+
+def _adopt(p):
+    """The state of a Pdb instance, taking over its I/O the first time (another program's
+    debugger, or a subclass we did not build)."""
+    st = p.__dict__.get("_actor_tui")
+    if st is None:
+        st = p._actor_tui = _PdbState(p, quit_exits=False)
+        p.stdin = p.stdout = st.io
+        p.use_rawinput = False
+        # The shield owns SIGINT; pdb's own handler would turn a Ctrl-C into a stop.
+        p.nosigint = True
+        skip = set(p.skip or ())
+        skip.update(("actor_tui", "actor_tui.*"))
+        p.skip = skip
+    return st
+
+
+def _exception_of(tb):
+    """(traceback, exception) for what pdb was given: 3.13+ passes the exception itself;
+    for a bare traceback, the exception that owns it if Python still knows it."""
+    if isinstance(tb, BaseException):
+        return tb.__traceback__, tb
+    if tb is None:
+        return None, None
+    for exc in (sys.exc_info()[1], getattr(sys, "last_exc", None), getattr(sys, "last_value", None)):
+        if exc is not None and exc.__traceback__ is tb:
+            return tb, exc
+    return tb, None
+
+
+def _stop_debugging(p):
+    # Like `c`, but nobody is told: the program runs on, breakpoints stay set.
+    import bdb
+
+    bdb.Bdb.set_continue(p)
+
+
+def _interaction(p, frame, traceback, run):
+    """pdb.Pdb.interaction under a root: one session per task, held across steps."""
+    # connect=True: a breakpoint inherited across a fork fires in the child, which then
+    # connects as a new actor.
+    client = _client.current()
+    st = p.__dict__.get("_actor_tui")
+    if client is None:
+        if st is None:
+            return run(p, frame, traceback)  # not ours and no root: pdb as it would be
+        st.io.detach()
+        _stop_debugging(p)
+        return
+    st = _adopt(p)
+    tb, exc = _exception_of(traceback)
+    if traceback is not None and st.reason == "pause":
+        # A post-mortem we did not start (pdb.post_mortem, pytest --pdb).
+        st.reason = "crash"
+        st.crash_text = st.crash_text or _exception_text(exc, tb) or None
+    session = client.claim_session()
+    if session is not None and session.over:
+        # Revoked, or the root went away, while the program ran between two steps:
+        # the user's session is gone, so stop stepping instead of asking again.
+        client.end_session(session)
+        if st.reason != "crash":
+            st.io.detach()
+            _stop_debugging(p)
+            return
+        session = None
+    location = st.where or _location(frame, tb)
+    if session is None:
+        task, task_name = current_task()
+        task_name = st.task_name or task_name
+        session = client.request_lock(task, task_name, st.reason, location)
+        if session is None:
+            st.io.detach()
+            st.reason, st.where, st.crash_text, st.task_name = "pause", None, None, None
+            _stop_debugging(p)
+            return
+        st.io.attach(session, _banner(client, session, st.reason, location, st.crash_text, st.quit_exits))
+    else:
+        banner = ""
+        if st.reason == "crash":
+            # A crash inside an open session (stepped into an uncaught exception).
+            banner = _banner(client, session, "crash", location, st.crash_text, st.quit_exits)
+        if st.io.session is not session:
+            # Another debugger of this thread (a post-mortem, a nested pause) joins the
+            # session this thread already holds.
+            st.io.attach(session, banner)
+        elif banner:
+            st.io.write(banner)
+        client.moved(session, current_task()[1], location)
+    st.reason, st.where, st.crash_text, st.task_name = "pause", None, None, None
+    st.end = None
+    st.depth += 1
+    try:
+        run(p, frame, traceback)
+    except BaseException:
+        # The command loop raised (pytest's `q` raises its Exit from there): the session
+        # ends with it, or the tree would wait for a release that never comes.
+        st.depth -= 1
+        st.io.finish()
+        client.end_session(session, "quit" if st.end == "quit" else "continue")
+        st.io.detach()
+        raise
+    st.depth -= 1
+    st.io.finish()
+    if session.over:
+        client.end_session(session)
+        st.io.detach()
+    elif st.end == "quit":
+        if st.quit_exits:
+            client.quit_process(session)
+        client.end_session(session, "quit")
+        st.io.detach()
+    elif st.end == "continue" or traceback is not None:
+        client.end_session(session, "continue")
+        st.io.detach()
+    else:
+        # The user stepped: the session stays open until pdb stops again, or until
+        # the step has run too long to be worth holding the tree's lock for.
+        client.start_stepping(session, _step_timeout())
+
+
+def _patch_pdb(pdb):
+    cls = pdb.Pdb
+    if cls.__dict__.get("_actor_tui_patched"):
+        return
+    original_interaction = cls.interaction
+    original_set_continue = cls.set_continue
+    original_set_quit = cls.set_quit
+
+    def interaction(self, frame, traceback):
+        return _interaction(self, frame, traceback, original_interaction)
+
+    def set_continue(self):
+        original_set_continue(self)
+        st = self.__dict__.get("_actor_tui")
+        if st is not None and st.end is None:
+            st.end = "continue"
+
+    def set_quit(self):
+        original_set_quit(self)
+        st = self.__dict__.get("_actor_tui")
+        if st is not None:
+            st.end = "quit"
+
+    cls.interaction = interaction
+    cls.set_continue = set_continue
+    cls.set_quit = set_quit
+    cls._actor_tui_patched = True
+    # pdb.set_trace() is breakpoint() by another name: the same session, the same `q`.
+    pdb.set_trace = set_trace
+
+
 class _ActorPdbMixin(object):
-    """Put before a stock Pdb class (stdlib pdb or pdbp); overrides only the hooks named
-    below, so every pdb command behaves as usual."""
+    """Put before a stock Pdb class (stdlib pdb or pdbp): the debugger of set_trace and
+    post_mortem here, reused per thread so breakpoints and settings persist."""
 
     def __init__(self, completekey="tab", stdin=None, stdout=None, **kwargs):
         # stdin/stdout are accepted (pdb's `debug` command passes them when it creates a
         # nested debugger) but always replaced: this debugger talks to the session.
         kwargs["completekey"] = completekey
-        io = _SessionIO(self)
+        st = _PdbState(self, quit_exits=True)
         # nosigint: pdb must not install its own SIGINT handler; the shield owns SIGINT.
         kwargs.setdefault("nosigint", True)
         # Never stop inside this package (its atexit and timer code may run while the user
         # steps off the end of the program).
         kwargs.setdefault("skip", ["actor_tui", "actor_tui.*"])
-        super(_ActorPdbMixin, self).__init__(stdin=io, stdout=io, **kwargs)
+        super(_ActorPdbMixin, self).__init__(stdin=st.io, stdout=st.io, **kwargs)
         self.use_rawinput = False
-        self._io = io
-        self._reason = "pause"
-        self._where = None
-        self._crash_text = None
-        self._end = None
-        self._depth = 0
+        self._actor_tui = st
 
-    # Hooks: how the user left the command loop.
-    def set_continue(self):
-        super(_ActorPdbMixin, self).set_continue()
-        if self._end is None:
-            self._end = "continue"
+    @property
+    def _io(self):
+        return self._actor_tui.io
 
-    def set_quit(self):
-        super(_ActorPdbMixin, self).set_quit()
-        self._end = "quit"
+    @property
+    def _depth(self):
+        return self._actor_tui.depth
 
     def do_interact(self, arg):
         # code.interact() reads the process's own stdin (its PTY), which nobody types into
@@ -305,79 +476,7 @@ class _ActorPdbMixin(object):
         self.error("`interact` is not available under actor-tui; use `!statement` or `p expr`")
 
     def _stop_debugging(self):
-        # Like `c`, but nobody is told: the program runs on, breakpoints stay set.
-        import bdb
-
-        bdb.Bdb.set_continue(self)
-
-    def _open(self, client, frame, tb):
-        """Requests the lock for the calling task; attaches the session and sends the banner."""
-        task, task_name = current_task()
-        location = self._where or _location(frame, tb)
-        reason, crash_text = self._reason, self._crash_text
-        self._where = None
-        session = client.request_lock(task, task_name, reason, location)
-        if session is None:
-            self._io.detach()
-            return None
-        self._io.attach(session, _banner(client, session, reason, location, crash_text))
-        return session
-
-    def interaction(self, frame, traceback):
-        # connect=True: a breakpoint inherited across a fork fires in the child, which then
-        # connects as a new actor.
-        client = _client.current()
-        session = client.claim_session() if client is not None else None
-        if session is not None and session.over:
-            # Revoked, or the root went away, while the program ran between two steps:
-            # the user's session is gone, so stop stepping instead of asking again.
-            client.end_session(session)
-            if self._reason != "crash":
-                self._io.detach()
-                self._stop_debugging()
-                return
-            session = None
-        if client is None:
-            self._io.detach()
-            self._stop_debugging()
-            return
-        if session is None:
-            session = self._open(client, frame, traceback)
-            if session is None:
-                self._stop_debugging()
-                return
-        else:
-            banner = ""
-            if self._reason == "crash":
-                # A crash inside an open session (stepped into an uncaught exception).
-                location = self._where or _location(frame, traceback)
-                banner = _banner(client, session, "crash", location, self._crash_text)
-            if self._io.session is not session:
-                # Another debugger of this thread (a post-mortem, a nested pause) joins the
-                # session this thread already holds.
-                self._io.attach(session, banner)
-            elif banner:
-                self._io.write(banner)
-        self._reason, self._where, self._crash_text = "pause", None, None
-        self._end = None
-        self._depth += 1
-        try:
-            super(_ActorPdbMixin, self).interaction(frame, traceback)
-        finally:
-            self._depth -= 1
-            self._io.finish()
-        if session.over:
-            client.end_session(session)
-            self._io.detach()
-        elif self._end == "quit":
-            client.quit_process(session)
-        elif self._end == "continue" or traceback is not None:
-            client.end_session(session, "continue")
-            self._io.detach()
-        else:
-            # The user stepped: the session stays open until pdb stops again, or until
-            # the step has run too long to be worth holding the tree's lock for.
-            client.start_stepping(session, _step_timeout())
+        _stop_debugging(self)
 
 
 def _step_timeout():
@@ -406,6 +505,9 @@ def _base_pdb_class():
 def pdb_class():
     global _pdb_class_cache
     if _pdb_class_cache is None:
+        import pdb
+
+        _patch_pdb(pdb)
         base = _base_pdb_class()
         _pdb_class_cache = type("ActorTuiPdb", (_ActorPdbMixin, base), {})
     return _pdb_class_cache
@@ -511,6 +613,44 @@ def set_trace(*, header=None, commands=None):
     p.set_trace(frame)
 
 
+def break_in(frame):
+    """The root's `interrupt`, run by the SIGINT shield in the main thread at the line it
+    interrupted: a session right there, as Ctrl-C under `python -m pdb` gives, but through
+    the lock. Tracing is armed only after the first command (arming it first would trace
+    the debugger itself, since this does not run inside a trace function)."""
+    if _client.in_completion():
+        return
+    current = getattr(_tls, "pdb", None)
+    if current is not None and current._depth > 0:
+        return
+    client = _client.current(connect=False)
+    if client is None:
+        return
+    task, task_name = current_task()
+    location = _location(frame)
+    session = client.request_lock(task, task_name, "pause", location)
+    if session is None:
+        return
+    sys.settrace(None)
+    p = _thread_pdb()
+    p._io.attach(session, _banner(client, session, "pause", location, None, what="interrupted"))
+    p.reset()
+    p.interaction(frame, None)
+    st = p._actor_tui
+    if st.end is None or (st.end == "continue" and p.breaks):
+        # Stepping (`n`, `s`): trace this frame and its callers as Bdb.set_trace would,
+        # keeping the stop the command asked for; with breakpoints set, `c` runs to them.
+        p.botframe = None
+        f = frame
+        while f is not None:
+            f.f_trace = p.trace_dispatch
+            p.botframe = f
+            f = f.f_back
+        if st.end == "continue":
+            p._set_stopinfo(p.botframe, None, -1)
+        sys.settrace(p.trace_dispatch)
+
+
 def _exception_text(value, tb):
     import traceback
 
@@ -519,9 +659,12 @@ def _exception_text(value, tb):
     return "".join(traceback.format_exception(type(value), value, tb))
 
 
-def post_mortem(tb=None, exc=None):
+def post_mortem(tb=None, exc=None, task_name=None, crash_text=None, quit_exits=True):
     """A post-mortem pdb session (reason "crash") on a traceback; returns when the user
-    continues. Without arguments, the exception being handled."""
+    continues, with how the session ended ("continue", "quit", or None when there was no
+    session). Without arguments, the exception being handled. `task_name` names the session
+    instead of the thread or task; `crash_text` replaces the formatted traceback in the
+    banner; with `quit_exits` False, `q` ends only the session instead of the process."""
     if tb is None:
         _, exc, tb = sys.exc_info()
         if tb is None:
@@ -531,22 +674,45 @@ def post_mortem(tb=None, exc=None):
             import pdb
 
             pdb.post_mortem(tb)
-        return
+        return None
     client = _client.current()
     if client is None:
         warn("post-mortem at %s skipped: no connection to the actor-tui root" % _location(tb=tb))
-        return
+        return None
     # A fresh instance: the thread's own one may be tracing (stepping, or breakpoints set).
     p = pdb_class()()
-    p._reason, p._where, p._crash_text = "crash", _location(tb=tb), _exception_text(exc, tb)
+    st = p._actor_tui
+    st.quit_exits = quit_exits
+    st.reason, st.where, st.task_name = "crash", _location(tb=tb), task_name
+    st.crash_text = crash_text or _exception_text(exc, tb)
     p.reset()
     # Python 3.13+ accepts the exception itself, which adds the `exceptions` command.
     target = exc if sys.version_info >= (3, 13) and exc is not None and exc.__traceback__ is tb else tb
     p.interaction(None, target)
+    if exc is not None:
+        _mark_debugged(exc)
+    return st.end
+
+
+def _mark_debugged(exc):
+    # Travels with the exception when a pool pickles it back to the parent (an exception's
+    # __dict__ is part of its pickle), so the parent does not open a second post-mortem on
+    # the copy it re-raises.
+    try:
+        exc._actor_tui_debugged = True
+    except Exception:
+        pass
+
+
+def _debugged(exc):
+    return bool(getattr(exc, "_actor_tui_debugged", False))
 
 
 def _wants_post_mortem(exc_type):
-    return exc_type is not None and not issubclass(exc_type, (SystemExit, KeyboardInterrupt))
+    import bdb
+
+    # BdbQuit: the user typed `q` in a debugger whose `q` is pdb's own; not a crash.
+    return exc_type is not None and not issubclass(exc_type, (SystemExit, KeyboardInterrupt, bdb.BdbQuit))
 
 
 _original_excepthook = None
@@ -554,7 +720,7 @@ _original_threading_excepthook = None
 
 
 def _excepthook(exc_type, value, tb):
-    if _wants_post_mortem(exc_type) and tb is not None:
+    if _wants_post_mortem(exc_type) and tb is not None and not _debugged(value):
         try:
             post_mortem(tb, value)
         except Exception as e:  # the crash must still be reported below
@@ -571,7 +737,8 @@ def _excepthook(exc_type, value, tb):
 
 
 def _threading_excepthook(args):
-    if _wants_post_mortem(args.exc_type) and args.exc_traceback is not None:
+    if (_wants_post_mortem(args.exc_type) and args.exc_traceback is not None
+            and not _debugged(args.exc_value)):
         try:
             post_mortem(args.exc_traceback, args.exc_value)
         except Exception as e:
@@ -579,45 +746,165 @@ def _threading_excepthook(args):
     _original_threading_excepthook(args)
 
 
-def _patch_multiprocessing():
+def _patch_multiprocessing(mp_process):
     # multiprocessing catches exceptions from Process.run itself (prints them and exits 1),
     # so sys.excepthook never sees a worker's crash: wrap run() at bootstrap instead.
-    try:
-        from multiprocessing import process as mp_process
-    except Exception:
-        return
     original = getattr(mp_process.BaseProcess, "_bootstrap", None)
     if original is None or getattr(original, "_actor_tui", False):
         return
 
     def _bootstrap(self, *args, **kwargs):
         run = self.run
+        crashed = []
 
         def run_with_post_mortem():
             try:
                 return run()
             except BaseException as e:
-                if _wants_post_mortem(type(e)) and e.__traceback__ is not None:
+                if _wants_post_mortem(type(e)) and e.__traceback__ is not None and not _debugged(e):
                     # Drop this wrapper's frame from the traceback, for the post-mortem
                     # and for the report multiprocessing prints after it.
                     e.__traceback__ = e.__traceback__.tb_next or e.__traceback__
                     post_mortem(e.__traceback__, e)
                     _client.announce_exit(1, "crash")
+                    crashed.append(e)
                 raise
 
         self.run = run_with_post_mortem
-        return original(self, *args, **kwargs)
+        code = original(self, *args, **kwargs)
+        if not crashed and isinstance(code, int):
+            # The root did not start this process and cannot wait for it: say how it
+            # ends, so the tree shows its code (only if it ever connected).
+            _client.announce_exit(code, "normal")
+        return code
 
     _bootstrap._actor_tui = True
     mp_process.BaseProcess._bootstrap = _bootstrap
+
+
+# ---- post-mortems inside pool workers -----------------------------------------------------------
+#
+# multiprocessing.Pool, concurrent.futures.ProcessPoolExecutor and loky (joblib's backend)
+# catch a task's exception in the worker and ship it to the parent, which re-raises a copy
+# where the task's frames and locals are gone. Each worker's loop is replaced by one that
+# takes its tasks through `_Inbox`, which wraps every task's function in `_PostMortemCall`:
+# the post-mortem runs in the worker, on the real frames, before the pool sees the
+# exception. The worker functions are module-level here, so pools that pickle their
+# worker by name (the spawn and forkserver start methods, loky) find them in the child.
+
+
+class _PostMortemCall(object):
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, *args, **kwargs):
+        try:
+            return self.fn(*args, **kwargs)
+        except BaseException as e:
+            if _wants_post_mortem(type(e)) and e.__traceback__ is not None and not _debugged(e):
+                # From the task's own frame on: this wrapper is not the user's code.
+                tb = e.__traceback__.tb_next or e.__traceback__
+                try:
+                    post_mortem(tb, e)
+                except Exception as pm_error:
+                    warn("post-mortem failed: %r" % (pm_error,))
+                _mark_debugged(e)
+            raise
+
+
+class _Inbox(object):
+    """A worker's task queue whose tasks come out with their function wrapped."""
+
+    def __init__(self, queue, wrap):
+        self._queue = queue
+        self._wrap = wrap
+
+    def get(self, *args, **kwargs):
+        task = self._queue.get(*args, **kwargs)
+        if task is None:
+            return task
+        try:
+            return self._wrap(task)
+        except Exception:
+            return task  # a task shape this version does not know: run it unwrapped
+
+    def __getattr__(self, name):
+        return getattr(self._queue, name)
+
+
+def _wrap_pool_task(task):
+    job, i, func, args, kwds = task
+    return (job, i, _PostMortemCall(func), args, kwds)
+
+
+def _wrap_call_item(item):
+    item.fn = _PostMortemCall(item.fn)
+    return item
+
+
+_original_workers = {}
+
+
+def _original_worker(module_name):
+    import importlib
+
+    importlib.import_module(module_name)  # runs the hook that records the original
+    return _original_workers[module_name]
+
+
+def _pool_worker(inqueue, outqueue, *args, **kwargs):
+    original = _original_worker("multiprocessing.pool")
+    return original(_Inbox(inqueue, _wrap_pool_task), outqueue, *args, **kwargs)
+
+
+def _futures_worker(call_queue, *args, **kwargs):
+    original = _original_worker("concurrent.futures.process")
+    return original(_Inbox(call_queue, _wrap_call_item), *args, **kwargs)
+
+
+def _joblib_loky_worker(call_queue, *args, **kwargs):
+    original = _original_worker("joblib.externals.loky.process_executor")
+    return original(_Inbox(call_queue, _wrap_call_item), *args, **kwargs)
+
+
+def _loky_worker(call_queue, *args, **kwargs):
+    original = _original_worker("loky.process_executor")
+    return original(_Inbox(call_queue, _wrap_call_item), *args, **kwargs)
+
+
+_WORKERS = {
+    "multiprocessing.pool": ("worker", _pool_worker),
+    "concurrent.futures.process": ("_process_worker", _futures_worker),
+    "joblib.externals.loky.process_executor": ("_process_worker", _joblib_loky_worker),
+    "loky.process_executor": ("_process_worker", _loky_worker),
+}
+
+
+def _patch_worker(module):
+    attr, ours = _WORKERS[module.__name__]
+    original = getattr(module, attr, None)
+    if original is None or original is ours:
+        return
+    _original_workers[module.__name__] = original
+    setattr(module, attr, ours)
+
+
+def _add_pytest_plugin():
+    # Through the environment, so pytest finds it in this process and in every process
+    # started from it (pytest-xdist's workers).
+    name = "actor_tui.pytest_plugin"
+    current = os.environ.get("PYTEST_PLUGINS", "")
+    if name not in [p.strip() for p in current.split(",")]:
+        os.environ["PYTEST_PLUGINS"] = current + "," + name if current.strip() else name
 
 
 _installed = False
 
 
 def install(connect=None):
-    """Installs the crash hooks (post-mortem, then the original hook), the SIGINT shield and
-    the multiprocessing crash hook. Call from the main thread at start-up; sitecustomize
+    """Installs the crash hooks (post-mortem, then the original hook), the SIGINT shield, the
+    multiprocessing and pool-worker crash hooks, and the hook that routes every pdb.Pdb
+    through the lock (those three when their modules are imported). Call from the main thread at start-up; sitecustomize
     does it when ACTOR_TUI_SOCKET is set. `connect`: connect now rather than at the first
     pause; by default only the process the root started (the leader of its session) does,
     so that it answers dumps and cancels from the start."""
@@ -628,8 +915,13 @@ def install(connect=None):
         sys.excepthook = _excepthook
         _original_threading_excepthook = threading.excepthook
         threading.excepthook = _threading_excepthook
-        _patch_multiprocessing()
-        from . import _shield
+        from . import _hooks, _shield
+
+        _hooks.when_imported("multiprocessing.process", _patch_multiprocessing)
+        for name in _WORKERS:
+            _hooks.when_imported(name, _patch_worker)
+        _hooks.when_imported("pdb", _patch_pdb)
+        _add_pytest_plugin()
 
         _shield.install()
     if connect is None:

@@ -25,7 +25,16 @@ _SPAN_UNTOUCHED = object()
 _deferred = None
 
 
+# Set by `break_in`: run by the next SIGINT in the main thread, with the frame it interrupted.
+_break_in = None
+
+
 def _handler(signum, frame):
+    global _break_in
+    callback, _break_in = _break_in, None
+    if callback is not None:
+        callback(frame)
+        return
     if _count > 0:
         return  # queued or debugging: this Ctrl-C is not for the program
     prev = _previous
@@ -36,6 +45,27 @@ def _handler(signum, frame):
     # SIG_DFL (or unknown): die of the signal, as the process would have without us.
     signal.signal(signum, signal.SIG_DFL)
     os.kill(os.getpid(), signum)
+
+
+def break_in(callback):
+    """Makes the main thread run `callback(frame)` where it is now, from any thread: a SIGINT
+    sent to the main thread interrupts what it is doing (a blocking call too) and runs our
+    handler there. Returns None, or why it cannot (the program handles SIGINT itself, or
+    its main thread has ended)."""
+    global _break_in
+    main = threading.main_thread()
+    if not main.is_alive():
+        return "its main thread has ended"
+    try:
+        if signal.getsignal(signal.SIGINT) is not _handler:
+            return ("the program installed its own SIGINT handler, and a Python program can only "
+                    "be stopped from outside through SIGINT in its main thread")
+        _break_in = callback
+        signal.pthread_kill(main.ident, signal.SIGINT)
+    except (ValueError, OSError, AttributeError) as e:
+        _break_in = None
+        return "cannot signal the main thread (%s)" % (e,)
+    return None
 
 
 def _in_main_thread():

@@ -181,6 +181,7 @@ class FakeRoot:
     """Just enough of a root for one actor connection: frames in, frames out."""
 
     def __init__(self, test):
+        self.wheres = []
         self.test = test
         self.dir = tempfile.mkdtemp(prefix="actor-tui-py-")
         self.path = os.path.join(self.dir, "root.sock")
@@ -217,6 +218,10 @@ class FakeRoot:
             self.test.assertEqual((msg.get("task"), msg.get("epoch")), (task, epoch), msg)
             if msg["type"] == "repl_waiting":
                 return text, msg["prompt"]
+            if msg["type"] == "repl_where":
+                # Where pdb stopped (the line after the call, or a later step).
+                self.wheres.append((msg["task_name"], msg["location"]))
+                continue
             self.test.assertEqual(msg["type"], "repl_output", msg)
             text += msg["data"]
 

@@ -326,6 +326,18 @@ impl Client {
                     }
                 }
             }
+            ToActor::Interrupt => {
+                // The session runs on its own thread: this reader must keep serving frames
+                // (the grant, the user's input) while it lasts.
+                let spawned = std::thread::Builder::new()
+                    .name("actor-tui-break-in".into())
+                    .spawn(super::pause::break_in);
+                if let Err(e) = spawned {
+                    let message = format!("cannot break in: no thread for the session ({e})");
+                    // Best effort: the root only loses a notice.
+                    let _ = self.send(&ToRoot::Notice { message });
+                }
+            }
             ToActor::Error { message } => {
                 tracing::error!(%message, "actor-tui root reported an error");
             }

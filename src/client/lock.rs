@@ -77,6 +77,7 @@ impl Grant {
                 task: self.task,
                 epoch: self.epoch,
                 how,
+                step_timeout: false,
             })
             .map_err(|e| PauseError::Send(e.to_string()))
     }

@@ -110,6 +110,33 @@ pub async fn pause_at(site: PauseSite, values: Vec<(String, String)>) -> Result<
     result
 }
 
+/// Break in (the root's `interrupt`). A Rust program cannot be stopped at an arbitrary line
+/// (there is no tracer to stop it with, and stopping a thread that holds a lock could hang
+/// the rest), so the session shows where its tasks and threads are now and waits for `c`.
+pub(super) fn break_in() {
+    let task = registry::anonymous_task("break-in".into());
+    let name = global().map_or_else(|| "actor".to_owned(), |c| c.name().to_owned());
+    let message = format!(
+        "interrupted from the console. A Rust program cannot be stopped at an arbitrary \
+         line; this is its tasks' and threads' state now (`c` continues):\n{}",
+        registry::dump(&name)
+    );
+    let site = PauseSite::new("break-in", 0, 0);
+    let mut ctx = context(
+        Reason::Pause,
+        &site,
+        task,
+        Vec::new(),
+        Some(message),
+        Backtrace::disabled(),
+    );
+    ctx.location = "(break-in)".into();
+    if let Err(e) = session(task, ctx) {
+        tracing::debug!(error = %e, "break-in session did not open");
+    }
+    registry::forget(task);
+}
+
 /// The context of a deliberate pause: the backtrace is captured here, in the pausing thread.
 pub(super) fn pause_context(
     site: &PauseSite,

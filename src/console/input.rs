@@ -31,6 +31,8 @@ pub enum Action {
     CloseOverlay,
     Confirmed,
     Dump,
+    /// Break in: pause the selected actor where it is.
+    Interrupt,
     ForceRelease,
     Cancel,
     Quit,
@@ -101,6 +103,7 @@ fn global(code: KeyCode) -> Option<Action> {
     Some(match code {
         KeyCode::F(1) => Action::Help,
         KeyCode::F(5) => Action::Dump,
+        KeyCode::F(7) => Action::Interrupt,
         KeyCode::F(8) => Action::ForceRelease,
         KeyCode::F(9) => Action::Cancel,
         KeyCode::F(10) => Action::Quit,
@@ -171,6 +174,7 @@ fn map_key(k: KeyEvent, mode: Mode, overlay: OverlayKind) -> Action {
             KeyCode::Char('i') | KeyCode::Enter => Action::ToInput,
             KeyCode::Char('?') => Action::Help,
             KeyCode::Char('t') => Action::Dump,
+            KeyCode::Char('b') => Action::Interrupt,
             KeyCode::Char('r') => Action::ForceRelease,
             KeyCode::Char('x') => Action::Cancel,
             KeyCode::Char('q') => Action::Quit,

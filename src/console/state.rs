@@ -37,6 +37,8 @@ pub struct Actor {
     pub crashed: bool,
     pub cancelling: bool,
     pub teardown_waiting: bool,
+    /// Blocked reading its own terminal (from `wants_input` until `input_done`).
+    pub wants_input: bool,
     pub collapsed: bool,
     /// Its own PTY output; created on first output so idle actors cost nothing.
     pub output: Option<vt100::Parser>,
@@ -182,6 +184,7 @@ impl ConsoleState {
                         crashed: false,
                         cancelling: false,
                         teardown_waiting: false,
+                        wants_input: false,
                         collapsed: false,
                         output: None,
                         repl: None,
@@ -194,6 +197,7 @@ impl ConsoleState {
                 if let Some(a) = self.actor_mut(actor) {
                     a.exited = Some(exit);
                     a.teardown_waiting = false;
+                    a.wants_input = false;
                 }
                 self.exit_order.push_back(actor);
                 while self.exit_order.len() > KEEP_EXITED_SCREENS {
@@ -332,7 +336,30 @@ impl ConsoleState {
                 }
                 self.note(now, format!("dump of {actor} received"));
             }
+            RuntimeEvent::InputDone { actor } => {
+                if let Some(a) = self.actor_mut(actor) {
+                    a.wants_input = false;
+                }
+            }
+            RuntimeEvent::LockMoved {
+                actor,
+                task,
+                task_name,
+                location,
+            } => {
+                if let Some(h) = self
+                    .holder
+                    .as_mut()
+                    .filter(|h| h.request.actor == actor && h.request.task == task)
+                {
+                    h.request.task_name = task_name;
+                    h.request.location = location;
+                }
+            }
             RuntimeEvent::WantsInput { actor } => {
+                if let Some(a) = self.actor_mut(actor) {
+                    a.wants_input = true;
+                }
                 let name = self
                     .actor(actor)
                     .map(|a| a.name.clone())
@@ -425,6 +452,9 @@ impl ConsoleState {
         }
         if a.crashed {
             return ActorStatus::Crashed;
+        }
+        if a.wants_input {
+            return ActorStatus::WantsInput;
         }
         ActorStatus::Running
     }

@@ -132,6 +132,25 @@ impl Model {
         self.ui.dialog = Dialog::Confirm { pending, question };
     }
 
+    /// The actor a line typed with no session waiting is offered to: the selected actor if
+    /// it wants input, else the first one that does.
+    fn reader_for_line(&self) -> Option<(ActorId, String)> {
+        let wants = |id: ActorId| {
+            self.state
+                .actor(id)
+                .filter(|a| a.wants_input && a.exited.is_none())
+                .map(|a| (id, a.name.clone()))
+        };
+        self.ui.selected.and_then(wants).or_else(|| {
+            self.state
+                .actors()
+                .filter(|a| a.wants_input && a.exited.is_none())
+                .map(|a| a.id)
+                .min()
+                .and_then(wants)
+        })
+    }
+
     fn selected_name(&self) -> Option<(ActorId, String)> {
         let id = self.ui.selected?;
         let name = self
@@ -214,6 +233,14 @@ impl Model {
                     pending: Pending::Quit,
                     ..
                 } => self.quit_once(),
+                Dialog::Confirm {
+                    pending: Pending::Stdin { actor, data },
+                    ..
+                } => {
+                    self.send(RuntimeCommand::Stdin { actor, data });
+                    self.ui.input = new_input("");
+                    self.ui.history_pos = None;
+                }
                 Dialog::None | Dialog::Help => {}
             },
             Action::Dump => match self.ui.selected {
@@ -284,9 +311,31 @@ impl Model {
                 self.ui.mode = Mode::Input;
                 self.ui.focus = Pane::Repl;
             }
+            Action::Interrupt => match self.selected_name() {
+                Some((actor, name)) => {
+                    self.send(RuntimeCommand::Interrupt { actor });
+                    self.flash(format!("asked {actor} {name} to break in"));
+                }
+                None => self.flash("no actor selected".into()),
+            },
             Action::Submit => {
                 if !self.state.holder.as_ref().is_some_and(|h| h.waiting) {
-                    self.flash("no session waits for input".into());
+                    // Not thrown away: an actor blocked reading its terminal is offered.
+                    match self.reader_for_line() {
+                        Some((actor, name)) => {
+                            let line = self.ui.input.lines().join(" ");
+                            self.ask(
+                                Pending::Stdin {
+                                    actor,
+                                    data: format!("{line}\n"),
+                                },
+                                format!(
+                                    "No session waits. Type this line into {actor} {name}'s terminal? (y)"
+                                ),
+                            );
+                        }
+                        None => self.flash("no session waits for input".into()),
+                    }
                     return;
                 }
                 let line = self.ui.input.lines().join(" ");
@@ -579,5 +628,43 @@ mod tests {
         assert!(m.on_action(Action::Submit, t).is_empty());
         let s = screen(&mut m, &mut term, t);
         assert!(s.contains("no session waits for input"), "{s}");
+    }
+
+    #[test]
+    fn a_line_with_no_session_is_offered_to_the_actor_that_reads_its_terminal() {
+        let (mut m, mut term, t) = tree();
+        // Nobody waits in a session; actor 2 blocks reading its terminal.
+        m.state.holder = None;
+        m.on_events(vec![RuntimeEvent::WantsInput { actor: ActorId(2) }], t);
+        let s = screen(&mut m, &mut term, t);
+        assert!(s.contains("wants input"), "{s}");
+        m.ui.input = new_input("blue");
+        assert!(m.on_action(Action::Submit, t).is_empty());
+        let s = screen(&mut m, &mut term, t);
+        assert!(s.contains("terminal? (y)"), "{s}");
+        let cmds = m.on_action(Action::Confirmed, t);
+        assert_eq!(
+            cmds,
+            vec![RuntimeCommand::Stdin {
+                actor: ActorId(2),
+                data: "blue\n".into()
+            }]
+        );
+        // It read: the mark goes, and the next line is not offered to it.
+        m.on_events(vec![RuntimeEvent::InputDone { actor: ActorId(2) }], t);
+        m.ui.input = new_input("again");
+        assert!(m.on_action(Action::Submit, t).is_empty());
+        let s = screen(&mut m, &mut term, t);
+        assert!(s.contains("no session waits for input"), "{s}");
+    }
+
+    #[test]
+    fn break_in_asks_the_selected_actor() {
+        let (mut m, _term, t) = tree();
+        m.ui.selected = Some(ActorId(3));
+        assert_eq!(
+            m.on_action(Action::Interrupt, t),
+            vec![RuntimeCommand::Interrupt { actor: ActorId(3) }]
+        );
     }
 }

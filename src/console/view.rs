@@ -39,8 +39,16 @@ pub struct UiState {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Pending {
     ForceRelease,
-    Cancel { actor: ActorId, force: bool },
+    Cancel {
+        actor: ActorId,
+        force: bool,
+    },
     Quit,
+    /// A line typed with no session waiting, offered to an actor that reads its terminal.
+    Stdin {
+        actor: ActorId,
+        data: String,
+    },
 }
 
 /// A dialog over the screen: the one place a pending confirmation is kept.

@@ -197,6 +197,11 @@ pub enum ToRoot {
         task: u64,
         epoch: u64,
         how: ReleaseHow,
+        /// The debugger was stepping and the step ran past the step timeout, so the lock is
+        /// handed on (sent with how `continue`, which is what a root that predates this
+        /// field sees).
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        step_timeout: bool,
     },
     /// Text the holder's debugger printed.
     ReplOutput { task: u64, epoch: u64, data: String },
@@ -206,6 +211,17 @@ pub enum ToRoot {
         epoch: u64,
         prompt: String,
     },
+    /// The holder's debugger stopped again during its session (a step), maybe in another
+    /// task (asyncio resumes whichever task is next): the lock pane follows it.
+    ReplWhere {
+        task: u64,
+        epoch: u64,
+        task_name: String,
+        location: String,
+    },
+    /// Something the actor wants the user to know (it cannot be interrupted, for example);
+    /// shown as a notice.
+    Notice { message: String },
     /// Answer to `dump_request`.
     DumpReply { req: u64, text: String },
     /// Answer to `complete_request`: every full input line the session would accept that
@@ -254,6 +270,10 @@ pub enum ToActor {
     },
     /// Stop: finish up and exit. `force` means the root will not wait long.
     Cancel { force: bool },
+    /// The user asks to break in: pause where the program is now (Python: the main
+    /// thread's current line) through the lock, as Ctrl-C would in a terminal. An actor
+    /// that cannot answers with a `notice` saying why.
+    Interrupt,
     /// A subactor this actor spawned has exited.
     ChildExited {
         actor: String,

@@ -392,7 +392,9 @@ impl Core {
             Input::Command(cmd) => self.on_command(cmd),
             Input::Reading { actor, reading } => {
                 if !reading {
-                    self.reading.remove(&actor);
+                    if self.reading.remove(&actor) {
+                        self.event(RuntimeEvent::InputDone { actor });
+                    }
                 } else if self.reading.insert(actor) {
                     self.event(RuntimeEvent::WantsInput { actor });
                 }
@@ -426,6 +428,30 @@ impl Core {
         };
         tracing::info!(actor = ?actor, message = %bounds::escape(&message), "notice");
         self.event(RuntimeEvent::Notice { actor, message });
+    }
+
+    /// Break in: the actor pauses where it is, through the lock. Refused with a notice when
+    /// there is nobody to ask or it is in the debugger already.
+    fn interrupt(&mut self, actor: ActorId) {
+        let why_not = match self.tree.get(actor) {
+            None => Some(format!("interrupt: no actor {actor}")),
+            Some(n) if n.exited.is_some() => Some(format!("interrupt: actor {actor} has exited")),
+            Some(_) if self.lock.involves(actor) => Some(format!(
+                "interrupt: actor {actor} already holds or waits for the debug lock"
+            )),
+            Some(_) if !self.actor_conn.contains_key(&actor) => Some(format!(
+                "interrupt: actor {actor} is not connected to the root (a Python actor connects \
+                 at start-up if the root started it, other processes at their first pause), so \
+                 nothing can pause it"
+            )),
+            Some(_) => None,
+        };
+        match why_not {
+            Some(message) => self.notice(Some(actor), message),
+            None => {
+                self.send_to_actor(actor, ToActor::Interrupt);
+            }
+        }
     }
 
     /// Queues a frame to `actor`; false if it has no connection.
@@ -616,16 +642,57 @@ impl Core {
                     Err(e) => self.refuse(actor, task, e.to_string()),
                 }
             }
-            ToRoot::LockRelease { task, epoch, how } => {
+            ToRoot::LockRelease {
+                task,
+                epoch,
+                how,
+                step_timeout,
+            } => {
                 let cause = match how {
+                    ReleaseHow::Continue if step_timeout => ReleaseCause::StepTimeout,
                     ReleaseHow::Continue => ReleaseCause::Continue,
                     ReleaseHow::Quit => ReleaseCause::Quit,
                 };
                 let key = LockKey { actor, task };
                 match self.lock.release(&key, epoch, cause) {
-                    Ok(tr) => self.apply(tr),
+                    Ok(tr) => {
+                        if step_timeout {
+                            self.notice(
+                                Some(actor),
+                                "a step ran past the step timeout: the lock is handed on, and \
+                                 the next stop asks for it again"
+                                    .into(),
+                            );
+                        }
+                        self.apply(tr);
+                    }
                     Err(e) => self.notice(Some(actor), format!("ignored release: {e}")),
                 }
+            }
+            ToRoot::ReplWhere {
+                task,
+                epoch,
+                task_name,
+                location,
+            } => {
+                let task_name = bounds::truncate(task_name, bounds::MAX_FIELD);
+                let location = bounds::truncate(location, bounds::MAX_FIELD);
+                let key = LockKey { actor, task };
+                if self
+                    .lock
+                    .moved(&key, epoch, task_name.clone(), location.clone())
+                {
+                    self.event(RuntimeEvent::LockMoved {
+                        actor,
+                        task,
+                        task_name,
+                        location,
+                    });
+                }
+            }
+            ToRoot::Notice { message } => {
+                let message = bounds::truncate(message, bounds::MAX_FIELD);
+                self.notice(Some(actor), message);
             }
             ToRoot::ReplOutput { task, epoch, data } => {
                 if self.is_current(actor, task, epoch) {
@@ -1187,6 +1254,7 @@ impl Core {
                 }
             }
             RuntimeCommand::Cancel { actor, force } => self.cancel_subtree(actor, force),
+            RuntimeCommand::Interrupt { actor } => self.interrupt(actor),
             RuntimeCommand::Stdin { actor, data } => {
                 let has_terminal = self
                     .tree
@@ -1431,6 +1499,7 @@ mod tests {
                     task,
                     epoch,
                     how: ReleaseHow::Continue,
+                    step_timeout: false,
                 },
             })
         }
@@ -1883,5 +1952,98 @@ mod tests {
             RuntimeEvent::ActorExited { actor, exit } if *actor == id
                 && exit.code == Some(3)
                 && exit.reason == Some(crate::proto::ExitReason::Crash))));
+    }
+
+    fn notice_text(effects: &[Effect]) -> Vec<String> {
+        events(effects)
+            .into_iter()
+            .filter_map(|e| match e {
+                RuntimeEvent::Notice { message, .. } => Some(message.clone()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_interrupt_reaches_a_connected_actor_and_is_refused_with_a_reason_otherwise() {
+        let mut s = Sim::new();
+        s.spawn_first();
+        let interrupt = |s: &mut Sim, id: u64| {
+            s.feed(Input::Command(RuntimeCommand::Interrupt {
+                actor: ActorId(id),
+            }))
+        };
+        let out = interrupt(&mut s, 1);
+        assert!(notice_text(&out)[0].contains("not connected"), "{out:?}");
+        assert!(notice_text(&interrupt(&mut s, 9))[0].contains("no actor 9"));
+        s.connect(1, 100, Some("1"), true);
+        let out = interrupt(&mut s, 1);
+        assert!(
+            out.iter().any(|e| matches!(
+                e,
+                Effect::Send {
+                    conn: 1,
+                    msg: ToActor::Interrupt
+                }
+            )),
+            "{out:?}"
+        );
+        // Already in the debugger: nothing is sent.
+        s.request(1, 7);
+        let out = interrupt(&mut s, 1);
+        assert!(notice_text(&out)[0].contains("already holds"), "{out:?}");
+        assert!(!out.iter().any(|e| matches!(e, Effect::Send { .. })));
+    }
+
+    #[test]
+    fn a_step_timeout_release_has_its_own_cause_and_a_notice() {
+        let mut s = Sim::new();
+        s.first();
+        let epoch = granted_epoch(&s.request(1, 1)).expect("granted");
+        let out = s.feed(Input::Frame {
+            conn: 1,
+            msg: ToRoot::LockRelease {
+                task: 1,
+                epoch,
+                how: ReleaseHow::Continue,
+                step_timeout: true,
+            },
+        });
+        assert!(events(&out).iter().any(|e| matches!(
+            e,
+            RuntimeEvent::LockReleased {
+                cause: ReleaseCause::StepTimeout,
+                ..
+            }
+        )));
+        assert!(notice_text(&out)[0].contains("step timeout"));
+    }
+
+    #[test]
+    fn the_holder_moving_to_another_task_updates_the_grant_but_a_stale_epoch_does_not() {
+        let mut s = Sim::new();
+        s.first();
+        let epoch = granted_epoch(&s.request(1, 1)).expect("granted");
+        let moved = |s: &mut Sim, epoch: u64| {
+            s.feed(Input::Frame {
+                conn: 1,
+                msg: ToRoot::ReplWhere {
+                    task: 1,
+                    epoch,
+                    task_name: "Task-2".into(),
+                    location: "app.py:9".into(),
+                },
+            })
+        };
+        assert!(events(&moved(&mut s, epoch + 1)).is_empty());
+        let out = moved(&mut s, epoch);
+        assert!(events(&out).iter().any(|e| matches!(
+            e,
+            RuntimeEvent::LockMoved { task_name, location, .. }
+                if task_name == "Task-2" && location == "app.py:9"
+        )));
+        let holder = s.core.lock.holder().expect("held");
+        assert_eq!(holder.request.task_name, "Task-2");
+        assert_eq!(holder.request.location, "app.py:9");
     }
 }

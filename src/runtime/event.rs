@@ -38,6 +38,14 @@ pub enum RuntimeEvent {
         epoch: u64,
         cause: ReleaseCause,
     },
+    /// The holder's debugger stopped again in its session, at `location`, in task
+    /// `task_name` (which may differ from the one that asked: asyncio moves between tasks).
+    LockMoved {
+        actor: ActorId,
+        task: u64,
+        task_name: String,
+        location: String,
+    },
     /// A waiting request left the queue without being granted (its actor went away).
     LockDropped {
         actor: ActorId,
@@ -94,6 +102,10 @@ pub enum RuntimeEvent {
     WantsInput {
         actor: ActorId,
     },
+    /// The actor no longer waits for input on its terminal (it read, or gave up).
+    InputDone {
+        actor: ActorId,
+    },
     /// Teardown of `actor` waits because it (or a descendant) holds or waits for the lock.
     TeardownWaiting {
         actor: ActorId,
@@ -132,6 +144,8 @@ pub enum RuntimeCommand {
     Quit,
     /// Set the size of every actor's PTY (and of those spawned later); never zero.
     Resize { rows: u16, cols: u16 },
+    /// Break in: ask the actor to pause where it is now, through the lock.
+    Interrupt { actor: ActorId },
     /// Bytes typed into an actor's own terminal (its PTY), as a keyboard would: for programs
     /// that read their terminal themselves (`input()`, a shell, a prompt).
     Stdin { actor: ActorId, data: String },

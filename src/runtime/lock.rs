@@ -36,6 +36,8 @@ pub struct Grant {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ReleaseCause {
     Continue,
+    /// The holder stepped and the step ran past its timeout: the lock moved on.
+    StepTimeout,
     Quit,
     Disconnect,
     Exit,
@@ -48,6 +50,7 @@ impl ReleaseCause {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Continue => "continue",
+            Self::StepTimeout => "step_timeout",
             Self::Quit => "quit",
             Self::Disconnect => "disconnect",
             Self::Exit => "exit",
@@ -249,6 +252,25 @@ impl LockTable {
             }
         }
         Ok(self.end_grant(cause, Vec::new()))
+    }
+
+    /// The holder's debugger stopped somewhere else during its session: the grant now
+    /// names that task and location. False (nothing changes) unless `key` holds `epoch`.
+    pub fn moved(
+        &mut self,
+        key: &LockKey,
+        epoch: u64,
+        task_name: String,
+        location: String,
+    ) -> bool {
+        match &mut self.holder {
+            Some(g) if g.request.key == *key && g.epoch == epoch => {
+                g.request.task_name = task_name;
+                g.request.location = location;
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Takes the lock away from whoever holds it and grants the next waiter.

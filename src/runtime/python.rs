@@ -26,6 +26,14 @@ const FILES: &[(&str, &str)] = &[
         include_str!("../../python/actor_tui/_debugger.py"),
     ),
     (
+        "actor_tui/_hooks.py",
+        include_str!("../../python/actor_tui/_hooks.py"),
+    ),
+    (
+        "actor_tui/pytest_plugin.py",
+        include_str!("../../python/actor_tui/pytest_plugin.py"),
+    ),
+    (
         "actor_tui/_dump.py",
         include_str!("../../python/actor_tui/_dump.py"),
     ),

@@ -502,6 +502,7 @@ fn h04c_peer_text_is_escaped_in_the_log_and_bogus_frames_are_rate_limited() {
             task: 1,
             epoch,
             how: ReleaseHow::Continue,
+            step_timeout: false,
         });
     }
     // The victim's session still answers.
@@ -525,6 +526,7 @@ fn h04c_peer_text_is_escaped_in_the_log_and_bogus_frames_are_rate_limited() {
             task: 1,
             epoch,
             how: ReleaseHow::Continue,
+            step_timeout: false,
         });
         counted = run
             .wait_within(Duration::from_millis(200), suppressed)
@@ -801,6 +803,7 @@ fn h08_unread_headless_stdout_does_not_stall_the_lock() {
         task: 1,
         epoch,
         how: ReleaseHow::Continue,
+        step_timeout: false,
     });
     drop(peer);
     // Quit works with stdout still unread, and the flood stops before we drain it.

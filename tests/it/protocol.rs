@@ -43,6 +43,7 @@ fn golden_frames() {
                 task: 7,
                 epoch: 3,
                 how: ReleaseHow::Quit,
+                step_timeout: false,
             })
             .expect("encode"),
             "0000002984a474797065ac6c6f636b5f72656c65617365a47461736b07a565706f636803a3686f77a471756974",

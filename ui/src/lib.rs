@@ -26,6 +26,8 @@ pub enum ActorStatus {
     Cancelling,
     /// Teardown waits because it or a descendant is debugging.
     TeardownWaiting,
+    /// Blocked reading its own terminal (`input()`, a prompt): type with F6 or the REPL line.
+    WantsInput,
     Exited {
         code: Option<i32>,
         signal: Option<i32>,
@@ -286,6 +288,10 @@ pub fn status_label(s: ActorStatus, theme: &Theme) -> (String, Style) {
         ActorStatus::Crashed => ("crashed".into(), theme.fg(Color::Red)),
         ActorStatus::Cancelling => ("cancelling".into(), theme.fg(Color::Yellow)),
         ActorStatus::TeardownWaiting => ("teardown waits".into(), theme.fg(Color::Yellow)),
+        ActorStatus::WantsInput => (
+            "wants input".into(),
+            theme.fg(Color::Cyan).add_modifier(Modifier::BOLD),
+        ),
         ActorStatus::Quit => ("quit".into(), theme.fg(Color::Cyan)),
         ActorStatus::Exited {
             code: Some(0),
@@ -591,13 +597,13 @@ fn draw_status(frame: &mut Frame<'_>, area: Rect, m: &StatusModel, theme: &Theme
                     Modifier::REVERSED
                 },
         );
-    let mut spans = vec![
-        Span::styled(format!(" {} ", m.mode), mode_style),
-        Span::raw(status_keys()),
-    ];
+    let mut spans = vec![Span::styled(format!(" {} ", m.mode), mode_style)];
+    // The latest message comes before the key hints: on a narrow terminal the hints (in
+    // F1 anyway) are what is cut, not the news.
     if let Some(msg) = &m.message {
-        spans.push(Span::styled(format!("│ {msg}"), theme.fg(Color::Yellow)));
+        spans.push(Span::styled(format!(" {msg} │"), theme.fg(Color::Yellow)));
     }
+    spans.push(Span::raw(status_keys()));
     frame.render_widget(Paragraph::new(Line::from(spans)), area);
 }
 
@@ -628,6 +634,11 @@ pub const KEYS: &[KeyHelp] = &[
         "F6",
         "type into the selected actor's own terminal (F6 again: back)",
         Some("terminal"),
+    ),
+    key(
+        "F7 / b",
+        "break in: pause the selected actor where it runs, via the lock",
+        Some("break"),
     ),
     key(
         "F8 / r",
