@@ -71,8 +71,14 @@ fn banner(ctx: &PauseCtx) -> String {
         "\n--- actor-tui: {} {what} at {} (task {}) ---\n",
         ctx.actor_name, ctx.location, ctx.task_name
     );
-    if let Some(msg) = &ctx.message {
-        let _ = writeln!(s, "panic: {msg}");
+    match (&ctx.message, ctx.reason) {
+        (Some(msg), Reason::Crash) => {
+            let _ = writeln!(s, "panic: {msg}");
+        }
+        (Some(msg), Reason::Pause) => {
+            let _ = writeln!(s, "{msg}");
+        }
+        (None, _) => {}
     }
     if ctx.reason == Reason::Crash {
         s.push_str("backtrace:\n");

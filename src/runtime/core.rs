@@ -656,6 +656,7 @@ impl Core {
                 let key = LockKey { actor, task };
                 match self.lock.release(&key, epoch, cause) {
                     Ok(tr) => {
+                        self.apply(tr);
                         if step_timeout {
                             self.notice(
                                 Some(actor),
@@ -664,7 +665,6 @@ impl Core {
                                     .into(),
                             );
                         }
-                        self.apply(tr);
                     }
                     Err(e) => self.notice(Some(actor), format!("ignored release: {e}")),
                 }

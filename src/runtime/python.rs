@@ -129,9 +129,21 @@ pub fn extract(parent: &PrivateDir) -> std::io::Result<PathBuf> {
     }
 }
 
+/// What a user's own `PYTHONBREAKPOINT` does under actor-tui, for the notice at spawn.
+pub fn kept_breakpoint_notice(value: &str) -> String {
+    format!(
+        "PYTHONBREAKPOINT={} is yours and is kept: breakpoint() calls it. A debugger built on \
+         pdb.Pdb still goes through the debug lock and the REPL pane; one that reads the \
+         terminal itself (ipdb) prompts in the actor's own terminal (F6 types into it). \
+         Unset it for actor-tui's own.",
+        super::bounds::escape(value)
+    )
+}
+
 /// The variables to add to an actor's environment, given the variables it would otherwise
-/// get (`env` from the spawn request, then the root's own).
-pub fn env_for(dir: &Path, env: &[(String, String)]) -> Vec<(String, String)> {
+/// get (`env` from the spawn request, then the root's own), and the user's own
+/// `PYTHONBREAKPOINT` if one is kept.
+pub fn env_for(dir: &Path, env: &[(String, String)]) -> (Vec<(String, String)>, Option<String>) {
     let lookup = |k: &str| {
         env.iter()
             .rev()
@@ -145,15 +157,16 @@ pub fn env_for(dir: &Path, env: &[(String, String)]) -> Vec<(String, String)> {
         path.push_str(&old);
     }
     let mut out = vec![("PYTHONPATH".to_owned(), path)];
-    // `0` means "breakpoints off" and is kept; any other debugger would read a PTY nobody
-    // types into, so ours replaces it.
-    if lookup("PYTHONBREAKPOINT").as_deref() != Some("0") {
-        out.push((
-            "PYTHONBREAKPOINT".to_owned(),
-            "actor_tui.set_trace".to_owned(),
-        ));
+    // A user's choice is kept: `0` (breakpoints off) or their debugger. pdb-based ones
+    // still reach the lock through the pdb.Pdb hook; the caller says so in a notice.
+    let ours = "actor_tui.set_trace";
+    match lookup("PYTHONBREAKPOINT").filter(|v| !v.is_empty()) {
+        Some(v) if v == ours => out.push(("PYTHONBREAKPOINT".to_owned(), v)),
+        Some(v) if v == "0" => {}
+        Some(v) => return (out, Some(v)),
+        None => out.push(("PYTHONBREAKPOINT".to_owned(), ours.to_owned())),
     }
-    out
+    (out, None)
 }
 
 #[cfg(test)]
@@ -167,11 +180,18 @@ mod tests {
         let dir = extract(&parent).expect("extract");
         assert!(dir.join("actor_tui/_client.py").exists());
         assert_eq!(extract(&parent).expect("again"), dir);
-        let env = env_for(&dir, &[("PYTHONPATH".into(), "/x".into())]);
+        let (env, kept) = env_for(&dir, &[("PYTHONPATH".into(), "/x".into())]);
         assert_eq!(env[0].1, format!("{}:/x", dir.display()));
         assert_eq!(env[1].1, "actor_tui.set_trace");
-        let off = env_for(&dir, &[("PYTHONBREAKPOINT".into(), "0".into())]);
-        assert_eq!(off.len(), 1, "breakpoints stay off");
+        assert_eq!(kept, None);
+        let (off, kept) = env_for(&dir, &[("PYTHONBREAKPOINT".into(), "0".into())]);
+        assert_eq!((off.len(), kept), (1, None), "breakpoints stay off");
+        let (env, kept) = env_for(
+            &dir,
+            &[("PYTHONBREAKPOINT".into(), "ipdb.set_trace".into())],
+        );
+        assert_eq!(env.len(), 1, "the user's debugger is not replaced");
+        assert_eq!(kept.as_deref(), Some("ipdb.set_trace"));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 
 use super::core::{Input, SpawnRequest};
+use super::event::RuntimeEvent;
 use super::event_queue::EventSender;
 use super::pty::{self, PtyMaster, SpawnSpec};
 use crate::proto::{ActorId, env};
@@ -119,8 +120,14 @@ impl Spawner {
     pub fn spawn(&self, req: &SpawnRequest) -> std::io::Result<(Proc, Output)> {
         let mut envs: Vec<(String, String)> = req.env.clone();
         if let Some(dir) = &self.python_dir {
-            let py = super::python::env_for(dir, &envs);
+            let (py, kept) = super::python::env_for(dir, &envs);
             envs.extend(py);
+            if let Some(value) = kept {
+                self.events.control(RuntimeEvent::Notice {
+                    actor: Some(req.id),
+                    message: super::python::kept_breakpoint_notice(&value),
+                });
+            }
         }
         envs.push((
             env::SOCKET.into(),

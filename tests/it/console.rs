@@ -369,3 +369,29 @@ fn c11_ctrl_c_in_terminal_mode_interrupts_that_actor_as_a_terminal_would() {
     assert_eq!(code, 0);
     assert!(screen.contains("interrupted"), "{screen}");
 }
+
+#[test]
+fn c12_f7_breaks_into_a_running_python_loop_through_the_lock() {
+    const F7: &str = "\x1b[18~";
+    let script = "import time\nprint('working', flush=True)\nn = 0\nwhile True:\n    n += 1\n";
+    let con = Console::start("python3", &["-c", script]);
+    con.wait("the program", |c| c.contains("working"));
+    // The first actor is selected; until its client has connected the console says it
+    // cannot be interrupted yet, so ask again until the session opens.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        con.keys(F7);
+        if con
+            .wait_within(Duration::from_secs(1), |c| c.contains("interrupted at"))
+            .is_some()
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "{}", con.contents());
+    }
+    con.wait("the pdb prompt", |c| c.contains("(Pdb)"));
+    con.keys("p n > 0\r");
+    con.wait("the answer", |c| c.contains("True"));
+    con.keys("q\r");
+    assert_eq!(con.finish(), 113);
+}

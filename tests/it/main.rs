@@ -2,6 +2,7 @@
 //! root, and the SCENARIOS.md acceptance scenarios in headless mode with real processes.
 
 mod console;
+mod entry_points;
 mod hardening;
 mod harness;
 mod protocol;

@@ -1,0 +1,432 @@
+//! Issue 9: every way a Python program enters pdb goes through the lock (pdb.set_trace,
+//! python -m pdb, pytest --pdb, pytest-xdist workers, pool workers), break-in, and the
+//! step timeout's own release cause. Real interpreters, real pytest, real pools.
+
+use std::path::PathBuf;
+
+use serde_json::{Value, json};
+
+use crate::harness::{Run, count, repl_text};
+
+/// Writes `body` as `name` into a fresh directory that lives as long as the returned guard.
+fn script(name: &str, body: &str) -> (tempfile::TempDir, PathBuf) {
+    let dir = crate::harness::tempdir();
+    let path = dir.path().join(name);
+    std::fs::write(&path, body).expect("write script");
+    (dir, path)
+}
+
+/// Whether `python3` can import `modules`. Under CI (`.ci/run` installs them) a missing
+/// module fails the test; elsewhere the test says why it does not run.
+fn python_has(modules: &str, test: &str) -> bool {
+    let ok = std::process::Command::new("python3")
+        .args(["-c", &format!("import {modules}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{test}: python3 cannot import {modules}; .ci/run installs them"
+        );
+        eprintln!(
+            "SKIPPED {test}: python3 cannot import {modules} (pip install pytest pytest-xdist)"
+        );
+    }
+    ok
+}
+
+/// Waits for the next prompt of `actor` and returns its whole REPL text so far.
+fn prompt(run: &mut Run, actor: &str) -> String {
+    run.wait_for(&format!("a prompt of {actor}"), |e| {
+        e["event"] == "repl_ready" && e["actor"] == actor
+    });
+    repl_text(&run.events, actor)
+}
+
+/// Sends `line` to the session and returns what pdb printed before its next prompt.
+fn ask(run: &mut Run, actor: &str, line: &str) -> String {
+    let before = repl_text(&run.events, actor).len();
+    run.input(&format!("{line}\n"));
+    prompt(run, actor)[before..].to_owned()
+}
+
+/// The next granted session: (actor, its lock_requested event).
+fn next_session(run: &mut Run) -> (String, Value) {
+    let granted = run.wait_event("lock_granted");
+    let actor = granted["actor"].as_str().expect("actor").to_owned();
+    let task = granted["task"].clone();
+    let request = run
+        .events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "lock_requested" && e["actor"] == actor && e["task"] == task)
+        .cloned()
+        .expect("the request before its grant");
+    prompt(run, &actor);
+    (actor, request)
+}
+
+fn name_of(run: &Run, actor: &str) -> String {
+    run.events
+        .iter()
+        .find(|e| e["event"] == "actor_started" && e["actor"] == actor)
+        .and_then(|e| e["name"].as_str())
+        .unwrap_or("?")
+        .to_owned()
+}
+
+#[test]
+fn ep01_pdb_set_trace_in_two_multiprocessing_children_gives_two_sessions_in_order() {
+    let (_dir, path) = script(
+        "two.py",
+        "import multiprocessing as mp, subprocess, sys\n\
+         def child(i):\n    x = i * 10\n    import pdb; pdb.set_trace()\n    print('child', i, x)\n\
+         if __name__ == '__main__':\n\
+         \x20   ps = [mp.Process(target=child, args=(i,), name='kid-%d' % i) for i in range(2)]\n\
+         \x20   for p in ps: p.start()\n\
+         \x20   for p in ps: p.join()\n\
+         \x20   subprocess.run([sys.executable, '-c', 'import pdb; y = 7; pdb.Pdb().set_trace()'])\n\
+         \x20   print('done')\n",
+    );
+    let mut run = Run::start("python3", &[path.to_str().expect("path")]);
+    let mut xs = Vec::new();
+    for _ in 0..2 {
+        let (actor, _) = next_session(&mut run);
+        assert!(name_of(&run, &actor).starts_with("kid-"), "{}", run.log());
+        // The other child waits its turn: it asked, or will, but holds nothing.
+        xs.push(ask(&mut run, &actor, "p x").trim().to_owned());
+        run.input("c\n");
+    }
+    xs.sort();
+    assert_eq!(xs, ["0", "10"], "each child's own frame");
+    // pdb.Pdb().set_trace() in a `subprocess` child: named after its script and pid.
+    let (actor, _) = next_session(&mut run);
+    assert!(name_of(&run, &actor).starts_with("python[") || name_of(&run, &actor).contains('['));
+    assert_eq!(ask(&mut run, &actor, "p y").trim(), "7");
+    run.input("c\n");
+    let (code, events) = run.finish();
+    assert_eq!(code, 0);
+    assert_eq!(count(&events, "lock_granted"), 3);
+    crate::harness::check_invariants(&events);
+}
+
+#[test]
+fn ep02_python_m_pdb_stops_at_the_first_line_then_at_breakpoints_and_the_post_mortem() {
+    let (_dir, path) = script(
+        "prog.py",
+        "def f(a):\n    b = a + 1\n    return b * 2\nx = f(1)\nraise ValueError('boom %d' % x)\n",
+    );
+    let mut run = Run::start("python3", &["-m", "pdb", path.to_str().expect("path")]);
+    let (actor, first) = next_session(&mut run);
+    assert!(
+        first["location"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("prog.py:1")
+    );
+    assert!(ask(&mut run, &actor, "b 2").contains("Breakpoint 1"));
+    run.input("c\n");
+    let (actor, at_break) = next_session(&mut run);
+    assert!(
+        at_break["location"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("prog.py:2")
+    );
+    assert_eq!(ask(&mut run, &actor, "p a").trim(), "1");
+    run.input("c\n");
+    let (actor, crash) = next_session(&mut run);
+    assert_eq!(crash["reason"], "crash");
+    assert!(repl_text(&run.events, &actor).contains("ValueError: boom 4"));
+    assert_eq!(ask(&mut run, &actor, "p x").trim(), "4");
+    // pdb restarts the program after the post-mortem, as in a terminal; `q` there ends it.
+    run.input("q\n");
+    let (actor, restart) = next_session(&mut run);
+    assert!(
+        restart["location"]
+            .as_str()
+            .unwrap_or("")
+            .ends_with("prog.py:1")
+    );
+    run.input("q\n");
+    let (code, events) = run.finish();
+    assert_eq!(code, 0, "pdb's own `q`: the program ends normally");
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "lock_released" && e["actor"] == actor && e["cause"] == "quit")
+    );
+}
+
+const FAILING_TESTS: &str = "def test_ok():\n    assert 1 + 1 == 2\n\n\
+     def test_fails():\n    local_state = {'n': 41}\n    assert local_state['n'] == 42\n\n\
+     def test_fails_too():\n    items = [1, 2]\n    assert len(items) == 3\n";
+
+#[test]
+fn ep03_pytest_pdb_opens_each_failing_tests_post_mortem_and_the_summary_stays() {
+    if !python_has("pytest", "ep03") {
+        return;
+    }
+    let (_dir, path) = script("test_x.py", FAILING_TESTS);
+    let args = [
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--color=no",
+        "--pdb",
+        path.to_str().expect("path"),
+    ];
+    let mut run = Run::start("python3", &args);
+    let (actor, req) = next_session(&mut run);
+    assert_eq!(req["reason"], "crash");
+    assert_eq!(ask(&mut run, &actor, "p local_state").trim(), "{'n': 41}");
+    run.input("c\n");
+    let (actor, _) = next_session(&mut run);
+    assert_eq!(ask(&mut run, &actor, "p items").trim(), "[1, 2]");
+    run.input("c\n");
+    let (code, events) = run.finish();
+    assert_eq!(code, 1, "pytest's own exit code: tests failed");
+    let out = crate::harness::output_text(&events, "1");
+    assert!(out.contains("2 failed, 1 passed"), "{out}");
+}
+
+#[test]
+fn ep04_pytest_xdist_failures_open_one_post_mortem_in_each_worker() {
+    if !python_has("pytest, xdist", "ep04") {
+        return;
+    }
+    let (_dir, path) = script("test_x.py", FAILING_TESTS);
+    let args = [
+        "-m",
+        "pytest",
+        "-q",
+        "-p",
+        "no:cacheprovider",
+        "--color=no",
+        "-n",
+        "2",
+        path.to_str().expect("path"),
+    ];
+    let mut run = Run::start("python3", &args);
+    let mut seen = Vec::new();
+    for _ in 0..2 {
+        let (actor, req) = next_session(&mut run);
+        let name = name_of(&run, &actor);
+        assert!(name.starts_with("gw"), "xdist worker name: {name}");
+        let title = req["task_name"].as_str().unwrap_or("").to_owned();
+        assert!(title.starts_with(&format!("{name} ")), "{title}");
+        let answer = if title.ends_with("::test_fails") {
+            ask(&mut run, &actor, "p local_state")
+        } else {
+            ask(&mut run, &actor, "p items")
+        };
+        seen.push((
+            title.rsplit("::").next().unwrap_or("").to_owned(),
+            answer.trim().to_owned(),
+        ));
+        run.input("c\n");
+    }
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            ("test_fails".to_owned(), "{'n': 41}".to_owned()),
+            ("test_fails_too".to_owned(), "[1, 2]".to_owned())
+        ]
+    );
+    let (code, events) = run.finish();
+    assert_eq!(code, 1);
+    assert!(crate::harness::output_text(&events, "1").contains("2 failed, 1 passed"));
+}
+
+#[test]
+fn ep05_a_pool_workers_post_mortem_opens_in_the_worker_with_its_locals() {
+    let (_dir, path) = script(
+        "pool.py",
+        "import multiprocessing as mp, sys\n\
+         from concurrent.futures import ProcessPoolExecutor\n\
+         def work(n):\n    local_state = {'n': n}\n    if n == 2:\n        raise RuntimeError('bad item %d' % n)\n    return n\n\
+         if __name__ == '__main__':\n\
+         \x20   try:\n\
+         \x20       if sys.argv[1] == 'pool':\n\
+         \x20           with mp.Pool(2) as pool: print(pool.map(work, range(4)))\n\
+         \x20       else:\n\
+         \x20           with ProcessPoolExecutor(2) as ex: print(list(ex.map(work, range(4))))\n\
+         \x20   except RuntimeError as e:\n\
+         \x20       print('parent caught:', e)\n",
+    );
+    for kind in ["pool", "futures"] {
+        let mut run = Run::start("python3", &[path.to_str().expect("path"), kind]);
+        let (actor, req) = next_session(&mut run);
+        assert_ne!(
+            actor, "1",
+            "{kind}: the post-mortem is in the worker, not the parent"
+        );
+        assert_eq!(req["reason"], "crash");
+        assert!(
+            req["location"]
+                .as_str()
+                .unwrap_or("")
+                .ends_with("pool.py:6"),
+            "{req}"
+        );
+        assert_eq!(ask(&mut run, &actor, "p local_state").trim(), "{'n': 2}");
+        run.input("c\n");
+        let (code, events) = run.finish();
+        assert_eq!(code, 0, "{kind}");
+        // The parent gets the error as usual, and no second post-mortem on its copy.
+        assert!(crate::harness::output_text(&events, "1").contains("parent caught: bad item 2"));
+        assert_eq!(count(&events, "lock_granted"), 1, "{kind}");
+    }
+}
+
+#[test]
+fn ep06_break_in_pauses_a_busy_loop_and_a_blocked_sleep_where_they_are() {
+    let (_dir, path) = script(
+        "busy.py",
+        "import time\nn = 0\nwhile n >= 0:\n    n += 1\n    if n == 10**6:\n        break\n\
+         print('looped', flush=True)\ntime.sleep(600)\nprint('woke')\n",
+    );
+    let mut run = Run::start("python3", &[path.to_str().expect("path")]);
+    interrupt_first(&mut run);
+    let text = prompt(&mut run, "1");
+    assert!(text.contains("interrupted at"), "{text}");
+    assert_eq!(ask(&mut run, "1", "p n >= 0").trim(), "True");
+    run.input("c\n");
+    run.wait_event("lock_released");
+    run.wait_for("the loop ended", |e| {
+        e["event"] == "output" && e["data"].as_str().is_some_and(|d| d.contains("looped"))
+    });
+    // Blocked in time.sleep: the break-in still opens at once, in the sleeping frame (or
+    // on the line before, if it lands while `print` returns).
+    run.send(json!({"cmd": "interrupt", "actor": "1"}));
+    let (_, req) = next_session(&mut run);
+    let at = req["location"].as_str().unwrap_or("");
+    assert!(
+        at.ends_with("busy.py:8") || at.ends_with("busy.py:7"),
+        "{req}"
+    );
+    // Already in the debugger: a second interrupt is refused with a reason.
+    run.send(json!({"cmd": "interrupt", "actor": "1"}));
+    run.wait_for("refusal", |e| {
+        e["event"] == "notice"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("already holds"))
+    });
+    run.input("q\n");
+    let (code, _) = run.finish();
+    assert_eq!(code, 113);
+}
+
+#[test]
+fn ep07_a_step_past_the_step_timeout_hands_the_lock_on_with_its_own_cause() {
+    let (_dir, path) = script(
+        "slow.py",
+        "import time\nbreakpoint()\ntime.sleep(3)\nprint('after')\n",
+    );
+    let dir = crate::harness::tempdir();
+    let socket = dir.path().join("root.sock");
+    let mut run = Run::start_with(
+        "python3",
+        &[path.to_str().expect("path")],
+        dir,
+        socket,
+        |c| {
+            c.env("ACTOR_TUI_STEP_TIMEOUT", "0.2");
+        },
+    );
+    next_session(&mut run);
+    run.input("n\n");
+    let released = run.wait_event("lock_released");
+    assert_eq!(released["cause"], "step_timeout", "{}", run.log());
+    run.wait_for("the notice", |e| {
+        e["event"] == "notice"
+            && e["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("step timeout"))
+    });
+    // The step ends after the sleep: pdb stops again and asks anew.
+    let (actor, _) = next_session(&mut run);
+    run.input("c\n");
+    let (code, _) = run.finish();
+    assert_eq!((code, actor.as_str()), (0, "1"));
+}
+
+#[test]
+fn ep08_stepping_into_another_asyncio_task_moves_the_lock_pane_with_it() {
+    let (_dir, path) = script(
+        "tasks.py",
+        "import asyncio\n\
+         async def a():\n    breakpoint()\n    await asyncio.sleep(0)\n    return 1\n\
+         async def b():\n    await asyncio.sleep(0)\n    x = 2\n    return x\n\
+         async def main():\n\
+         \x20   await asyncio.gather(asyncio.create_task(a(), name='task-a'), asyncio.create_task(b(), name='task-b'))\n\
+         asyncio.run(main())\n",
+    );
+    let mut run = Run::start("python3", &[path.to_str().expect("path")]);
+    let (actor, req) = next_session(&mut run);
+    assert_eq!(req["task_name"], "task-a");
+    // `s` walks through the event loop into the other task; bounded, never a fixed wait.
+    for _ in 0..400 {
+        ask(&mut run, &actor, "s");
+        if run
+            .events
+            .iter()
+            .any(|e| e["event"] == "lock_moved" && e["task_name"] == "task-b")
+        {
+            break;
+        }
+    }
+    assert!(
+        run.events
+            .iter()
+            .any(|e| e["event"] == "lock_moved" && e["task_name"] == "task-b"),
+        "{}",
+        run.log()
+    );
+    run.input("c\n");
+    let (code, _) = run.finish();
+    assert_eq!(code, 0);
+}
+
+/// Sends `interrupt` to actor 1 until it is taken (a grant), retrying while the root says
+/// the actor has not connected yet.
+fn interrupt_first(run: &mut Run) {
+    let started = std::time::Instant::now();
+    loop {
+        run.send(json!({"cmd": "interrupt", "actor": "1"}));
+        let got = run.wait_for("granted, or refused for now", |e| {
+            e["event"] == "lock_granted"
+                || (e["event"] == "notice"
+                    && e["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("not connected")))
+        });
+        if got["event"] == "lock_granted" {
+            return;
+        }
+        assert!(started.elapsed() < crate::harness::TIMEOUT, "{}", run.log());
+        // Polling the connection: a short back-off between asks, not a wait for an event.
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn ep09_a_rust_actor_breaks_in_with_its_tasks_and_threads() {
+    let mut run = Run::start(&crate::harness::example("scenarios"), &["busy"]);
+    interrupt_first(&mut run);
+    let text = prompt(&mut run, "1");
+    assert!(text.contains("cannot be stopped at an arbitrary"), "{text}");
+    for part in ["server", "conn-1", "hasher"] {
+        assert!(text.contains(part), "{part} in {text}");
+    }
+    run.input("c\n");
+    let released = run.wait_event("lock_released");
+    assert_eq!(released["cause"], "continue");
+    run.send(json!({"cmd": "quit"}));
+    let (_, events) = run.finish();
+    crate::harness::check_invariants(&events);
+}
