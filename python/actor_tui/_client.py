@@ -681,6 +681,21 @@ def program_name():
     return base
 
 
+def _tractor_actor_name():
+    """A tractor subactor (`python -m tractor._child --uid "('name', 'uuid')"`) is named as
+    its program named it."""
+    argv = sys.argv or []
+    if not argv or not argv[0].replace(os.sep, "/").endswith("tractor/_child.py") or "--uid" not in argv:
+        return None
+    try:
+        import ast
+
+        uid = ast.literal_eval(argv[argv.index("--uid") + 1])
+        return str(uid[0]) if isinstance(uid, tuple) and uid else None
+    except (ValueError, SyntaxError, IndexError):
+        return None
+
+
 def register_name():
     """The `name` sent in `register`. It only names *new* actors (the root keeps the spawn-time
     name of a reserved one), and a new actor is a process that merely inherited
@@ -688,6 +703,9 @@ def register_name():
     pytest-xdist worker is its worker id (gw0), a multiprocessing child uses its Process
     name, and a fork or any other process that is not the session leader the root created
     uses its program name with its pid."""
+    tractor = _tractor_actor_name()
+    if tractor:
+        return tractor
     xdist = os.environ.get("PYTEST_XDIST_WORKER")
     if xdist and not (os.environ.get("ACTOR_TUI_ACTOR") and is_session_leader()):
         return xdist  # pytest-xdist's worker id: gw0, gw1, ...

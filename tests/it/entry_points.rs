@@ -430,3 +430,56 @@ fn ep09_a_rust_actor_breaks_in_with_its_tasks_and_threads() {
     let (_, events) = run.finish();
     crate::harness::check_invariants(&events);
 }
+
+/// The interpreter with tractor installed (`.ci/run` makes it: tractor's newest release
+/// needs Python 3.9, see tests/python/tractor-requirements.txt).
+fn tractor_python() -> Option<String> {
+    let python = std::env::var("ACTOR_TUI_TEST_TRACTOR_PYTHON").ok();
+    if python.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "ACTOR_TUI_TEST_TRACTOR_PYTHON is not set; .ci/run sets it"
+        );
+        eprintln!(
+            "SKIPPED ep10: set ACTOR_TUI_TEST_TRACTOR_PYTHON to a python with \
+             tests/python/tractor-requirements.txt installed"
+        );
+    }
+    python
+}
+
+#[test]
+fn ep10_each_tractor_subactor_pause_is_a_session_in_the_repl_pane() {
+    let Some(python) = tractor_python() else {
+        return;
+    };
+    let (_dir, path) = script(
+        "tree.py",
+        "import trio, tractor\n\
+         async def child(i):\n    x = 42 + i\n    await tractor.breakpoint()\n    return x\n\
+         async def main():\n\
+         \x20   async with tractor.open_nursery(debug_mode=True) as n:\n\
+         \x20       ps = [await n.run_in_actor(child, i=i, name='kid-%d' % i) for i in range(2)]\n\
+         \x20       print('results', sorted([await p.result() for p in ps]), flush=True)\n\
+         if __name__ == '__main__':\n    trio.run(main)\n",
+    );
+    let mut run = Run::start(&python, &[path.to_str().expect("path")]);
+    let mut xs = Vec::new();
+    for _ in 0..2 {
+        let (actor, req) = next_session(&mut run);
+        let name = name_of(&run, &actor);
+        assert!(
+            name.starts_with("kid-"),
+            "named as tractor named it: {name}"
+        );
+        assert_eq!(req["task_name"], "child");
+        xs.push(ask(&mut run, &actor, "p x").trim().to_owned());
+        run.input("c\n");
+    }
+    xs.sort();
+    assert_eq!(xs, ["42", "43"]);
+    let (code, events) = run.finish();
+    assert_eq!(code, 0, "{}", crate::harness::output_text(&events, "1"));
+    assert!(crate::harness::output_text(&events, "1").contains("results [42, 43]"));
+    crate::harness::check_invariants(&events);
+}
