@@ -2,7 +2,9 @@
 //! 1. frame rendering with 1,000 actors in the tree (TestBackend, 120×40);
 //! 2. an actor flooding its PTY with log lines while it is shown in the real console (on a
 //!    real PTY) and a REPL is open: flood throughput, the console's CPU time and peak
-//!    memory, frame times, and keystroke-to-echo latency in the REPL input during the flood.
+//!    memory, frame times, and keystroke-to-echo latency in the REPL input during the flood;
+//! 3. the same flood with the keyboard in terminal mode (F6) on the other actor: keystroke
+//!    to the PTY's own echo on screen.
 //!
 //!     cargo bench --bench console [-- MEGABYTES]     (default 100)
 #![allow(unsafe_code, reason = "libc calls in the bench harness")]
@@ -112,7 +114,17 @@ fn proc_hwm_kb(pid: u32) -> u64 {
         .unwrap_or(0)
 }
 
-fn flood(mb: u32) {
+/// Where the keystrokes of the echo measurement go.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum EchoIn {
+    /// The console's REPL input line (the console echoes the key itself).
+    Repl,
+    /// Terminal mode (F6) on the first actor: the key goes to its PTY and the echo is the
+    /// kernel's, read back through the root like any output.
+    Terminal,
+}
+
+fn flood(mb: u32, echo_in: EchoIn) {
     let bin = env!("CARGO_BIN_EXE_actor-tui");
     let dir = std::env::temp_dir().join(format!("actor-tui-flood-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("dir");
@@ -172,6 +184,15 @@ fn flood(mb: u32) {
     std::thread::sleep(Duration::from_millis(100));
     keys("i");
     wait("flood running", &|c| c.contains("INFO flood"));
+    if echo_in == EchoIn::Terminal {
+        // The keyboard to the first actor's own terminal; the flood goes on in the other.
+        keys("\x1b");
+        std::thread::sleep(Duration::from_millis(100));
+        keys("k");
+        std::thread::sleep(Duration::from_millis(100));
+        keys("\x1b[17~");
+        wait("terminal mode", &|c| c.contains("TERM 1"));
+    }
     let cpu0 = proc_cpu(pid);
     let t0 = Instant::now();
     // The input line as the console draws it: after the "› " marker.
@@ -183,20 +204,27 @@ fn flood(mb: u32) {
             })
             .unwrap_or_default()
     };
+    // Shown: the REPL input line ends with the key, or (terminal mode) the key is on the
+    // screen at all ('@' is in no flood line and nowhere in the console's own text).
+    let (key, shown): (&str, Box<dyn Fn(&str) -> bool>) = match echo_in {
+        EchoIn::Repl => ("x", Box::new(|c: &str| input_line(c).ends_with('x'))),
+        EchoIn::Terminal => ("@", Box::new(|c: &str| c.contains('@'))),
+    };
     let mut echo = Vec::new();
     while !result.exists() {
         let typed = Instant::now();
-        keys("x");
+        keys(key);
         let deadline = typed + Duration::from_secs(5);
-        while !input_line(&contents()).ends_with('x') && Instant::now() < deadline {
+        while !shown(&contents()) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_micros(200));
         }
         if Instant::now() >= deadline {
             eprintln!("no echo within 5 s; screen:\n{}", contents());
         }
         echo.push(typed.elapsed());
+        // Backspace: the console's editor, or the PTY's line discipline, erases it again.
         keys("\x7f");
-        while input_line(&contents()).ends_with('x') && Instant::now() < deadline {
+        while shown(&contents()) && Instant::now() < deadline {
             std::thread::sleep(Duration::from_micros(200));
         }
         std::thread::sleep(Duration::from_millis(10));
@@ -208,6 +236,16 @@ fn flood(mb: u32) {
     let mut it = r.split_whitespace();
     let bytes: f64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
     let secs: f64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(1.0);
+    if echo_in == EchoIn::Terminal {
+        keys("\x1b[17~");
+        wait("back to the console", &|c| !c.contains("TERM 1"));
+        // The flooder's output again, for its last line.
+        keys("\x1b");
+        std::thread::sleep(Duration::from_millis(100));
+        keys("j");
+        std::thread::sleep(Duration::from_millis(100));
+        keys("i");
+    }
     wait("flood tail visible", &|c| c.contains("flood done"));
     keys("c\r");
     let child = &mut term.child;
@@ -226,7 +264,11 @@ fn flood(mb: u32) {
         hwm as f64 / 1024.0
     );
     println!(
-        "keystroke echo during the flood ({} samples): p50 {:.1} ms  p90 {:.1} ms  max {:.1} ms",
+        "keystroke echo in the {} during the flood ({} samples): p50 {:.1} ms  p90 {:.1} ms  max {:.1} ms",
+        match echo_in {
+            EchoIn::Repl => "REPL input",
+            EchoIn::Terminal => "terminal mode (F6, PTY echo)",
+        },
         echo.len(),
         ms(pct(&echo, 0.5)),
         ms(pct(&echo, 0.9)),
@@ -248,5 +290,6 @@ fn main() {
         .and_then(|a| a.parse().ok())
         .unwrap_or(100);
     render_1000();
-    flood(mb);
+    flood(mb, EchoIn::Repl);
+    flood(mb, EchoIn::Terminal);
 }
