@@ -206,9 +206,13 @@ fn flood(mb: u32, echo_in: EchoIn) {
     };
     // Shown: the REPL input line ends with the key, or (terminal mode) the key is on the
     // screen at all ('@' is in no flood line and nowhere in the console's own text).
-    let (key, shown): (&str, Box<dyn Fn(&str) -> bool>) = match echo_in {
-        EchoIn::Repl => ("x", Box::new(|c: &str| input_line(c).ends_with('x'))),
-        EchoIn::Terminal => ("@", Box::new(|c: &str| c.contains('@'))),
+    let key = match echo_in {
+        EchoIn::Repl => "x",
+        EchoIn::Terminal => "@",
+    };
+    let shown = |c: &str| match echo_in {
+        EchoIn::Repl => input_line(c).ends_with('x'),
+        EchoIn::Terminal => c.contains('@'),
     };
     let mut echo = Vec::new();
     while !result.exists() {
