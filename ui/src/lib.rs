@@ -412,6 +412,28 @@ pub fn fit_tail(s: &str, width: usize) -> String {
     format!("…{tail}")
 }
 
+/// Columns a waiter's location keeps before its task name gets any.
+const LOCATION_MIN: usize = 16;
+
+/// `s` cut to `width` columns from the right, with an ellipsis: the start stays.
+pub fn fit_head(s: &str, width: usize) -> String {
+    use unicode_width::UnicodeWidthStr;
+    if s.width() <= width {
+        return s.to_owned();
+    }
+    let mut head = String::new();
+    let mut used = 1;
+    for c in s.chars() {
+        let w = unicode_width::UnicodeWidthChar::width(c).unwrap_or(0);
+        if used + w > width {
+            break;
+        }
+        used += w;
+        head.push(c);
+    }
+    format!("{head}…")
+}
+
 fn draw_lock(frame: &mut Frame<'_>, area: Rect, m: &LockModel, focused: bool, theme: &Theme) {
     let title = format!(" Lock · {} waiting ", m.queue.len());
     // Inside the borders, after the indent.
@@ -460,10 +482,18 @@ fn draw_lock(frame: &mut Frame<'_>, area: Rect, m: &LockModel, focused: bool, th
             ),
             Span::raw(format!(" {} {}", w.reason, short_duration(w.elapsed))),
         ]));
-        lines.push(Line::from(format!(
-            "   {}",
-            fit_tail(&w.location, room.saturating_sub(3))
-        )));
+        // Which task waits, then where: the task keeps at most half the room, the
+        // location's end (file:line) the rest; a narrow pane shows only the location.
+        let room = room.saturating_sub(3);
+        let task_room = (room / 2).min(room.saturating_sub(LOCATION_MIN + 3));
+        let line = if task_room >= 4 {
+            let task = fit_head(&w.task, task_room);
+            let rest = room - unicode_width::UnicodeWidthStr::width(task.as_str()) - 3;
+            format!("   {task} · {}", fit_tail(&w.location, rest))
+        } else {
+            format!("   {}", fit_tail(&w.location, room))
+        };
+        lines.push(Line::from(line));
     }
     frame.render_widget(Paragraph::new(lines).block(b), area);
 }
@@ -745,7 +775,7 @@ mod tests;
 
 #[cfg(test)]
 mod fit_tests {
-    use super::fit_tail;
+    use super::{fit_head, fit_tail};
 
     #[test]
     fn a_long_location_keeps_its_end() {
@@ -755,5 +785,12 @@ mod fit_tests {
         assert!(cut.starts_with('…'));
         assert_eq!(unicode_width::UnicodeWidthStr::width(cut.as_str()), 20);
         assert_eq!(fit_tail("a.py:1", 20), "a.py:1");
+    }
+
+    #[test]
+    fn a_long_task_name_keeps_its_start() {
+        let cut = fit_head("gw0 tests/test_something_long.py::test_y", 12);
+        assert_eq!(cut, "gw0 tests/t…");
+        assert_eq!(fit_head("main", 12), "main");
     }
 }
