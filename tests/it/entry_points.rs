@@ -162,23 +162,23 @@ const FAILING_TESTS: &str = "def test_ok():\n    assert 1 + 1 == 2\n\n\
      def test_fails():\n    local_state = {'n': 41}\n    assert local_state['n'] == 42\n\n\
      def test_fails_too():\n    items = [1, 2]\n    assert len(items) == 3\n";
 
+/// `python3 -m pytest -q OPTIONS test_x.py` on [`FAILING_TESTS`] under the root (plain
+/// output, no cache dir in the temporary directory).
+fn pytest_on_failing_tests(options: &[&str]) -> (tempfile::TempDir, Run) {
+    let (dir, path) = script("test_x.py", FAILING_TESTS);
+    let mut args = vec!["-m", "pytest", "-q", "-p", "no:cacheprovider", "--color=no"];
+    args.extend_from_slice(options);
+    args.push(path.to_str().expect("path"));
+    let run = Run::start("python3", &args);
+    (dir, run)
+}
+
 #[test]
 fn ep03_pytest_pdb_opens_each_failing_tests_post_mortem_and_the_summary_stays() {
     if !python_has("pytest", "ep03") {
         return;
     }
-    let (_dir, path) = script("test_x.py", FAILING_TESTS);
-    let args = [
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "--color=no",
-        "--pdb",
-        path.to_str().expect("path"),
-    ];
-    let mut run = Run::start("python3", &args);
+    let (_dir, mut run) = pytest_on_failing_tests(&["--pdb"]);
     let (actor, req) = next_session(&mut run);
     assert_eq!(req["reason"], "crash");
     assert_eq!(ask(&mut run, &actor, "p local_state").trim(), "{'n': 41}");
@@ -197,19 +197,7 @@ fn ep04_pytest_xdist_failures_open_one_post_mortem_in_each_worker() {
     if !python_has("pytest, xdist", "ep04") {
         return;
     }
-    let (_dir, path) = script("test_x.py", FAILING_TESTS);
-    let args = [
-        "-m",
-        "pytest",
-        "-q",
-        "-p",
-        "no:cacheprovider",
-        "--color=no",
-        "-n",
-        "2",
-        path.to_str().expect("path"),
-    ];
-    let mut run = Run::start("python3", &args);
+    let (_dir, mut run) = pytest_on_failing_tests(&["-n", "2"]);
     let mut seen = Vec::new();
     for _ in 0..2 {
         let (actor, req) = next_session(&mut run);
