@@ -2,7 +2,10 @@
 //! once. Measures, per handoff, the time from writing `{"cmd":"input","data":"c\n"}` to
 //! the headless front end's stdin until its stdout shows `repl_ready` of the next actor.
 //!
-//!     cargo bench --bench handoff [-- [python] N K]     (default 4 actors × 50 pauses)
+//!     cargo bench --bench handoff [-- [python] N K [ROUNDS]]   (default 4 actors × 50 pauses, 1 round)
+//!
+//! Handoffs to an actor's first session (its debugger is built, pdb imported) and to its
+//! later ones are reported apart as well as together.
 //!
 //! With `python`, the actors are Python processes calling `breakpoint()` (stock pdb through
 //! the bundled client, `examples/python/bench_handoff.py`) instead of Rust actors.
@@ -16,17 +19,9 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-fn main() {
-    let mut args: Vec<String> = std::env::args()
-        .skip(1)
-        .filter(|a| !a.starts_with("--"))
-        .collect();
-    let python = args.first().is_some_and(|a| a == "python");
-    if python {
-        args.remove(0);
-    }
-    let n: u32 = args.first().and_then(|a| a.parse().ok()).unwrap_or(4);
-    let k: u32 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(50);
+/// One run of the tree: handoff samples, split into first visits (the next actor's first
+/// session) and revisits, and the wall time.
+fn run_tree(python: bool, n: u32, k: u32) -> (Vec<Duration>, Vec<Duration>, Duration) {
     let bin = env!("CARGO_BIN_EXE_actor-tui");
     let dir = std::env::temp_dir().join(format!("actor-tui-bench-{}", std::process::id()));
     let mut child = Command::new(bin)
@@ -52,7 +47,8 @@ fn main() {
         .expect("start actor-tui");
     let mut stdin = child.stdin.take().expect("stdin");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let mut samples = Vec::new();
+    let (mut first, mut again) = (Vec::new(), Vec::new());
+    let mut seen = std::collections::HashSet::new();
     let mut sent: Option<(Instant, String)> = None;
     let mut sessions = 0u32;
     let start = Instant::now();
@@ -66,8 +62,13 @@ fn main() {
                 if let Some((t0, prev)) = sent.take()
                     && prev != actor
                 {
-                    samples.push(now - t0);
+                    if seen.contains(&actor) {
+                        again.push(now - t0);
+                    } else {
+                        first.push(now - t0);
+                    }
                 }
+                seen.insert(actor.clone());
                 sessions += 1;
                 let t0 = Instant::now();
                 stdin
@@ -84,15 +85,57 @@ fn main() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(status.success(), "bench tree failed: {status}");
     assert_eq!(sessions, n * k, "every pause got a session");
+    (first, again, start.elapsed())
+}
+
+fn report(what: &str, mut samples: Vec<Duration>) {
+    if samples.is_empty() {
+        println!("  {what}: none");
+        return;
+    }
     samples.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
-        "handoff latency, {n} {} actors x {k} pauses ({} handoffs, {:.1} s total): p50 {:.3} ms  p90 {:.3} ms  max {:.3} ms",
-        if python { "Python" } else { "Rust" },
+        "  {what} ({}): p50 {:.3} ms  p90 {:.3} ms  max {:.3} ms",
         samples.len(),
-        start.elapsed().as_secs_f64(),
         ms(percentile(&samples, 0.5)),
         ms(percentile(&samples, 0.9)),
         ms(*samples.last().expect("samples")),
     );
+}
+
+fn main() {
+    let mut args: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with("--"))
+        .collect();
+    let python = args.first().is_some_and(|a| a == "python");
+    if python {
+        args.remove(0);
+    }
+    let n: u32 = args.first().and_then(|a| a.parse().ok()).unwrap_or(4);
+    let k: u32 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(50);
+    let rounds: u32 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1);
+    let (mut first, mut again) = (Vec::new(), Vec::new());
+    let mut wall = Duration::ZERO;
+    for _ in 0..rounds {
+        let (f, a, w) = run_tree(python, n, k);
+        first.extend(f);
+        again.extend(a);
+        wall += w;
+    }
+    let mut all: Vec<Duration> = first.iter().chain(&again).copied().collect();
+    all.sort();
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    println!(
+        "handoff latency, {n} {} actors x {k} pauses x {rounds} rounds ({} handoffs, {:.1} s total): p50 {:.3} ms  p90 {:.3} ms  max {:.3} ms",
+        if python { "Python" } else { "Rust" },
+        all.len(),
+        wall.as_secs_f64(),
+        ms(percentile(&all, 0.5)),
+        ms(percentile(&all, 0.9)),
+        ms(*all.last().expect("samples")),
+    );
+    report("to an actor's first session", first);
+    report("to an actor's later session", again);
 }

@@ -337,9 +337,11 @@ class Client:
         self.send_quietly({"type": "repl_where", "task": session.task, "epoch": session.epoch,
                            "task_name": task_name, "location": location})
 
-    def request_lock(self, task, task_name, reason, location):
+    def request_lock(self, task, task_name, reason, location, meanwhile=None):
         """Asks for the lock and waits as long as the queue takes. Returns the Session, or
-        None (after a warning on stderr) if the root refused or went away."""
+        None (after a warning on stderr) if the root refused or went away. `meanwhile()`
+        runs right after the request is sent: work the session needs (building the
+        debugger, `import pdb`) is then done while others debug, not after the grant."""
         ch = _Channel()
         with self._lock:
             if self.closed:
@@ -350,6 +352,8 @@ class Client:
         try:
             self.send({"type": "lock_request", "task": task, "task_name": task_name,
                        "reason": reason, "location": location})
+            if meanwhile is not None:
+                meanwhile()
             while session is None:
                 msg = ch.queue.get()
                 kind = msg["type"]

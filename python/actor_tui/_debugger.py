@@ -516,6 +516,16 @@ def pdb_class():
 _tls = threading.local()
 
 
+def _prepare(frame):
+    """What a session needs before its first prompt, done while the request waits: the
+    thread's debugger (importing pdb on first use) and the source lines its first stop
+    prints."""
+    _thread_pdb()
+    import linecache
+
+    linecache.getlines(frame.f_code.co_filename, frame.f_globals)
+
+
 def _thread_pdb():
     """The calling thread's debugger, reused so breakpoints and settings persist."""
     p = getattr(_tls, "pdb", None)
@@ -597,10 +607,11 @@ def set_trace(*, header=None, commands=None):
     fresh = session is None
     if fresh:
         # Ask first, build the debugger while others debug: the queue then reflects the
-        # order in which breakpoints were hit, not how long `import pdb` took.
+        # order in which breakpoints were hit, not how long `import pdb` took, and the
+        # first prompt of a process after a handoff is as quick as a later one.
         task, task_name = current_task()
         location = _location(frame)
-        session = client.request_lock(task, task_name, "pause", location)
+        session = client.request_lock(task, task_name, "pause", location, meanwhile=lambda: _prepare(frame))
         if session is None:
             return
     p = _thread_pdb()
