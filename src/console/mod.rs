@@ -4,6 +4,7 @@
 //! so a flooding actor costs parsing time but never a redraw per chunk. Keys are polled
 //! first and trigger a quick redraw, so typing stays responsive during a flood.
 
+mod feed;
 mod input;
 pub mod state;
 mod term;
@@ -30,7 +31,7 @@ const KEY_FRAME: Duration = Duration::from_millis(4);
 const EVENT_BATCH: usize = 256;
 /// ...or this many bytes of PTY output (about 5 ms of vt100 parsing), whichever is first,
 /// so a keystroke never waits long behind a flood.
-const OUTPUT_BATCH_BYTES: usize = 256 * 1024;
+const OUTPUT_BATCH_BYTES: usize = 1024 * 1024;
 
 struct Console {
     model: Model,

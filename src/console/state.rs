@@ -42,6 +42,8 @@ pub struct Actor {
     pub collapsed: bool,
     /// Its own PTY output; created on first output so idle actors cost nothing.
     pub output: Option<vt100::Parser>,
+    /// The last output ended inside an escape sequence or a UTF-8 character (see feed.rs).
+    pub output_mid: bool,
     /// Its REPL sessions, one after the other, with scrollback.
     pub repl: Option<vt100::Parser>,
     pub dump: Option<String>,
@@ -160,6 +162,34 @@ impl ConsoleState {
         }
     }
 
+    /// Applies events in order, joining each run of one actor's consecutive output into one
+    /// piece: a flood then reaches its emulator in large batches, whose head need not be
+    /// parsed (feed.rs).
+    pub fn apply_all(&mut self, events: impl IntoIterator<Item = RuntimeEvent>, now: Instant) {
+        let mut run: Option<(ActorId, Vec<u8>)> = None;
+        for ev in events {
+            match ev {
+                RuntimeEvent::Output { actor, data } => match &mut run {
+                    Some((a, buf)) if *a == actor => buf.extend_from_slice(&data),
+                    _ => {
+                        if let Some((actor, data)) = run.replace((actor, data)) {
+                            self.apply(RuntimeEvent::Output { actor, data }, now);
+                        }
+                    }
+                },
+                other => {
+                    if let Some((actor, data)) = run.take() {
+                        self.apply(RuntimeEvent::Output { actor, data }, now);
+                    }
+                    self.apply(other, now);
+                }
+            }
+        }
+        if let Some((actor, data)) = run {
+            self.apply(RuntimeEvent::Output { actor, data }, now);
+        }
+    }
+
     /// Applies one runtime event.
     pub fn apply(&mut self, ev: RuntimeEvent, now: Instant) {
         match ev {
@@ -187,6 +217,7 @@ impl ConsoleState {
                         wants_input: false,
                         collapsed: false,
                         output: None,
+                        output_mid: false,
                         repl: None,
                         dump: None,
                         history: Vec::new(),
@@ -325,9 +356,10 @@ impl ConsoleState {
             RuntimeEvent::Output { actor, data } => {
                 let size = self.output_size;
                 if let Some(a) = self.actor_mut(actor) {
-                    a.output
-                        .get_or_insert_with(|| vt100::Parser::new(size.0, size.1, SCROLLBACK))
-                        .process(&data);
+                    let parser = a
+                        .output
+                        .get_or_insert_with(|| vt100::Parser::new(size.0, size.1, SCROLLBACK));
+                    super::feed::feed(parser, &mut a.output_mid, &data);
                 }
             }
             RuntimeEvent::Dump { actor, text } => {

@@ -67,9 +67,7 @@ impl Model {
         now: Instant,
     ) -> Vec<RuntimeCommand> {
         self.now = now;
-        for ev in events {
-            self.state.apply(ev, now);
-        }
+        self.state.apply_all(events, now);
         if self.ui.selected.is_none() {
             self.ui.selected = self.state.actors().next().map(|a| a.id);
         }

@@ -1,0 +1,196 @@
+//! Feeding an actor's output to its terminal emulator without parsing what could never be
+//! seen. Under a flood the console gets a large batch of one actor's output at once; every
+//! line but the last `rows + scrollback` would scroll out of the emulator's scrollback before
+//! anyone looks. When the part to drop is plain text (printable characters, tabs, CR LF line
+//! ends and colour changes), it is left out: its colour changes are replayed (so the
+//! attributes in force are the same) and one CR LF stands for its line breaks. The screen and
+//! the whole scrollback come out exactly as if every byte had been parsed (tested below
+//! against a full parse). Anything else in that part (cursor movement, erasing, modes, a
+//! sequence or a UTF-8 character cut at the end of the previous batch) and the batch is
+//! parsed whole.
+
+/// The emulator of one actor's terminal, and whether the last batch ended in the middle of
+/// an escape sequence or a UTF-8 character (then the next batch is parsed whole).
+pub fn feed(parser: &mut vt100::Parser, mid_sequence: &mut bool, data: &[u8]) {
+    let (rows, _) = parser.screen().size();
+    let keep = usize::from(rows) + crate::console::state::SCROLLBACK + 1;
+    match (!*mid_sequence).then(|| droppable(data, keep)).flatten() {
+        Some((cut, colours)) => {
+            parser.process(&colours);
+            parser.process(b"\r\n");
+            parser.process(&data[cut..]);
+        }
+        None => parser.process(data),
+    }
+    *mid_sequence = ends_mid_sequence(data, *mid_sequence);
+}
+
+/// Where the kept part starts (after a CR LF with `keep` line feeds after it) and the colour
+/// changes of the part before it, if that part is plain text.
+fn droppable(data: &[u8], keep: usize) -> Option<(usize, Vec<u8>)> {
+    // The line feed `keep` line feeds before the end.
+    let mut seen = 0;
+    let lf = data.iter().rposition(|&b| {
+        seen += usize::from(b == b'\n');
+        b == b'\n' && seen > keep
+    })?;
+    if lf == 0 || data[lf - 1] != b'\r' {
+        return None;
+    }
+    let prefix = &data[..=lf];
+    let mut colours = Vec::new();
+    let mut i = 0;
+    while i < prefix.len() {
+        match prefix[i] {
+            b'\t' | b'\r' | b'\n' | 0x20..=0x7e | 0x80.. => i += 1,
+            0x1b => {
+                // Only SGR: ESC [ digits ; : ... m
+                let end = prefix[i + 1..]
+                    .iter()
+                    .position(|b| !matches!(b, b'[' | b'0'..=b'9' | b';' | b':'))?;
+                let end = i + 1 + end;
+                if prefix.get(i + 1) != Some(&b'[') || prefix[end] != b'm' {
+                    return None;
+                }
+                colours.extend_from_slice(&prefix[i..=end]);
+                i = end + 1;
+            }
+            _ => return None,
+        }
+    }
+    Some((lf + 1, colours))
+}
+
+/// Whether `data` ends inside an escape sequence or a UTF-8 character (conservatively: when
+/// unsure, yes). `before` is the same for what came before, for a batch with no ESC at all.
+fn ends_mid_sequence(data: &[u8], before: bool) -> bool {
+    // A UTF-8 character cut short: a lead byte among the last three with too few
+    // continuation bytes after it.
+    let tail = &data[data.len().saturating_sub(3)..];
+    for (k, &b) in tail.iter().enumerate().rev() {
+        let need = match b {
+            0xc0..=0xdf => 2,
+            0xe0..=0xef => 3,
+            0xf0..=0xf7 => 4,
+            0x80..=0xbf => continue,
+            _ => break,
+        };
+        if tail.len() - k < need {
+            return true;
+        }
+        break;
+    }
+    let Some(esc) = data.iter().rposition(|&b| b == 0x1b) else {
+        // No ESC here: a sequence left open before is still open only if nothing ended it;
+        // to stay simple, one batch without ESC after it does not close it.
+        return before && data.iter().all(|b| !(0x40..=0x7e).contains(b));
+    };
+    let rest = &data[esc + 1..];
+    match rest.first() {
+        None => true,
+        // CSI: parameters and intermediates, then a final byte.
+        Some(b'[') => !rest[1..].iter().any(|b| (0x40..=0x7e).contains(b)),
+        // OSC, DCS, APC, PM, SOS: open until BEL or ST.
+        Some(b']' | b'P' | b'_' | b'^' | b'X') => !rest.iter().any(|&b| b == 0x07 || b == b'\\'),
+        // Two-byte sequences (ESC c, ESC 7, charset selection ESC ( B ...).
+        Some(b'(' | b')' | b'*' | b'+' | b'#' | b'%' | b' ') => rest.len() < 2,
+        Some(_) => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const ROWS: u16 = 6;
+
+    fn everything(p: &mut vt100::Parser) -> Vec<String> {
+        // The visible screen and every page of scrollback, with attributes.
+        (0..=crate::console::state::SCROLLBACK)
+            .step_by(ROWS as usize)
+            .map(|back| {
+                p.screen_mut().set_scrollback(back);
+                let s = p.screen();
+                format!("{:?}\n{:?}", s.contents_formatted(), s.cursor_position())
+            })
+            .collect()
+    }
+
+    fn both(batches: &[Vec<u8>]) -> (Vec<String>, Vec<String>) {
+        let scrollback = crate::console::state::SCROLLBACK;
+        let mut full = vt100::Parser::new(ROWS, 20, scrollback);
+        let mut fast = vt100::Parser::new(ROWS, 20, scrollback);
+        let mut mid = false;
+        for b in batches {
+            full.process(b);
+            feed(&mut fast, &mut mid, b);
+        }
+        (everything(&mut full), everything(&mut fast))
+    }
+
+    fn lines(n: usize, colour: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        for i in 0..n {
+            if colour && i % 7 == 0 {
+                out.extend_from_slice(format!("\x1b[{}m", 31 + i % 6).as_bytes());
+            }
+            out.extend_from_slice(format!("line {i} é\tok\r\n").as_bytes());
+        }
+        out
+    }
+
+    #[test]
+    fn a_big_plain_batch_skips_its_head_and_looks_the_same() {
+        let big = lines(5_000, true);
+        let keep = usize::from(ROWS) + crate::console::state::SCROLLBACK + 1;
+        assert!(droppable(&big, keep).is_some(), "the head is dropped");
+        let (full, fast) = both(&[b"partial".to_vec(), big, b"tail \x1b[1mbold".to_vec()]);
+        assert_eq!(full, fast);
+    }
+
+    #[test]
+    fn cursor_movement_in_the_head_means_a_full_parse() {
+        let mut big = b"\x1b[2J".to_vec();
+        big.extend(lines(5_000, false));
+        assert!(droppable(&big, 100).is_none());
+        let (full, fast) = both(&[big]);
+        assert_eq!(full, fast);
+    }
+
+    #[test]
+    fn a_sequence_cut_between_batches_is_parsed_whole_next_time() {
+        let mut first = lines(10, false);
+        first.extend_from_slice(b"\x1b[3");
+        let mut second = b"1mred\r\n".to_vec();
+        second.extend(lines(5_000, false));
+        let (full, fast) = both(&[first, second]);
+        assert_eq!(full, fast);
+        assert!(ends_mid_sequence(b"abc\x1b[3", false));
+        assert!(ends_mid_sequence("é".as_bytes().split_at(1).0, false));
+        assert!(!ends_mid_sequence(b"abc\x1b[31m", true));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+        #[test]
+        fn any_split_of_a_coloured_flood_looks_the_same(
+            n in 2_000usize..6_000,
+            cuts in proptest::collection::vec(0usize..1_000_000, 0..6),
+            colour in any::<bool>(),
+        ) {
+            let data = lines(n, colour);
+            let mut cuts: Vec<usize> = cuts.into_iter().map(|c| c % data.len()).collect();
+            cuts.sort_unstable();
+            let mut batches = Vec::new();
+            let mut at = 0;
+            for c in cuts {
+                batches.push(data[at..c.max(at)].to_vec());
+                at = c.max(at);
+            }
+            batches.push(data[at..].to_vec());
+            let (full, fast) = both(&batches);
+            prop_assert_eq!(full, fast);
+        }
+    }
+}
