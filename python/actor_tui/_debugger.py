@@ -635,8 +635,12 @@ def break_in(frame):
     if current is not None and current._depth > 0:
         return
     client = _client.current(connect=False)
-    if client is None:
+    if client is None or _in_start_up(frame):
+        # The interrupt came while the process was still connecting (its reader thread
+        # runs before `connect` returns): the program has not started; try again shortly.
+        _retry_break_in()
         return
+    _break_in_retries[0] = 0
     task, task_name = current_task()
     location = _location(frame)
     session = client.request_lock(task, task_name, "pause", location)
@@ -660,6 +664,28 @@ def break_in(frame):
         if st.end == "continue":
             p._set_stopinfo(p.botframe, None, -1)
         sys.settrace(p.trace_dispatch)
+
+
+_START_UP_MODULES = ("actor_tui", "sitecustomize", "site", "importlib", "_frozen_importlib")
+_break_in_retries = [0]
+
+
+def _in_start_up(frame):
+    name = frame.f_globals.get("__name__", "") if frame is not None else ""
+    return any(name == m or name.startswith(m + ".") for m in _START_UP_MODULES)
+
+
+def _retry_break_in():
+    _break_in_retries[0] += 1
+    if _break_in_retries[0] > 100:  # 5 s of start-up: give up, say so
+        _break_in_retries[0] = 0
+        warn("break-in given up: the program did not start running")
+        return
+    from . import _shield
+
+    timer = threading.Timer(0.05, _shield.break_in, (break_in,))
+    timer.daemon = True
+    timer.start()
 
 
 def _exception_text(value, tb):
