@@ -4,7 +4,9 @@
 //!    real PTY) and a REPL is open: flood throughput, the console's CPU time and peak
 //!    memory, frame times, and keystroke-to-echo latency in the REPL input during the flood;
 //! 3. the same flood with the keyboard in terminal mode (F6) on the other actor: keystroke
-//!    to the PTY's own echo on screen.
+//!    to the PTY's own echo on screen;
+//! 4. the console's resident memory with 1, 50 and 500 live actors that have each printed
+//!    3,000 coloured log lines.
 //!
 //!     cargo bench --bench console [-- MEGABYTES]     (default 100)
 #![allow(unsafe_code, reason = "libc calls in the bench harness")]
@@ -287,6 +289,76 @@ fn flood(mb: u32, echo_in: EchoIn) {
     assert!(status.success(), "console run failed: {status}");
 }
 
+fn proc_rss_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0)
+}
+
+/// The console with `n` live actors that have each printed 3,000 coloured log lines
+/// (`__demo chatty_top`): its resident memory once they all have. Returns (RSS, HWM) in KiB.
+fn chatty(n: u32) -> (u64, u64) {
+    let bin = env!("CARGO_BIN_EXE_actor-tui");
+    let dir = std::env::temp_dir().join(format!("actor-tui-chatty-{}-{n}", std::process::id()));
+    let done = dir.join("done");
+    std::fs::create_dir_all(&done).expect("dir");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let args: Vec<String> = [
+        "--socket",
+        &dir.join("root.sock").to_string_lossy(),
+        "--log-file",
+        &dir.join("log").to_string_lossy(),
+        bin,
+        "__demo",
+        "chatty_top",
+        &n.to_string(),
+        "3000",
+        &done.to_string_lossy(),
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    let env = vec![("TERM".to_owned(), "xterm-256color".to_owned())];
+    let mut term = rt
+        .block_on(async {
+            Mirror::spawn(&SpawnSpec {
+                program: bin,
+                args: &args,
+                env: &env,
+                cwd: None,
+                rows: 40,
+                cols: 120,
+            })
+        })
+        .expect("spawn console");
+    let pid = term.child.id().expect("pid");
+    let deadline = Instant::now() + Duration::from_secs(300);
+    // The pause opens once every actor has printed all its lines.
+    let ready = format!("Actors ({})", n + 1);
+    while !(term.contents().contains(&ready) && term.contents().contains("(actor-tui)")) {
+        assert!(Instant::now() < deadline, "timed out:\n{}", term.contents());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Let the last output batches reach the console.
+    std::thread::sleep(Duration::from_millis(500));
+    let (rss, hwm) = (proc_rss_kb(pid), proc_hwm_kb(pid));
+    rt.block_on(term.write(b"\x1b[21~")).expect("F10");
+    std::thread::sleep(Duration::from_millis(100));
+    rt.block_on(term.write(b"y")).expect("confirm");
+    let child = &mut term.child;
+    let _ =
+        rt.block_on(async { tokio::time::timeout(Duration::from_secs(60), child.wait()).await });
+    let _ = std::fs::remove_dir_all(&dir);
+    (rss, hwm)
+}
+
 fn main() {
     let mb: u32 = std::env::args()
         .skip(1)
@@ -296,4 +368,21 @@ fn main() {
     render_1000();
     flood(mb, EchoIn::Repl);
     flood(mb, EchoIn::Terminal);
+    let runs: Vec<(u32, (u64, u64))> = [1, 50, 500].into_iter().map(|n| (n, chatty(n))).collect();
+    let base = runs[0].1.0;
+    for (n, (rss, hwm)) in &runs {
+        let per = if *n > 1 {
+            format!(
+                ", {:.2} MB per actor over the 1-actor run",
+                rss.saturating_sub(base) as f64 / 1024.0 / f64::from(n - 1)
+            )
+        } else {
+            String::new()
+        };
+        println!(
+            "console RSS, {n} chatty actors (3,000 coloured lines each): {:.1} MB (peak {:.1} MB){per}",
+            *rss as f64 / 1024.0,
+            *hwm as f64 / 1024.0
+        );
+    }
 }

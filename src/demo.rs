@@ -23,6 +23,9 @@ pub fn run_role(role: &str) -> i32 {
         // Used by the console flood benchmark (`cargo bench --bench console`).
         "flood_top" => flood_top(),
         "flooder" => flooder(),
+        // Used by the console memory benchmark (`cargo bench --bench console`).
+        "chatty_top" => chatty_top(),
+        "chatty" => chatty(),
         other => {
             eprintln!("unknown demo role {other}");
             2
@@ -115,6 +118,59 @@ fn arg(n: usize, default: u32) -> u32 {
         .nth(n)
         .and_then(|a| a.parse().ok())
         .unwrap_or(default)
+}
+
+/// `__demo chatty_top N LINES DIR`: N subactors that each print LINES coloured log lines
+/// and stay alive; once all have printed (each leaves `DIR/done-ID`), a pause opens, so a
+/// REPL on screen says the tree is ready to be measured.
+fn chatty_top() -> i32 {
+    let (n, lines) = (arg(3, 50), arg(4, 3000));
+    let Some(dir) = std::env::args().nth(5) else {
+        return 2;
+    };
+    let children: Vec<_> = (0..n)
+        .filter_map(|i| {
+            client::spawn_self(
+                &format!("chatty-{i}"),
+                &[ROLE_FLAG, "chatty", &lines.to_string(), &dir],
+            )
+            .ok()
+        })
+        .collect();
+    while std::fs::read_dir(&dir).map_or(0, Iterator::count) < children.len() {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let chatty = children.len();
+    let _ = pause_sync!(chatty);
+    0
+}
+
+/// `__demo chatty LINES DIR`: prints LINES coloured log lines, marks itself done in DIR,
+/// then waits to be cancelled.
+fn chatty() -> i32 {
+    use std::io::Write as _;
+    let lines = arg(3, 3000);
+    let dir = std::env::args().nth(4).unwrap_or_else(|| ".".into());
+    let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+    for n in 0..lines {
+        let colour = 31 + n % 6;
+        if writeln!(
+            out,
+            "\x1b[{colour}m{n:>6} INFO\x1b[0m worker: handled request id={n} in 0.{:03} ms",
+            n % 1000
+        )
+        .is_err()
+        {
+            return 1;
+        }
+    }
+    if out.flush().is_err() {
+        return 1;
+    }
+    drop(out);
+    let _ = std::fs::write(format!("{dir}/done-{}", std::process::id()), b"");
+    std::thread::sleep(Duration::from_secs(3600));
+    0
 }
 
 /// `__demo bench_top N K`: N subactors that each pause K times, all queueing at once.

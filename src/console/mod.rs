@@ -6,6 +6,7 @@
 
 mod feed;
 mod input;
+pub mod outlog;
 pub mod state;
 mod term;
 pub mod update;
@@ -222,6 +223,7 @@ impl Console {
 fn print_final_screen(model: &mut Model) {
     use std::io::Write;
     let first = crate::proto::ActorId(1);
+    model.state.show(&[first]);
     let Some(a) = model.state.actor_mut(first) else {
         return;
     };

@@ -101,7 +101,14 @@ pub struct ConsoleState {
     /// Size of actor PTYs (the output pane) and of REPL screens (the REPL pane).
     pub output_size: (u16, u16),
     pub repl_size: (u16, u16),
+    /// Every actor's recent output as bytes; only the actors in `live` (most recently
+    /// shown last) have an emulator (`Actor::output`), rebuilt from these when shown.
+    logs: super::outlog::OutputLogs,
+    live: VecDeque<ActorId>,
 }
+
+/// Actors whose output emulator is kept while they are off screen (the ones just shown).
+const LIVE_MAX: usize = 4;
 
 /// The size of a vt100 screen for a pane of `size`: at least 2×2, because the emulator
 /// cannot wrap a line on one row or fit a wide character in one column (it overflows). A
@@ -137,6 +144,8 @@ impl ConsoleState {
             exit_code: None,
             completion: None,
             exit_order: VecDeque::new(),
+            logs: super::outlog::OutputLogs::default(),
+            live: VecDeque::new(),
             output_size,
             repl_size,
         }
@@ -237,6 +246,8 @@ impl ConsoleState {
                     {
                         a.output = None;
                         a.repl = None;
+                        self.logs.forget(old);
+                        self.live.retain(|l| *l != old);
                     }
                 }
             }
@@ -354,11 +365,13 @@ impl ConsoleState {
                 }
             }
             RuntimeEvent::Output { actor, data } => {
-                let size = self.output_size;
-                if let Some(a) = self.actor_mut(actor) {
-                    let parser = a
-                        .output
-                        .get_or_insert_with(|| vt100::Parser::new(size.0, size.1, SCROLLBACK));
+                if !self.actors.contains_key(&actor) {
+                    return;
+                }
+                self.logs.push(actor, &data);
+                if let Some(a) = self.actors.get_mut(&actor)
+                    && let Some(parser) = &mut a.output
+                {
                     super::feed::feed(parser, &mut a.output_mid, &data);
                 }
             }
@@ -542,6 +555,39 @@ impl ConsoleState {
             }
         }
         out
+    }
+
+    /// Makes sure the actors in `ids` have an output emulator (rebuilt from their kept bytes
+    /// if they had none), and drops the emulators of actors shown least recently beyond
+    /// [`LIVE_MAX`]. Called before every frame with the actors that frame shows.
+    pub fn show(&mut self, ids: &[ActorId]) {
+        let size = self.output_size;
+        for &id in ids {
+            let Some(a) = self.actors.get_mut(&id) else {
+                continue;
+            };
+            if a.output.is_none() {
+                let mut parser = vt100::Parser::new(size.0, size.1, SCROLLBACK);
+                let mut mid = false;
+                for chunk in self.logs.chunks(id) {
+                    super::feed::feed(&mut parser, &mut mid, chunk);
+                }
+                a.output = Some(parser);
+                a.output_mid = mid;
+            }
+            self.live.retain(|l| *l != id);
+            self.live.push_back(id);
+        }
+        while self.live.len() > LIVE_MAX {
+            let Some(pos) = self.live.iter().position(|l| !ids.contains(l)) else {
+                break;
+            };
+            if let Some(old) = self.live.remove(pos)
+                && let Some(a) = self.actors.get_mut(&old)
+            {
+                a.output = None;
+            }
+        }
     }
 
     /// Resizes every actor terminal of one kind (output or REPL).
@@ -762,6 +808,61 @@ mod tests {
             },
             t,
         );
+        s.show(&[ActorId(1)]);
         assert!(s.actor(ActorId(1)).expect("1").output.is_some());
+    }
+
+    #[test]
+    fn only_shown_actors_keep_an_emulator_and_a_shown_one_looks_as_if_always_parsed() {
+        let t = Instant::now();
+        let mut s = ConsoleState::new((10, 40), (10, 40));
+        let ids: Vec<String> = (1..=8).map(|i| i.to_string()).collect();
+        for id in &ids {
+            s.apply(started(id, None), t);
+        }
+        let mut reference = vt100::Parser::new(10, 40, SCROLLBACK);
+        for n in 0..3_000 {
+            let line = format!("\x1b[3{}mline {n}\r\n", n % 8);
+            reference.process(line.as_bytes());
+            for id in &ids {
+                s.apply_all(
+                    [RuntimeEvent::Output {
+                        actor: aid(id),
+                        data: line.clone().into_bytes(),
+                    }],
+                    t,
+                );
+            }
+        }
+        // Nobody was shown: no emulator anywhere, only bytes.
+        assert!(s.actors().all(|a| a.output.is_none()));
+        for id in &ids {
+            s.show(&[aid(id)]);
+        }
+        let live = s.actors().filter(|a| a.output.is_some()).count();
+        assert_eq!(live, LIVE_MAX, "the least recently shown lost theirs");
+        let a = s.actor(aid("8")).expect("8");
+        let shown = a.output.as_ref().expect("8 was shown last").screen();
+        assert_eq!(
+            shown.contents_formatted(),
+            reference.screen().contents_formatted()
+        );
+        // Output to a shown actor goes to its emulator as it comes.
+        s.apply(
+            RuntimeEvent::Output {
+                actor: aid("8"),
+                data: b"fresh\r\n".to_vec(),
+            },
+            t,
+        );
+        let a = s.actor(aid("8")).expect("8");
+        assert!(
+            a.output
+                .as_ref()
+                .expect("live")
+                .screen()
+                .contents()
+                .contains("fresh")
+        );
     }
 }

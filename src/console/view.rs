@@ -112,6 +112,9 @@ fn entry(s: &ConsoleState, r: &Request, elapsed: Duration) -> LockEntry {
 pub fn apply_scroll(s: &mut ConsoleState, ui: &UiState) {
     let holder = s.holder.as_ref().map(|h| h.request.actor);
     let selected = ui.selected;
+    // The output screens this frame shows must exist (only these few are kept parsed).
+    let shown: Vec<_> = [selected, ui.terminal].into_iter().flatten().collect();
+    s.show(&shown);
     if let Some(a) = holder.and_then(|h| s.actor_mut(h))
         && let Some(p) = &mut a.repl
     {
