@@ -166,8 +166,8 @@ def round_tmux(workdir, mb):
         # `cat` on the right (pane b.1 after the split), the flooder on the left.
         tmux.command("split-window -h -b -l %d -t b '%s __demo flooder %d %s; sleep 600'"
                      % (COLS * 3 // 4, BIN, mb, result))
-        panes = tmux.command("list-panes -t b -F '#{pane_index} #{pane_current_command}'")
-        cat_pane = "b.%s" % [p.split()[0] for p in panes if p.split()[1] == "cat"][0]
+        # The new pane is first (-b): `cat` is the second one.
+        cat_pane = "b.1"
         server = tmux.server_pid()
         wait("flood running", lambda: any("INFO flood" in line for line in tmux.screen("b.0")))
         cpu0 = cpu_seconds(server)

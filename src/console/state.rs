@@ -44,6 +44,9 @@ pub struct Actor {
     pub output: Option<vt100::Parser>,
     /// The last output ended inside an escape sequence or a UTF-8 character (see feed.rs).
     pub output_mid: bool,
+    /// Output that came since the last frame, for the live emulator: it is parsed when a
+    /// frame shows it (`show`), once per frame, so a flood's head can be left out.
+    output_pending: Vec<u8>,
     /// Its REPL sessions, one after the other, with scrollback.
     pub repl: Option<vt100::Parser>,
     pub dump: Option<String>,
@@ -109,6 +112,20 @@ pub struct ConsoleState {
 
 /// Actors whose output emulator is kept while they are off screen (the ones just shown).
 const LIVE_MAX: usize = 4;
+/// Output waiting for a live emulator's next frame is parsed at once past this size.
+const PENDING_MAX: usize = 4 << 20;
+
+impl Actor {
+    /// Parses the output that came since the last frame.
+    fn flush_output(&mut self) {
+        if let Some(parser) = &mut self.output
+            && !self.output_pending.is_empty()
+        {
+            super::feed::feed(parser, &mut self.output_mid, &self.output_pending);
+            self.output_pending.clear();
+        }
+    }
+}
 
 /// The size of a vt100 screen for a pane of `size`: at least 2×2, because the emulator
 /// cannot wrap a line on one row or fit a wide character in one column (it overflows). A
@@ -227,6 +244,7 @@ impl ConsoleState {
                         collapsed: false,
                         output: None,
                         output_mid: false,
+                        output_pending: Vec::new(),
                         repl: None,
                         dump: None,
                         history: Vec::new(),
@@ -370,9 +388,12 @@ impl ConsoleState {
                 }
                 self.logs.push(actor, &data);
                 if let Some(a) = self.actors.get_mut(&actor)
-                    && let Some(parser) = &mut a.output
+                    && a.output.is_some()
                 {
-                    super::feed::feed(parser, &mut a.output_mid, &data);
+                    a.output_pending.extend_from_slice(&data);
+                    if a.output_pending.len() > PENDING_MAX {
+                        a.flush_output();
+                    }
                 }
             }
             RuntimeEvent::Dump { actor, text } => {
@@ -567,14 +588,16 @@ impl ConsoleState {
                 continue;
             };
             if a.output.is_none() {
+                // All of it at once, so a long log's head need not be parsed.
+                let kept: Vec<u8> = self.logs.chunks(id).flatten().copied().collect();
                 let mut parser = vt100::Parser::new(size.0, size.1, SCROLLBACK);
                 let mut mid = false;
-                for chunk in self.logs.chunks(id) {
-                    super::feed::feed(&mut parser, &mut mid, chunk);
-                }
+                super::feed::feed(&mut parser, &mut mid, &kept);
                 a.output = Some(parser);
                 a.output_mid = mid;
+                a.output_pending.clear();
             }
+            a.flush_output();
             self.live.retain(|l| *l != id);
             self.live.push_back(id);
         }
@@ -586,6 +609,7 @@ impl ConsoleState {
                 && let Some(a) = self.actors.get_mut(&old)
             {
                 a.output = None;
+                a.output_pending = Vec::new();
             }
         }
     }
@@ -596,6 +620,8 @@ impl ConsoleState {
         self.output_size = output;
         self.repl_size = repl;
         for a in self.actors.values_mut() {
+            // What came before the resize was written for the old size.
+            a.flush_output();
             if let Some(p) = &mut a.output {
                 p.screen_mut().set_size(output.0, output.1);
             }
@@ -847,7 +873,7 @@ mod tests {
             shown.contents_formatted(),
             reference.screen().contents_formatted()
         );
-        // Output to a shown actor goes to its emulator as it comes.
+        // Output to a live actor is parsed once per frame, when the frame shows it.
         s.apply(
             RuntimeEvent::Output {
                 actor: aid("8"),
@@ -855,14 +881,12 @@ mod tests {
             },
             t,
         );
-        let a = s.actor(aid("8")).expect("8");
-        assert!(
-            a.output
-                .as_ref()
-                .expect("live")
-                .screen()
-                .contents()
-                .contains("fresh")
-        );
+        let screen = |s: &ConsoleState| {
+            let a = s.actor(aid("8")).expect("8");
+            a.output.as_ref().expect("live").screen().contents()
+        };
+        assert!(!screen(&s).contains("fresh"));
+        s.show(&[aid("8")]);
+        assert!(screen(&s).contains("fresh"));
     }
 }
