@@ -19,7 +19,7 @@ use crossterm::event::EventStream;
 use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
-use crate::runtime::{Runtime, RuntimeCommand};
+use crate::runtime::{Runtime, RuntimeCommand, RuntimeEvent};
 use input::Action;
 use state::ConsoleState;
 use update::Model;
@@ -28,6 +28,8 @@ use update::Model;
 const OUTPUT_FRAME: Duration = Duration::from_millis(33);
 /// Frame interval after a keystroke: echo should feel immediate.
 const KEY_FRAME: Duration = Duration::from_millis(4);
+/// How long after a key typed into an actor's terminal its output counts as the echo.
+const ECHO_WINDOW: Duration = Duration::from_millis(250);
 /// Runtime events applied per loop turn before keys get another look...
 const EVENT_BATCH: usize = 256;
 /// ...or this many bytes of PTY output (about 5 ms of vt100 parsing), whichever is first,
@@ -42,9 +44,9 @@ struct Console {
     commands: mpsc::Sender<RuntimeCommand>,
 }
 
-fn output_len(ev: &crate::runtime::RuntimeEvent) -> usize {
+fn output_len(ev: &RuntimeEvent) -> usize {
     match ev {
-        crate::runtime::RuntimeEvent::Output { data, .. } => data.len(),
+        RuntimeEvent::Output { data, .. } => data.len(),
         _ => 0,
     }
 }
@@ -95,6 +97,9 @@ pub async fn run(mut rt: Runtime) -> i32 {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     let mut last_draw = Instant::now() - OUTPUT_FRAME;
     let mut due: Option<Instant> = Some(Instant::now());
+    // When a key last went to an actor's terminal (F6): its echo is output of that actor,
+    // and is drawn as soon as a key's own effect would be, not at the flood's frame rate.
+    let mut typed_at: Option<Instant> = None;
 
     loop {
         let wake = due.map(tokio::time::Instant::from_std);
@@ -104,6 +109,9 @@ pub async fn run(mut rt: Runtime) -> i32 {
                 let cmds = match key {
                     Some(Ok(ev)) => {
                         let action = input::map(&ev, c.model.ui.mode, c.model.overlay_kind());
+                        if matches!(action, Action::Type(_)) {
+                            typed_at = Some(Instant::now());
+                        }
                         if action == Action::Resize {
                             match crossterm::terminal::size() {
                                 Ok((cols, rows)) => c.model.resize(cols, rows),
@@ -139,9 +147,16 @@ pub async fn run(mut rt: Runtime) -> i32 {
                         Err(_) => break,
                     }
                 }
+                let echo = typed_at.is_some_and(|t| t.elapsed() < ECHO_WINDOW)
+                    && c.model.ui.terminal.is_some_and(|id| {
+                        batch
+                            .iter()
+                            .any(|e| matches!(e, RuntimeEvent::Output { actor, .. } if *actor == id))
+                    });
                 let cmds = c.model.on_events(batch, Instant::now());
                 c.send_all(cmds);
-                due.get_or_insert(last_draw + OUTPUT_FRAME);
+                let frame = if echo { KEY_FRAME } else { OUTPUT_FRAME };
+                due = Some(due.map_or(last_draw + frame, |d| d.min(last_draw + frame)));
                 if c.model.state.exit_code.is_some() {
                     break;
                 }

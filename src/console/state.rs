@@ -113,7 +113,7 @@ pub struct ConsoleState {
 /// Actors whose output emulator is kept while they are off screen (the ones just shown).
 const LIVE_MAX: usize = 4;
 /// Output waiting for a live emulator's next frame is parsed at once past this size.
-const PENDING_MAX: usize = 4 << 20;
+const PENDING_MAX: usize = 1 << 20;
 
 impl Actor {
     /// Parses the output that came since the last frame.
