@@ -353,7 +353,10 @@ class Client:
             self.send({"type": "lock_request", "task": task, "task_name": task_name,
                        "reason": reason, "location": location})
             if meanwhile is not None:
-                meanwhile()
+                try:
+                    meanwhile()
+                except Exception as e:  # preparing is an optimisation: the session goes on
+                    warn("could not prepare the debugger while waiting: %r" % (e,))
             while session is None:
                 msg = ch.queue.get()
                 kind = msg["type"]
@@ -555,6 +558,12 @@ class Client:
         for session in sessions:
             self.end_session(session, "continue")
 
+    def busy_with_lock(self):
+        """Whether the calling thread waits for the lock or holds a session."""
+        me = threading.get_ident()
+        with self._lock:
+            return me in self._sessions or any(ch.thread == me for ch in self._channels.values())
+
     def lock_states(self):
         """thread ident -> what it is doing with the lock, for dumps."""
         out = {}
@@ -711,7 +720,8 @@ def register_name():
     if tractor:
         return tractor
     xdist = os.environ.get("PYTEST_XDIST_WORKER")
-    if xdist and not (os.environ.get("ACTOR_TUI_ACTOR") and is_session_leader()):
+    # The variable is inherited by whatever a worker starts; only the worker runs xdist.
+    if xdist and "xdist" in sys.modules and not (os.environ.get("ACTOR_TUI_ACTOR") and is_session_leader()):
         return xdist  # pytest-xdist's worker id: gw0, gw1, ...
     mp = sys.modules.get("multiprocessing.process")
     if mp is not None:

@@ -294,20 +294,43 @@ class _PdbState(object):
         self.depth = 0  # >0 while this instance's command loop runs
 
 
+def _on_the_terminal(p):
+    """Whether a debugger talks to the process's own terminal (so the console should have it),
+    rather than to streams its program gave it (a test's StringIO, remote_pdb's socket)."""
+    std = (sys.stdin, sys.__stdin__, sys.stdout, sys.__stdout__)
+    return any(p.stdin is s for s in std[:2]) and any(p.stdout is s for s in std[2:])
+
+
+def _reads_the_tty_itself(p):
+    # IPython's TerminalPdb (ipdb) reads with prompt_toolkit and refuses use_rawinput=False:
+    # it keeps its own terminal and only takes the lock.
+    return any(c.__module__.split(".")[0] == "IPython" for c in type(p).__mro__)
+
+
 def _adopt(p):
-    """The state of a Pdb instance, taking over its I/O the first time (another program's
-    debugger, or a subclass we did not build)."""
+    """The state of a Pdb instance, taking over its I/O on a stop where it uses the terminal
+    (another program's debugger, or a subclass we did not build). None: leave it alone."""
     st = p.__dict__.get("_actor_tui")
+    if st is not None and p.stdin is st.io:
+        return st
+    if not _on_the_terminal(p):
+        return None
     if st is None:
         st = p._actor_tui = _PdbState(p, quit_exits=False)
-        p.stdin = p.stdout = st.io
-        p.use_rawinput = False
         # The shield owns SIGINT; pdb's own handler would turn a Ctrl-C into a stop.
         p.nosigint = True
         skip = set(p.skip or ())
         skip.update(("actor_tui", "actor_tui.*"))
         p.skip = skip
+    if not _reads_the_tty_itself(p):
+        p.stdin = p.stdout = st.io
+        p.use_rawinput = False
     return st
+
+
+# Command loops running on this thread: pdb's `debug` command runs a nested debugger inside
+# the outer one's session, which must neither ask for the lock nor end it.
+_loops = threading.local()
 
 
 def _exception_of(tb):
@@ -334,6 +357,8 @@ def _interaction(p, frame, traceback, run):
     """pdb.Pdb.interaction under a root: one session per task, held across steps."""
     # connect=True: a breakpoint inherited across a fork fires in the child, which then
     # connects as a new actor.
+    if getattr(_loops, "depth", 0) > 0:
+        return run(p, frame, traceback)  # nested (`debug`): the outer session goes on
     client = _client.current()
     st = p.__dict__.get("_actor_tui")
     if client is None:
@@ -343,6 +368,8 @@ def _interaction(p, frame, traceback, run):
         _stop_debugging(p)
         return
     st = _adopt(p)
+    if st is None:
+        return run(p, frame, traceback)  # talks to its own streams: not the console's
     tb, exc = _exception_of(traceback)
     if traceback is not None and st.reason == "pause":
         # A post-mortem we did not start (pdb.post_mortem, pytest --pdb).
@@ -384,17 +411,20 @@ def _interaction(p, frame, traceback, run):
     st.reason, st.where, st.crash_text, st.task_name = "pause", None, None, None
     st.end = None
     st.depth += 1
+    _loops.depth = getattr(_loops, "depth", 0) + 1
     try:
         run(p, frame, traceback)
     except BaseException:
         # The command loop raised (pytest's `q` raises its Exit from there): the session
         # ends with it, or the tree would wait for a release that never comes.
         st.depth -= 1
+        _loops.depth -= 1
         st.io.finish()
         client.end_session(session, "quit" if st.end == "quit" else "continue")
         st.io.detach()
         raise
     st.depth -= 1
+    _loops.depth -= 1
     st.io.finish()
     if session.over:
         client.end_session(session)
@@ -641,16 +671,28 @@ def break_in(frame):
         _retry_break_in()
         return
     _break_in_retries[0] = 0
+    if client.busy_with_lock() or _inside_actor_tui(frame):
+        # The thread already waits for the lock or debugs (the root's check raced with a
+        # pause): a second request from the same task would be refused, and lose the first.
+        client.send_quietly({"type": "notice", "message": "%s (pid %d): not interrupted, it is "
+                             "already pausing" % (client.name, client.pid)})
+        return
     task, task_name = current_task()
     location = _location(frame)
     session = client.request_lock(task, task_name, "pause", location)
     if session is None:
         return
-    sys.settrace(None)
-    p = _thread_pdb()
-    p._io.attach(session, _banner(client, session, "pause", location, None, what="interrupted"))
-    p.reset()
-    p.interaction(frame, None)
+    try:
+        sys.settrace(None)
+        p = _thread_pdb()
+        p._io.attach(session, _banner(client, session, "pause", location, None, what="interrupted"))
+        p.reset()
+        p.interaction(frame, None)
+    except BaseException:
+        # The session must not outlive this (an import that fails here, a KeyboardInterrupt):
+        # hand the lock on, then let the exception surface where the program was.
+        client.end_session(session, "continue")
+        raise
     st = p._actor_tui
     if st.end is None or (st.end == "continue" and p.breaks):
         # Stepping (`n`, `s`): trace this frame and its callers as Bdb.set_trace would,
@@ -670,6 +712,15 @@ _START_UP_MODULES = ("actor_tui", "sitecustomize", "site", "importlib", "_frozen
 _break_in_retries = [0]
 
 
+def _inside_actor_tui(frame):
+    while frame is not None:
+        name = frame.f_globals.get("__name__", "")
+        if name == "actor_tui" or name.startswith("actor_tui."):
+            return True
+        frame = frame.f_back
+    return False
+
+
 def _in_start_up(frame):
     name = frame.f_globals.get("__name__", "") if frame is not None else ""
     return any(name == m or name.startswith(m + ".") for m in _START_UP_MODULES)
@@ -684,6 +735,7 @@ def _retry_break_in():
     from . import _shield
 
     timer = threading.Timer(0.05, _shield.break_in, (break_in,))
+    # (break_in checks again when it runs: by then the program may be pausing by itself.)
     timer.daemon = True
     timer.start()
 
@@ -842,7 +894,9 @@ class _PostMortemCall(object):
                 # From the task's own frame on: this wrapper is not the user's code.
                 tb = e.__traceback__.tb_next or e.__traceback__
                 try:
-                    post_mortem(tb, e)
+                    # `q` ends the session, not the worker: a worker that exits loses its
+                    # task, and Pool.map would wait for it for ever.
+                    post_mortem(tb, e, quit_exits=False)
                 except Exception as pm_error:
                     warn("post-mortem failed: %r" % (pm_error,))
                 _mark_debugged(e)
@@ -871,6 +925,10 @@ class _Inbox(object):
 
 def _wrap_pool_task(task):
     job, i, func, args, kwds = task
+    import multiprocessing.pool as mp_pool
+
+    if func is getattr(mp_pool, "_helper_reraises_exception", None):
+        return task  # the parent's iterable raised: pool internals, not a task of the user's
     return (job, i, _PostMortemCall(func), args, kwds)
 
 
@@ -885,7 +943,9 @@ _original_workers = {}
 def _original_worker(module_name):
     import importlib
 
-    importlib.import_module(module_name)  # runs the hook that records the original
+    module = importlib.import_module(module_name)  # runs the hook that records the original
+    if module_name not in _original_workers:
+        _patch_worker(module)  # install() did not run in this process (python -I, -S)
     return _original_workers[module_name]
 
 
@@ -926,13 +986,14 @@ def _patch_worker(module):
     setattr(module, attr, ours)
 
 
-def _add_pytest_plugin():
-    # Through the environment, so pytest finds it in this process and in every process
-    # started from it (pytest-xdist's workers).
+def _add_pytest_plugin(config_module):
+    # In-process, among pytest's default plugins: every pytest under the root (xdist's
+    # workers too) runs this start-up code, and nothing leaks into the environment of a
+    # process that could not import actor_tui.
     name = "actor_tui.pytest_plugin"
-    current = os.environ.get("PYTEST_PLUGINS", "")
-    if name not in [p.strip() for p in current.split(",")]:
-        os.environ["PYTEST_PLUGINS"] = current + "," + name if current.strip() else name
+    defaults = getattr(config_module, "default_plugins", None)
+    if isinstance(defaults, tuple) and name not in defaults:
+        config_module.default_plugins = defaults + (name,)
 
 
 _installed = False
@@ -958,7 +1019,7 @@ def install(connect=None):
         for name in _WORKERS:
             _hooks.when_imported(name, _patch_worker)
         _hooks.when_imported("pdb", _patch_pdb)
-        _add_pytest_plugin()
+        _hooks.when_imported("_pytest.config", _add_pytest_plugin)
 
         _shield.install()
     if connect is None:

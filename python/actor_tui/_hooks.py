@@ -9,6 +9,7 @@ own code. The module keeps its real loader object (pdb's `list`, `inspect.getsou
 `importlib.resources` read through it), only `exec_module` is wrapped on that instance.
 """
 
+import os
 import sys
 import threading
 
@@ -17,6 +18,19 @@ from ._client import warn
 _lock = threading.RLock()
 _pending = {}  # module name -> [patch, ...] still to run
 _finder = None
+
+
+def _after_fork_in_child():
+    # Another thread may have held the lock at the fork: the child's imports must not wait
+    # for a thread it does not have.
+    global _lock
+    _lock = threading.RLock()
+    if _finder is not None:
+        _finder._busy = set()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def _run(name, module, patches):
@@ -52,6 +66,9 @@ class _Finder(object):
 
         def exec_module(module):
             original(module)
+            if getattr(module, "__name__", None) != name:
+                return  # a loader shared by several modules (zipimport): not ours to patch
+            loader.exec_module = original
             with _lock:
                 patches = _pending.pop(name, [])
             _run(name, module, patches)

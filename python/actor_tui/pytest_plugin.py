@@ -1,7 +1,8 @@
 """actor-tui's pytest plugin: post-mortems in pytest-xdist workers.
 
-Loaded by itself under actor-tui: the start-up hook adds this module to PYTEST_PLUGINS, so
-every pytest of the tree imports it. pytest-xdist refuses `--pdb` ("incompatible with
+Loaded by itself under actor-tui: the start-up hook adds this module to pytest's default
+plugins when `_pytest.config` is imported, so every pytest of the tree (xdist's workers
+too, which run the same start-up code) loads it. pytest-xdist refuses `--pdb` ("incompatible with
 distributing tests"), because its workers have no terminal; under actor-tui they have the
 console. So in an xdist worker a failing test opens a post-mortem session in that worker,
 on the test's own frames, titled `gw0 test_x.py::test_y`. `c` lets pytest report the

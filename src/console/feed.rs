@@ -9,12 +9,24 @@
 //! sequence or a UTF-8 character cut at the end of the previous batch) and the batch is
 //! parsed whole.
 
-/// The emulator of one actor's terminal, and whether the last batch ended in the middle of
-/// an escape sequence or a UTF-8 character (then the next batch is parsed whole).
-pub fn feed(parser: &mut vt100::Parser, mid_sequence: &mut bool, data: &[u8]) {
+/// What the shortcut must know about what an emulator was fed before.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct FeedState {
+    /// The last batch ended inside an escape sequence or a UTF-8 character.
+    mid_sequence: bool,
+    /// A scroll region was set at some point: lines then need not scroll off the top, so
+    /// the shortcut is never taken again for this terminal.
+    scroll_region: bool,
+}
+
+/// Feeds `data` to the emulator of one actor's terminal.
+pub fn feed(parser: &mut vt100::Parser, state: &mut FeedState, data: &[u8]) {
     let (rows, _) = parser.screen().size();
     let keep = usize::from(rows) + crate::console::state::SCROLLBACK + 1;
-    match (!*mid_sequence).then(|| droppable(data, keep)).flatten() {
+    // Only from the bottom row does every line feed scroll a line off the top.
+    let at_bottom = parser.screen().cursor_position().0 + 1 == rows;
+    let shortcut = !state.mid_sequence && !state.scroll_region && at_bottom;
+    match shortcut.then(|| droppable(data, keep)).flatten() {
         Some((cut, colours)) => {
             parser.process(&colours);
             parser.process(b"\r\n");
@@ -22,7 +34,22 @@ pub fn feed(parser: &mut vt100::Parser, mid_sequence: &mut bool, data: &[u8]) {
         }
         None => parser.process(data),
     }
-    *mid_sequence = ends_mid_sequence(data, *mid_sequence);
+    state.mid_sequence = ends_mid_sequence(data, state.mid_sequence);
+    state.scroll_region |= sets_scroll_region(data);
+}
+
+/// Whether `data` has a CSI sequence ending in `r` (DECSTBM, setting a scroll region).
+fn sets_scroll_region(data: &[u8]) -> bool {
+    let mut rest = data;
+    while let Some(at) = rest.windows(2).position(|w| w == b"\x1b[") {
+        let after = &rest[at + 2..];
+        match after.iter().position(|b| (0x40..=0x7e).contains(b)) {
+            Some(end) if after[end] == b'r' => return true,
+            Some(end) => rest = &after[end..],
+            None => return false,
+        }
+    }
+    false
 }
 
 /// Where the kept part starts (after a CR LF with `keep` line feeds after it) and the colour
@@ -115,25 +142,35 @@ mod tests {
     const ROWS: u16 = 6;
 
     fn everything(p: &mut vt100::Parser) -> Vec<String> {
-        // The visible screen and every page of scrollback, with attributes.
-        (0..=crate::console::state::SCROLLBACK)
+        // Every page of scrollback (`contents` follows the scrollback offset), then the live
+        // screen with its attributes and the cursor.
+        let deepest = crate::console::state::SCROLLBACK;
+        let mut out: Vec<String> = (0..deepest)
             .step_by(ROWS as usize)
+            .chain([deepest])
             .map(|back| {
                 p.screen_mut().set_scrollback(back);
-                let s = p.screen();
-                format!("{:?}\n{:?}", s.contents_formatted(), s.cursor_position())
+                p.screen().contents()
             })
-            .collect()
+            .collect();
+        p.screen_mut().set_scrollback(0);
+        let s = p.screen();
+        out.push(format!(
+            "{:?}\n{:?}",
+            s.contents_formatted(),
+            s.cursor_position()
+        ));
+        out
     }
 
     fn both(batches: &[Vec<u8>]) -> (Vec<String>, Vec<String>) {
         let scrollback = crate::console::state::SCROLLBACK;
         let mut full = vt100::Parser::new(ROWS, 20, scrollback);
         let mut fast = vt100::Parser::new(ROWS, 20, scrollback);
-        let mut mid = false;
+        let mut state = FeedState::default();
         for b in batches {
             full.process(b);
-            feed(&mut fast, &mut mid, b);
+            feed(&mut fast, &mut state, b);
         }
         (everything(&mut full), everything(&mut fast))
     }
@@ -178,6 +215,28 @@ mod tests {
         assert!(ends_mid_sequence(b"abc\x1b[3", false));
         assert!(ends_mid_sequence("é".as_bytes().split_at(1).0, false));
         assert!(!ends_mid_sequence(b"abc\x1b[31m", true));
+    }
+
+    #[test]
+    fn a_cursor_away_from_the_bottom_or_a_scroll_region_means_a_full_parse() {
+        // The screen full of long rows, the cursor homed, then a flood of short lines: in a
+        // full parse the first ones overwrite the old rows only in part.
+        let long = "X".repeat(19) + "\r\n";
+        let mut first = long.repeat(ROWS as usize).into_bytes();
+        first.extend_from_slice(b"\x1b[H");
+        let mut second = b"a\r\na\r\na\r\n".to_vec();
+        for i in 0..5_000 {
+            second.extend_from_slice(format!("s{}\r\n", i % 10).as_bytes());
+        }
+        let (full, fast) = both(&[first, second.clone()]);
+        assert_eq!(full, fast);
+        // A scroll region, the cursor below it, then a flood.
+        let mut region = long.repeat(ROWS as usize).into_bytes();
+        region.extend_from_slice(b"\x1b[1;3r\x1b[6;1H");
+        let (full, fast) = both(&[region, second]);
+        assert_eq!(full, fast);
+        assert!(sets_scroll_region(b"x\x1b[1;3rx"));
+        assert!(!sets_scroll_region(b"x\x1b[31mx\x1b[2J"));
     }
 
     proptest! {

@@ -42,8 +42,8 @@ pub struct Actor {
     pub collapsed: bool,
     /// Its own PTY output; created on first output so idle actors cost nothing.
     pub output: Option<vt100::Parser>,
-    /// The last output ended inside an escape sequence or a UTF-8 character (see feed.rs).
-    pub output_mid: bool,
+    /// What feeding its emulator needs to know of earlier output (see feed.rs).
+    output_feed: super::feed::FeedState,
     /// Output that came since the last frame, for the live emulator: it is parsed when a
     /// frame shows it (`show`), once per frame, so a flood's head can be left out.
     output_pending: Vec<u8>,
@@ -121,7 +121,7 @@ impl Actor {
         if let Some(parser) = &mut self.output
             && !self.output_pending.is_empty()
         {
-            super::feed::feed(parser, &mut self.output_mid, &self.output_pending);
+            super::feed::feed(parser, &mut self.output_feed, &self.output_pending);
             self.output_pending.clear();
         }
     }
@@ -243,7 +243,7 @@ impl ConsoleState {
                         wants_input: false,
                         collapsed: false,
                         output: None,
-                        output_mid: false,
+                        output_feed: super::feed::FeedState::default(),
                         output_pending: Vec::new(),
                         repl: None,
                         dump: None,
@@ -591,10 +591,10 @@ impl ConsoleState {
                 // All of it at once, so a long log's head need not be parsed.
                 let kept: Vec<u8> = self.logs.chunks(id).flatten().copied().collect();
                 let mut parser = vt100::Parser::new(size.0, size.1, SCROLLBACK);
-                let mut mid = false;
-                super::feed::feed(&mut parser, &mut mid, &kept);
+                let mut feed = super::feed::FeedState::default();
+                super::feed::feed(&mut parser, &mut feed, &kept);
                 a.output = Some(parser);
-                a.output_mid = mid;
+                a.output_feed = feed;
                 a.output_pending.clear();
             }
             a.flush_output();
