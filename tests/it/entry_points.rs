@@ -471,3 +471,56 @@ fn ep10_each_tractor_subactor_pause_is_a_session_in_the_repl_pane() {
     assert!(crate::harness::output_text(&events, "1").contains("results [42, 43]"));
     crate::harness::check_invariants(&events);
 }
+
+#[test]
+fn ep11_pdb_debug_runs_inside_the_session_and_a_scripted_pdb_is_left_alone() {
+    let (_dir, path) = script(
+        "nested.py",
+        "import io, pdb\n\
+         def g():\n    inner = 5\n    return inner\n\
+         buf = io.StringIO()\n\
+         pdb.Pdb(stdin=io.StringIO('p 6 * 7\\nc\\n'), stdout=buf).set_trace()\n\
+         print('scripted said', '42' in buf.getvalue().split(), flush=True)\n\
+         breakpoint()\n\
+         print('done')\n",
+    );
+    let mut run = Run::start("python3", &[path.to_str().expect("path")]);
+    // The scripted debugger ran on its own streams, without the lock.
+    run.wait_for("the scripted debugger's answer", |e| {
+        e["event"] == "output"
+            && e["data"]
+                .as_str()
+                .is_some_and(|d| d.contains("scripted said"))
+    });
+    assert_eq!(count(&run.events, "lock_requested"), 0, "{}", run.log());
+    let (actor, _) = next_session(&mut run);
+    // `debug` starts a nested debugger in the same session; its `c` returns to the outer one.
+    let nested = ask(&mut run, &actor, "debug g()");
+    assert!(nested.contains("ENTERING RECURSIVE DEBUGGER"), "{nested}");
+    ask(&mut run, &actor, "s");
+    // Step in g() until `inner` is set (the nested debugger steps like any pdb).
+    let mut inner = String::new();
+    for _ in 0..4 {
+        ask(&mut run, &actor, "n");
+        inner = ask(&mut run, &actor, "p inner").trim().to_owned();
+        if inner == "5" {
+            break;
+        }
+    }
+    assert_eq!(inner, "5");
+    let back = ask(&mut run, &actor, "c");
+    assert!(back.contains("LEAVING RECURSIVE DEBUGGER"), "{back}");
+    assert_eq!(
+        count(&run.events, "lock_released"),
+        0,
+        "the outer session goes on"
+    );
+    run.input("c\n");
+    let (code, events) = run.finish();
+    assert_eq!(code, 0);
+    let out = crate::harness::output_text(&events, "1");
+    assert!(
+        out.contains("scripted said True") && out.contains("done"),
+        "{out}"
+    );
+}
