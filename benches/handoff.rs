@@ -5,7 +5,8 @@
 //!     cargo bench --bench handoff [-- [python] N K [ROUNDS]]   (default 4 actors × 50 pauses, 1 round)
 //!
 //! Handoffs to an actor's first session (its debugger is built, pdb imported) and to its
-//! later ones are reported apart as well as together.
+//! later ones are reported apart as well as together. With `ACTOR_TUI_SETTLE=1` the first
+//! prompt is answered only once every actor has asked for the lock, and 2 s later.
 //!
 //! With `python`, the actors are Python processes calling `breakpoint()` (stock pdb through
 //! the bundled client, `examples/python/bench_handoff.py`) instead of Rust actors.
@@ -51,11 +52,31 @@ fn run_tree(python: bool, n: u32, k: u32) -> (Vec<Duration>, Vec<Duration>, Dura
     let mut seen = std::collections::HashSet::new();
     let mut sent: Option<(Instant, String)> = None;
     let mut sessions = 0u32;
+    let mut requested = 0u32;
+    let settle = std::env::var_os("ACTOR_TUI_SETTLE").is_some_and(|v| v == "1");
     let start = Instant::now();
-    for line in lines.by_ref() {
+    while let Some(line) = lines.next() {
         let line = line.expect("read");
         let v: serde_json::Value = serde_json::from_str(&line).expect("json");
         match v["event"].as_str() {
+            Some("lock_requested") => requested += 1,
+            Some("repl_ready") if settle && sessions == 0 => {
+                // Settled: answer the first prompt once every actor has asked, and 2 s later,
+                // so the first handoffs do not race the actors' own start-up.
+                while requested < n {
+                    let Some(Ok(line)) = lines.next() else { break };
+                    let v: serde_json::Value = serde_json::from_str(&line).expect("json");
+                    requested += u32::from(v["event"] == "lock_requested");
+                }
+                std::thread::sleep(Duration::from_secs(2));
+                sessions += 1;
+                seen.insert(v["actor"].as_str().unwrap_or("").to_owned());
+                stdin
+                    .write_all(b"{\"cmd\":\"input\",\"data\":\"c\\n\"}\n")
+                    .expect("write");
+                stdin.flush().expect("flush");
+                sent = Some((Instant::now(), v["actor"].as_str().unwrap_or("").to_owned()));
+            }
             Some("repl_ready") => {
                 let now = Instant::now();
                 let actor = v["actor"].as_str().unwrap_or("").to_owned();
