@@ -126,33 +126,26 @@ enum EchoIn {
     Terminal,
 }
 
-fn flood(mb: u32, echo_in: EchoIn) {
+/// The console on a real 120x40 PTY, running the demo role `role ARGS` as its first actor,
+/// its socket and log in `dir`.
+fn console_on_pty(dir: &std::path::Path, role_args: &[&str]) -> (tokio::runtime::Runtime, Mirror) {
     let bin = env!("CARGO_BIN_EXE_actor-tui");
-    let dir = std::env::temp_dir().join(format!("actor-tui-flood-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let result = dir.join("result");
-    let log = dir.join("log");
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
         .build()
         .expect("runtime");
-    let args: Vec<String> = [
-        "--socket",
-        &dir.join("root.sock").to_string_lossy(),
-        "--log-file",
-        &log.to_string_lossy(),
-        bin,
-        "__demo",
-        "flood_top",
-        &mb.to_string(),
-        &result.to_string_lossy(),
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
+    let mut args: Vec<String> = vec![
+        "--socket".into(),
+        dir.join("root.sock").to_string_lossy().into_owned(),
+        "--log-file".into(),
+        dir.join("log").to_string_lossy().into_owned(),
+        bin.into(),
+        "__demo".into(),
+    ];
+    args.extend(role_args.iter().map(|a| (*a).to_owned()));
     let env = vec![("TERM".to_owned(), "xterm-256color".to_owned())];
-    let mut term = rt
+    let term = rt
         .block_on(async {
             Mirror::spawn(&SpawnSpec {
                 program: bin,
@@ -164,6 +157,18 @@ fn flood(mb: u32, echo_in: EchoIn) {
             })
         })
         .expect("spawn console");
+    (rt, term)
+}
+
+fn flood(mb: u32, echo_in: EchoIn) {
+    let dir = std::env::temp_dir().join(format!("actor-tui-flood-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("dir");
+    let result = dir.join("result");
+    let log = dir.join("log");
+    let (rt, mut term) = console_on_pty(
+        &dir,
+        &["flood_top", &mb.to_string(), &result.to_string_lossy()],
+    );
     let pid = term.child.id().expect("pid");
     let contents = || term.contents();
     let wait = |what: &str, pred: &dyn Fn(&str) -> bool| {
@@ -301,43 +306,18 @@ fn proc_rss_kb(pid: u32) -> u64 {
 /// The console with `n` live actors that have each printed 3,000 coloured log lines
 /// (`__demo chatty_top`): its resident memory once they all have. Returns (RSS, HWM) in KiB.
 fn chatty(n: u32) -> (u64, u64) {
-    let bin = env!("CARGO_BIN_EXE_actor-tui");
     let dir = std::env::temp_dir().join(format!("actor-tui-chatty-{}-{n}", std::process::id()));
     let done = dir.join("done");
     std::fs::create_dir_all(&done).expect("dir");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    let args: Vec<String> = [
-        "--socket",
-        &dir.join("root.sock").to_string_lossy(),
-        "--log-file",
-        &dir.join("log").to_string_lossy(),
-        bin,
-        "__demo",
-        "chatty_top",
-        &n.to_string(),
-        "3000",
-        &done.to_string_lossy(),
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    let env = vec![("TERM".to_owned(), "xterm-256color".to_owned())];
-    let mut term = rt
-        .block_on(async {
-            Mirror::spawn(&SpawnSpec {
-                program: bin,
-                args: &args,
-                env: &env,
-                cwd: None,
-                rows: 40,
-                cols: 120,
-            })
-        })
-        .expect("spawn console");
+    let (rt, mut term) = console_on_pty(
+        &dir,
+        &[
+            "chatty_top",
+            &n.to_string(),
+            "3000",
+            &done.to_string_lossy(),
+        ],
+    );
     let pid = term.child.id().expect("pid");
     let deadline = Instant::now() + Duration::from_secs(300);
     // The pause opens once every actor has printed all its lines.
