@@ -107,11 +107,12 @@ fn proc_cpu(pid: u32) -> Duration {
     Duration::from_millis(ticks * 1000 / hz)
 }
 
-fn proc_hwm_kb(pid: u32) -> u64 {
+/// A `kB` field of /proc/PID/status (`VmHWM`, `VmRSS`), 0 if unreadable.
+fn proc_status_kb(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
         .lines()
-        .find(|l| l.starts_with("VmHWM:"))
+        .find(|l| l.strip_prefix(field).is_some_and(|r| r.starts_with(':')))
         .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
         .unwrap_or(0)
 }
@@ -242,7 +243,7 @@ fn flood(mb: u32, echo_in: EchoIn) {
     }
     let wall = t0.elapsed();
     let cpu = proc_cpu(pid) - cpu0;
-    let hwm = proc_hwm_kb(pid);
+    let hwm = proc_status_kb(pid, "VmHWM");
     let r = std::fs::read_to_string(&result).expect("result");
     let mut it = r.split_whitespace();
     let bytes: f64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
@@ -294,15 +295,6 @@ fn flood(mb: u32, echo_in: EchoIn) {
     assert!(status.success(), "console run failed: {status}");
 }
 
-fn proc_rss_kb(pid: u32) -> u64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .unwrap_or_default()
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0)
-}
-
 /// The console with `n` live actors that have each printed 3,000 coloured log lines
 /// (`__demo chatty_top`): its resident memory once they all have. Returns (RSS, HWM) in KiB.
 fn chatty(n: u32) -> (u64, u64) {
@@ -328,7 +320,7 @@ fn chatty(n: u32) -> (u64, u64) {
     }
     // Let the last output batches reach the console.
     std::thread::sleep(Duration::from_millis(500));
-    let (rss, hwm) = (proc_rss_kb(pid), proc_hwm_kb(pid));
+    let (rss, hwm) = (proc_status_kb(pid, "VmRSS"), proc_status_kb(pid, "VmHWM"));
     rt.block_on(term.write(b"\x1b[21~")).expect("F10");
     std::thread::sleep(Duration::from_millis(100));
     rt.block_on(term.write(b"y")).expect("confirm");
