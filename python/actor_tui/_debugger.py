@@ -291,7 +291,6 @@ class _PdbState(object):
         self.crash_text = None
         self.task_name = None
         self.end = None  # how the user left the last command loop: continue, quit, None
-        self.depth = 0  # >0 while this instance's command loop runs
 
 
 def _on_the_terminal(p):
@@ -329,8 +328,13 @@ def _adopt(p):
 
 
 # Command loops running on this thread: pdb's `debug` command runs a nested debugger inside
-# the outer one's session, which must neither ask for the lock nor end it.
+# the outer one's session, which must neither ask for the lock nor end it; a breakpoint()
+# or a break-in reached from code run at the prompt is ignored.
 _loops = threading.local()
+
+
+def _in_command_loop():
+    return getattr(_loops, "depth", 0) > 0
 
 
 def _exception_of(tb):
@@ -357,7 +361,7 @@ def _interaction(p, frame, traceback, run):
     """pdb.Pdb.interaction under a root: one session per task, held across steps."""
     # connect=True: a breakpoint inherited across a fork fires in the child, which then
     # connects as a new actor.
-    if getattr(_loops, "depth", 0) > 0:
+    if _in_command_loop():
         return run(p, frame, traceback)  # nested (`debug`): the outer session goes on
     client = _client.current()
     st = p.__dict__.get("_actor_tui")
@@ -410,21 +414,18 @@ def _interaction(p, frame, traceback, run):
         client.moved(session, current_task()[1], location)
     st.reason, st.where, st.crash_text, st.task_name = "pause", None, None, None
     st.end = None
-    st.depth += 1
     _loops.depth = getattr(_loops, "depth", 0) + 1
     try:
         run(p, frame, traceback)
     except BaseException:
         # The command loop raised (pytest's `q` raises its Exit from there): the session
         # ends with it, or the tree would wait for a release that never comes.
-        st.depth -= 1
-        _loops.depth -= 1
         st.io.finish()
         client.end_session(session, "quit" if st.end == "quit" else "continue")
         st.io.detach()
         raise
-    st.depth -= 1
-    _loops.depth -= 1
+    finally:
+        _loops.depth -= 1
     st.io.finish()
     if session.over:
         client.end_session(session)
@@ -496,17 +497,10 @@ class _ActorPdbMixin(object):
     def _io(self):
         return self._actor_tui.io
 
-    @property
-    def _depth(self):
-        return self._actor_tui.depth
-
     def do_interact(self, arg):
         # code.interact() reads the process's own stdin (its PTY), which nobody types into
         # under actor-tui: refuse rather than hang.
         self.error("`interact` is not available under actor-tui; use `!statement` or `p expr`")
-
-    def _stop_debugging(self):
-        _stop_debugging(self)
 
 
 def _step_timeout():
@@ -571,7 +565,7 @@ def _after_fork_in_child():
     # not stop at its next line and ask for a session of its own. Breakpoints stay set.
     p = getattr(_tls, "pdb", None)
     if p is not None and sys.gettrace() == p.trace_dispatch:
-        p._stop_debugging()
+        _stop_debugging(p)
 
 
 if hasattr(os, "register_at_fork"):
@@ -614,7 +608,7 @@ def set_trace(*, header=None, commands=None):
             warn("breakpoint at %s skipped: no actor-tui root and no terminal" % _location(frame))
         return
     current = getattr(_tls, "pdb", None)
-    if current is not None and current._depth > 0:
+    if current is not None and _in_command_loop():
         # Code run from the pdb prompt (`p f()`, `!f()`) reached breakpoint(): pdb cannot
         # nest in the same thread, so say so in the session and carry on.
         current.message("--- breakpoint() at %s ignored: this thread is already in the debugger ---"
@@ -659,10 +653,7 @@ def break_in(frame):
     interrupted: a session right there, as Ctrl-C under `python -m pdb` gives, but through
     the lock. Tracing is armed only after the first command (arming it first would trace
     the debugger itself, since this does not run inside a trace function)."""
-    if _client.in_completion():
-        return
-    current = getattr(_tls, "pdb", None)
-    if current is not None and current._depth > 0:
+    if _client.in_completion() or _in_command_loop():
         return
     client = _client.current(connect=False)
     if client is None or _in_start_up(frame):
@@ -712,18 +703,21 @@ _START_UP_MODULES = ("actor_tui", "sitecustomize", "site", "importlib", "_frozen
 _break_in_retries = [0]
 
 
+def _in_modules(frame, names):
+    name = frame.f_globals.get("__name__", "") if frame is not None else ""
+    return any(name == m or name.startswith(m + ".") for m in names)
+
+
 def _inside_actor_tui(frame):
     while frame is not None:
-        name = frame.f_globals.get("__name__", "")
-        if name == "actor_tui" or name.startswith("actor_tui."):
+        if _in_modules(frame, ("actor_tui",)):
             return True
         frame = frame.f_back
     return False
 
 
 def _in_start_up(frame):
-    name = frame.f_globals.get("__name__", "") if frame is not None else ""
-    return any(name == m or name.startswith(m + ".") for m in _START_UP_MODULES)
+    return _in_modules(frame, _START_UP_MODULES)
 
 
 def _retry_break_in():
@@ -843,28 +837,13 @@ def _patch_multiprocessing(mp_process):
         return
 
     def _bootstrap(self, *args, **kwargs):
-        run = self.run
-        crashed = []
-
-        def run_with_post_mortem():
-            try:
-                return run()
-            except BaseException as e:
-                if _wants_post_mortem(type(e)) and e.__traceback__ is not None and not _debugged(e):
-                    # Drop this wrapper's frame from the traceback, for the post-mortem
-                    # and for the report multiprocessing prints after it.
-                    e.__traceback__ = e.__traceback__.tb_next or e.__traceback__
-                    post_mortem(e.__traceback__, e)
-                    _client.announce_exit(1, "crash")
-                    crashed.append(e)
-                raise
-
-        self.run = run_with_post_mortem
+        # A Process's own `q` ends the process with 113, as after breakpoint().
+        run = self.run = _PostMortemCall(self.run, quit_exits=True)
         code = original(self, *args, **kwargs)
-        if not crashed and isinstance(code, int):
+        if isinstance(code, int):
             # The root did not start this process and cannot wait for it: say how it
             # ends, so the tree shows its code (only if it ever connected).
-            _client.announce_exit(code, "normal")
+            _client.announce_exit(code, "crash" if run.crashed else "normal")
         return code
 
     _bootstrap._actor_tui = True
@@ -883,20 +862,26 @@ def _patch_multiprocessing(mp_process):
 
 
 class _PostMortemCall(object):
-    def __init__(self, fn):
+    """`fn` with a post-mortem, in this process, on what it raises. In a pool worker `q`
+    ends the session, not the worker (a worker that exits loses its task, and Pool.map
+    would wait for it for ever)."""
+
+    def __init__(self, fn, quit_exits=False):
         self.fn = fn
+        self.quit_exits = quit_exits
+        self.crashed = False
 
     def __call__(self, *args, **kwargs):
         try:
             return self.fn(*args, **kwargs)
         except BaseException as e:
             if _wants_post_mortem(type(e)) and e.__traceback__ is not None and not _debugged(e):
-                # From the task's own frame on: this wrapper is not the user's code.
-                tb = e.__traceback__.tb_next or e.__traceback__
+                # From the caller's own frame on, for the post-mortem and for the report
+                # printed after it: this wrapper is not the user's code.
+                e.__traceback__ = e.__traceback__.tb_next or e.__traceback__
+                self.crashed = True
                 try:
-                    # `q` ends the session, not the worker: a worker that exits loses its
-                    # task, and Pool.map would wait for it for ever.
-                    post_mortem(tb, e, quit_exits=False)
+                    post_mortem(e.__traceback__, e, quit_exits=self.quit_exits)
                 except Exception as pm_error:
                     warn("post-mortem failed: %r" % (pm_error,))
                 _mark_debugged(e)

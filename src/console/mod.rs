@@ -32,8 +32,8 @@ const KEY_FRAME: Duration = Duration::from_millis(4);
 const ECHO_WINDOW: Duration = Duration::from_millis(250);
 /// Runtime events applied per loop turn before keys get another look...
 const EVENT_BATCH: usize = 256;
-/// ...or this many bytes of PTY output (about 5 ms of vt100 parsing), whichever is first,
-/// so a keystroke never waits long behind a flood.
+/// ...or this many bytes of PTY output, whichever is first, so a keystroke never waits long
+/// behind a flood (applying output only keeps bytes: the parse waits for the frame).
 const OUTPUT_BATCH_BYTES: usize = 1024 * 1024;
 
 struct Console {

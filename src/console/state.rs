@@ -188,34 +188,6 @@ impl ConsoleState {
         }
     }
 
-    /// Applies events in order, joining each run of one actor's consecutive output into one
-    /// piece: a flood then reaches its emulator in large batches, whose head need not be
-    /// parsed (feed.rs).
-    pub fn apply_all(&mut self, events: impl IntoIterator<Item = RuntimeEvent>, now: Instant) {
-        let mut run: Option<(ActorId, Vec<u8>)> = None;
-        for ev in events {
-            match ev {
-                RuntimeEvent::Output { actor, data } => match &mut run {
-                    Some((a, buf)) if *a == actor => buf.extend_from_slice(&data),
-                    _ => {
-                        if let Some((actor, data)) = run.replace((actor, data)) {
-                            self.apply(RuntimeEvent::Output { actor, data }, now);
-                        }
-                    }
-                },
-                other => {
-                    if let Some((actor, data)) = run.take() {
-                        self.apply(RuntimeEvent::Output { actor, data }, now);
-                    }
-                    self.apply(other, now);
-                }
-            }
-        }
-        if let Some((actor, data)) = run {
-            self.apply(RuntimeEvent::Output { actor, data }, now);
-        }
-    }
-
     /// Applies one runtime event.
     pub fn apply(&mut self, ev: RuntimeEvent, now: Instant) {
         match ev {
@@ -589,7 +561,7 @@ impl ConsoleState {
             };
             if a.output.is_none() {
                 // All of it at once, so a long log's head need not be parsed.
-                let kept: Vec<u8> = self.logs.chunks(id).flatten().copied().collect();
+                let kept = self.logs.chunks(id).collect::<Vec<_>>().concat();
                 let mut parser = vt100::Parser::new(size.0, size.1, SCROLLBACK);
                 let mut feed = super::feed::FeedState::default();
                 super::feed::feed(&mut parser, &mut feed, &kept);
@@ -851,11 +823,11 @@ mod tests {
             let line = format!("\x1b[3{}mline {n}\r\n", n % 8);
             reference.process(line.as_bytes());
             for id in &ids {
-                s.apply_all(
-                    [RuntimeEvent::Output {
+                s.apply(
+                    RuntimeEvent::Output {
                         actor: aid(id),
                         data: line.clone().into_bytes(),
-                    }],
+                    },
                     t,
                 );
             }

@@ -67,7 +67,9 @@ impl Model {
         now: Instant,
     ) -> Vec<RuntimeCommand> {
         self.now = now;
-        self.state.apply_all(events, now);
+        for ev in events {
+            self.state.apply(ev, now);
+        }
         if self.ui.selected.is_none() {
             self.ui.selected = self.state.actors().next().map(|a| a.id);
         }
