@@ -439,18 +439,19 @@ impl Core {
             Some(_) if self.lock.involves(actor) => Some(format!(
                 "interrupt: actor {actor} already holds or waits for the debug lock"
             )),
-            Some(_) if !self.actor_conn.contains_key(&actor) => Some(format!(
-                "interrupt: actor {actor} is not connected to the root (a Python actor connects \
-                 at start-up if the root started it, other processes at their first pause), so \
-                 nothing can pause it"
-            )),
             Some(_) => None,
         };
-        match why_not {
-            Some(message) => self.notice(Some(actor), message),
-            None => {
-                self.send_to_actor(actor, ToActor::Interrupt);
-            }
+        let why_not = why_not.or_else(|| {
+            (!self.send_to_actor(actor, ToActor::Interrupt)).then(|| {
+                format!(
+                    "interrupt: actor {actor} is not connected to the root (a Python actor \
+                     connects at start-up if the root started it, other processes at their \
+                     first pause), so nothing can pause it"
+                )
+            })
+        });
+        if let Some(message) = why_not {
+            self.notice(Some(actor), message);
         }
     }
 

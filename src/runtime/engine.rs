@@ -103,6 +103,7 @@ impl Engine {
                 cols: cfg.cols,
                 events: events.clone(),
                 inputs: inputs_tx.clone(),
+                breakpoint_noticed: Default::default(),
             },
             events,
             _conn_tx: conn_tx,

@@ -112,6 +112,8 @@ pub struct Spawner {
     pub events: EventSender,
     /// Exits go back to the engine as inputs.
     pub inputs: mpsc::Sender<Input>,
+    /// The notice about a user's own PYTHONBREAKPOINT went out (once per run, not per spawn).
+    pub breakpoint_noticed: AtomicBool,
 }
 
 impl Spawner {
@@ -122,7 +124,9 @@ impl Spawner {
         if let Some(dir) = &self.python_dir {
             let (py, kept) = super::python::env_for(dir, &envs);
             envs.extend(py);
-            if let Some(value) = kept {
+            if let Some(value) = kept
+                && !self.breakpoint_noticed.swap(true, Ordering::Relaxed)
+            {
                 self.events.control(RuntimeEvent::Notice {
                     actor: Some(req.id),
                     message: super::python::kept_breakpoint_notice(&value),

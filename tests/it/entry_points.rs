@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Run, count, repl_text};
+use crate::harness::{Run, count, is_notice, repl_text};
 
 /// Writes `body` as `name` into a fresh directory that lives as long as the returned guard.
 fn script(name: &str, body: &str) -> (tempfile::TempDir, PathBuf) {
@@ -66,6 +66,11 @@ fn next_session(run: &mut Run) -> (String, Value) {
     (actor, request)
 }
 
+/// A `lock_requested` event's location, `file:line`.
+fn location(req: &Value) -> &str {
+    req["location"].as_str().unwrap_or("")
+}
+
 fn name_of(run: &Run, actor: &str) -> String {
     run.events
         .iter()
@@ -118,21 +123,11 @@ fn ep02_python_m_pdb_stops_at_the_first_line_then_at_breakpoints_and_the_post_mo
     );
     let mut run = Run::start("python3", &["-m", "pdb", path.to_str().expect("path")]);
     let (actor, first) = next_session(&mut run);
-    assert!(
-        first["location"]
-            .as_str()
-            .unwrap_or("")
-            .ends_with("prog.py:1")
-    );
+    assert!(location(&first).ends_with("prog.py:1"));
     assert!(ask(&mut run, &actor, "b 2").contains("Breakpoint 1"));
     run.input("c\n");
     let (actor, at_break) = next_session(&mut run);
-    assert!(
-        at_break["location"]
-            .as_str()
-            .unwrap_or("")
-            .ends_with("prog.py:2")
-    );
+    assert!(location(&at_break).ends_with("prog.py:2"));
     assert_eq!(ask(&mut run, &actor, "p a").trim(), "1");
     run.input("c\n");
     let (actor, crash) = next_session(&mut run);
@@ -142,12 +137,7 @@ fn ep02_python_m_pdb_stops_at_the_first_line_then_at_breakpoints_and_the_post_mo
     // pdb restarts the program after the post-mortem, as in a terminal; `q` there ends it.
     run.input("q\n");
     let (actor, restart) = next_session(&mut run);
-    assert!(
-        restart["location"]
-            .as_str()
-            .unwrap_or("")
-            .ends_with("prog.py:1")
-    );
+    assert!(location(&restart).ends_with("prog.py:1"));
     run.input("q\n");
     let (code, events) = run.finish();
     assert_eq!(code, 0, "pdb's own `q`: the program ends normally");
@@ -253,13 +243,7 @@ fn ep05_a_pool_workers_post_mortem_opens_in_the_worker_with_its_locals() {
             "{kind}: the post-mortem is in the worker, not the parent"
         );
         assert_eq!(req["reason"], "crash");
-        assert!(
-            req["location"]
-                .as_str()
-                .unwrap_or("")
-                .ends_with("pool.py:6"),
-            "{req}"
-        );
+        assert!(location(&req).ends_with("pool.py:6"), "{req}");
         assert_eq!(ask(&mut run, &actor, "p local_state").trim(), "{'n': 2}");
         run.input("c\n");
         let (code, events) = run.finish();
@@ -291,19 +275,14 @@ fn ep06_break_in_pauses_a_busy_loop_and_a_blocked_sleep_where_they_are() {
     // on the line before, if it lands while `print` returns).
     run.send(json!({"cmd": "interrupt", "actor": "1"}));
     let (_, req) = next_session(&mut run);
-    let at = req["location"].as_str().unwrap_or("");
+    let at = location(&req);
     assert!(
         at.ends_with("busy.py:8") || at.ends_with("busy.py:7"),
         "{req}"
     );
     // Already in the debugger: a second interrupt is refused with a reason.
     run.send(json!({"cmd": "interrupt", "actor": "1"}));
-    run.wait_for("refusal", |e| {
-        e["event"] == "notice"
-            && e["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("already holds"))
-    });
+    run.wait_notice("already holds");
     run.input("q\n");
     let (code, _) = run.finish();
     assert_eq!(code, 113);
@@ -330,12 +309,7 @@ fn ep07_a_step_past_the_step_timeout_hands_the_lock_on_with_its_own_cause() {
     run.input("n\n");
     let released = run.wait_event("lock_released");
     assert_eq!(released["cause"], "step_timeout", "{}", run.log());
-    run.wait_for("the notice", |e| {
-        e["event"] == "notice"
-            && e["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("step timeout"))
-    });
+    run.wait_notice("step timeout");
     // The step ends after the sleep: pdb stops again and asks anew.
     let (actor, _) = next_session(&mut run);
     run.input("c\n");
@@ -387,11 +361,7 @@ fn interrupt_first(run: &mut Run) {
     loop {
         run.send(json!({"cmd": "interrupt", "actor": "1"}));
         let got = run.wait_for("granted, or refused for now", |e| {
-            e["event"] == "lock_granted"
-                || (e["event"] == "notice"
-                    && e["message"]
-                        .as_str()
-                        .is_some_and(|m| m.contains("not connected")))
+            e["event"] == "lock_granted" || is_notice(e, "not connected")
         });
         if got["event"] == "lock_granted" {
             return;
@@ -498,13 +468,7 @@ fn ep11_pdb_debug_runs_inside_the_session_and_a_scripted_pdb_is_left_alone() {
     let actor = granted["actor"].as_str().expect("actor").to_owned();
     run.seen_or_wait("its prompt", |e| e["event"] == "repl_ready");
     let req = run.seen_or_wait("its request", |e| e["event"] == "lock_requested");
-    assert!(
-        req["location"]
-            .as_str()
-            .unwrap_or("")
-            .ends_with("nested.py:8"),
-        "{req}"
-    );
+    assert!(location(&req).ends_with("nested.py:8"), "{req}");
     assert_eq!(count(&run.events, "lock_requested"), 1, "{}", run.log());
     // `debug` starts a nested debugger in the same session; its `c` returns to the outer one.
     let nested = ask(&mut run, &actor, "debug g()");

@@ -17,7 +17,9 @@ use std::time::{Duration, Instant};
 use actor_tui::proto::{self, PROTOCOL_VERSION, Reason, ReleaseHow, ToActor, ToRoot};
 use serde_json::json;
 
-use crate::harness::{self, BIN, Run, TIMEOUT, alive, closed_by_root, count, example, repl_text};
+use crate::harness::{
+    self, BIN, Run, TIMEOUT, alive, closed_by_root, count, example, is_notice, repl_text,
+};
 
 fn scen() -> String {
     example("scenarios")
@@ -511,12 +513,7 @@ fn h04c_peer_text_is_escaped_in_the_log_and_bogus_frames_are_rate_limited() {
         e["event"] == "repl_output" && e["data"].as_str().is_some_and(|d| d.contains("42"))
     });
     // Once the rate allows another notice, it says how many were held back.
-    let suppressed = |e: &serde_json::Value| {
-        e["event"] == "notice"
-            && e["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("similar notices suppressed"))
-    };
+    let suppressed = |e: &serde_json::Value| is_notice(e, "similar notices suppressed");
     let mut counted = run.events.iter().any(suppressed);
     for epoch in 0..100 {
         if counted {
@@ -644,12 +641,7 @@ fn h06_a_frame_stalled_after_its_prefix_is_dropped() {
         closed_by_root(&mut peer.s),
         "dropped after the frame deadline"
     );
-    run.wait_for("the drop notice", |e| {
-        e["event"] == "notice"
-            && e["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("not complete within"))
-    });
+    run.wait_notice("not complete within");
     run.input("c\n");
     assert_eq!(run.finish().0, 0);
 }
@@ -744,12 +736,7 @@ fn h07_a_huge_paste_is_refused_and_the_session_lives_on() {
     paste.push('\n');
     run.input(&paste);
     drop(paste);
-    run.wait_for("the refusal", |e| {
-        e["event"] == "notice"
-            && e["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("refused: the limit is"))
-    });
+    run.wait_notice("refused: the limit is");
     run.input("p answer\n");
     run.wait_for("the answer", |e| {
         e["event"] == "repl_output" && e["data"].as_str().is_some_and(|d| d.contains("42"))

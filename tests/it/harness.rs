@@ -159,6 +159,11 @@ impl Run {
         }
     }
 
+    /// Waits for a `notice` whose message contains `text`.
+    pub fn wait_notice(&mut self, text: &str) -> Value {
+        self.wait_for(&format!("a notice with `{text}`"), |e| is_notice(e, text))
+    }
+
     pub fn wait_event(&mut self, event: &str) -> Value {
         self.wait_for(event, |v| v["event"] == event)
     }
@@ -407,6 +412,11 @@ pub fn output_text(events: &[Value], actor: &str) -> String {
         .filter(|e| e["event"] == "output" && e["actor"] == actor)
         .filter_map(|e| e["data"].as_str())
         .collect()
+}
+
+/// Whether `e` is a `notice` whose message contains `text`.
+pub fn is_notice(e: &Value, text: &str) -> bool {
+    e["event"] == "notice" && e["message"].as_str().is_some_and(|m| m.contains(text))
 }
 
 pub fn count(events: &[Value], event: &str) -> usize {

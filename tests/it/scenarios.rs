@@ -4,7 +4,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::harness::{self, Run, count, example, output_text, repl_text};
+use crate::harness::{self, Run, count, example, is_notice, output_text, repl_text};
 
 fn scen() -> String {
     example("scenarios")
@@ -420,11 +420,7 @@ fn s14_task_dump_does_not_disturb_the_repl() {
     while Instant::now() < deadline {
         run.send(json!({"cmd": "dump", "actor": busy}));
         let answer = run.wait_for("a dump or a not-connected notice", |e| {
-            e["event"] == "dump"
-                || (e["event"] == "notice"
-                    && e["message"]
-                        .as_str()
-                        .is_some_and(|m| m.contains("is not connected")))
+            e["event"] == "dump" || is_notice(e, "is not connected")
         });
         if answer["event"] == "notice" {
             // Not connected yet: let its start-up go on for a moment (events keep flowing).
@@ -638,12 +634,7 @@ fn input_in_a_subprocess_child_is_answered_through_the_actors_terminal() {
         e["event"] == "wants_input" && e["actor"] == "1"
     });
     run.send(json!({"cmd": "stdin", "actor": "9", "data": "x\n"}));
-    run.wait_for("a notice for the unknown actor", |e| {
-        e["event"] == "notice"
-            && e["message"]
-                .as_str()
-                .is_some_and(|m| m.contains("actor 9 has no terminal"))
-    });
+    run.wait_notice("actor 9 has no terminal");
     run.send(json!({"cmd": "stdin", "actor": "1", "data": "forty-two\n"}));
     let (code, events) = run.finish();
     assert_eq!(code, 0);
