@@ -6,163 +6,23 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::sync::mpsc;
 
-use crate::proto::ExitReason;
 use crate::runtime::{Runtime, RuntimeCommand, RuntimeEvent};
 
-/// One event as the JSON object printed for it.
+/// One event as the JSON object printed for it (its serde form: see [`RuntimeEvent`]).
 pub fn event_json(ev: &RuntimeEvent) -> Value {
-    match ev {
-        RuntimeEvent::ActorStarted {
-            actor,
-            name,
-            pid,
-            parent,
-        } => {
-            json!({"event": "actor_started", "actor": actor, "name": name, "pid": pid, "parent": parent})
-        }
-        RuntimeEvent::ActorExited { actor, exit } => {
-            json!({"event": "actor_exited", "actor": actor, "code": exit.code, "signal": exit.signal,
-                    "reason": exit.reason.map(ExitReason::as_str)})
-        }
-        RuntimeEvent::LockRequested {
-            actor,
-            task,
-            task_name,
-            reason,
-            location,
-        } => {
-            json!({"event": "lock_requested", "actor": actor, "task": task, "task_name": task_name,
-                    "reason": reason.as_str(), "location": location})
-        }
-        RuntimeEvent::LockGranted { actor, task, epoch } => {
-            json!({"event": "lock_granted", "actor": actor, "task": task, "epoch": epoch})
-        }
-        RuntimeEvent::LockReleased {
-            actor,
-            task,
-            epoch,
-            cause,
-        } => json!({"event": "lock_released", "actor": actor, "task": task, "epoch": epoch,
-                    "cause": cause.as_str()}),
-        RuntimeEvent::LockDropped { actor, task, cause } => {
-            json!({"event": "lock_dropped", "actor": actor, "task": task, "cause": cause.as_str()})
-        }
-        RuntimeEvent::LockRefused { actor, task, error } => {
-            json!({"event": "lock_refused", "actor": actor, "task": task, "error": error})
-        }
-        RuntimeEvent::LockSuspect {
-            actor,
-            task,
-            epoch,
-            why,
-            since,
-        } => json!({"event": "lock_suspect", "actor": actor, "task": task, "epoch": epoch,
-                    "why": why.as_str(), "since_ms": since.as_millis() as u64}),
-        RuntimeEvent::LockHealthy { actor, task, epoch } => {
-            json!({"event": "lock_healthy", "actor": actor, "task": task, "epoch": epoch})
-        }
-        RuntimeEvent::ReplOutput { actor, task, data } => {
-            json!({"event": "repl_output", "actor": actor, "task": task, "data": data})
-        }
-        RuntimeEvent::ReplReady {
-            actor,
-            task,
-            prompt,
-        } => json!({"event": "repl_ready", "actor": actor, "task": task, "prompt": prompt}),
-        RuntimeEvent::Output { actor, data } => {
-            json!({"event": "output", "actor": actor, "data": String::from_utf8_lossy(data)})
-        }
-        RuntimeEvent::Dump { actor, text } => {
-            json!({"event": "dump", "actor": actor, "text": text})
-        }
-        RuntimeEvent::Completions {
-            actor,
-            line,
-            matches,
-        } => json!({"event": "completions", "actor": actor, "line": line, "matches": matches}),
-        RuntimeEvent::WantsInput { actor } => json!({"event": "wants_input", "actor": actor}),
-        RuntimeEvent::InputDone { actor } => json!({"event": "input_done", "actor": actor}),
-        RuntimeEvent::LockMoved {
-            actor,
-            task,
-            task_name,
-            location,
-        } => {
-            json!({"event": "lock_moved", "actor": actor, "task": task, "task_name": task_name, "location": location})
-        }
-        RuntimeEvent::TeardownWaiting { actor } => {
-            json!({"event": "teardown_waiting", "actor": actor})
-        }
-        RuntimeEvent::Cancelling { actor, force } => {
-            json!({"event": "cancelling", "actor": actor, "force": force})
-        }
-        RuntimeEvent::Notice { actor, message } => {
-            json!({"event": "notice", "actor": actor, "message": message})
-        }
-        RuntimeEvent::Exit { code } => json!({"event": "exit", "code": code}),
-    }
+    // Every field is a string, number, bool, null, list or map of those: cannot fail.
+    serde_json::to_value(ev)
+        .unwrap_or_else(|e| json!({"event": "notice", "actor": null, "message": e.to_string()}))
 }
 
 /// Why a command line was not understood.
 #[derive(Debug, thiserror::Error)]
-pub enum CommandError {
-    #[error("not JSON: {0}")]
-    Json(#[from] serde_json::Error),
-    #[error("missing or mistyped field `{0}`")]
-    Field(&'static str),
-    #[error("unknown cmd `{0}`")]
-    Unknown(String),
-    #[error(transparent)]
-    Actor(#[from] crate::proto::BadActorId),
-}
+#[error("{0}")]
+pub struct CommandError(#[from] serde_json::Error);
 
-/// Parses one stdin line into a command.
+/// Parses one stdin line into a command (the schema is [`RuntimeCommand`]'s serde form).
 pub fn parse_command(line: &str) -> Result<RuntimeCommand, CommandError> {
-    let v: Value = serde_json::from_str(line)?;
-    let field = |name: &'static str| {
-        v.get(name)
-            .and_then(Value::as_str)
-            .map(str::to_owned)
-            .ok_or(CommandError::Field(name))
-    };
-    let cmd = field("cmd")?;
-    Ok(match cmd.as_str() {
-        "input" => RuntimeCommand::Input {
-            data: field("data")?,
-        },
-        "complete" => RuntimeCommand::Complete {
-            line: field("data")?,
-        },
-        "force_release" => RuntimeCommand::ForceRelease,
-        "stdin" => RuntimeCommand::Stdin {
-            actor: field("actor")?.parse()?,
-            data: field("data")?,
-        },
-        "dump" => RuntimeCommand::Dump {
-            actor: field("actor")?.parse()?,
-        },
-        "interrupt" => RuntimeCommand::Interrupt {
-            actor: field("actor")?.parse()?,
-        },
-        "cancel" => RuntimeCommand::Cancel {
-            actor: field("actor")?.parse()?,
-            force: v.get("force").and_then(Value::as_bool).unwrap_or(false),
-        },
-        "quit" => RuntimeCommand::Quit,
-        "resize" => {
-            let dim = |name: &'static str| {
-                v.get(name)
-                    .and_then(Value::as_u64)
-                    .and_then(|n| u16::try_from(n).ok())
-                    .ok_or(CommandError::Field(name))
-            };
-            RuntimeCommand::Resize {
-                rows: dim("rows")?,
-                cols: dim("cols")?,
-            }
-        }
-        _ => return Err(CommandError::Unknown(cmd)),
-    })
+    Ok(serde_json::from_str(line)?)
 }
 
 /// Runs the headless front end until the run ends; returns the exit code.
@@ -229,7 +89,7 @@ async fn read_commands(commands: mpsc::Sender<RuntimeCommand>) {
 mod tests {
     use super::*;
     use crate::proto::ActorId;
-    use crate::proto::Reason;
+    use crate::proto::{ExitReason, Reason};
     use crate::runtime::lock::ReleaseCause;
     use crate::runtime::suspect::Why;
 
@@ -332,10 +192,29 @@ mod tests {
                 actor: None,
                 message: "m".into(),
             },
+            RuntimeEvent::Viewer {
+                viewer: 7,
+                name: "ann@host".into(),
+                pid: Some(99),
+                role: crate::runtime::event::ViewerRole::Driver,
+            },
             RuntimeEvent::Exit { code: 0 },
         ];
         let lines: Vec<String> = events.iter().map(|e| event_json(e).to_string()).collect();
         insta::assert_snapshot!(lines.join("\n"));
+        // The viewer's form: msgpack, read back as the same events, output bytes exact.
+        for ev in &events {
+            let bytes = crate::proto::encode(ev).expect("encode");
+            let back: RuntimeEvent = crate::proto::decode(&bytes).expect("decode");
+            assert_eq!(&back, ev);
+        }
+        // And JSON read back, as `attach --headless` consumers and tests do.
+        for (ev, line) in events.iter().zip(&lines) {
+            let back: RuntimeEvent = serde_json::from_str(line).expect(line);
+            if !matches!(ev, RuntimeEvent::Output { .. }) {
+                assert_eq!(&back, ev);
+            }
+        }
     }
 
     #[test]
@@ -350,6 +229,18 @@ mod tests {
                 RuntimeCommand::Complete { line: "p a".into() },
             ),
             (r#"{"cmd":"force_release"}"#, RuntimeCommand::ForceRelease),
+            (
+                r#"{"cmd":"cancel","actor":"2"}"#,
+                RuntimeCommand::Cancel {
+                    actor: ActorId(2),
+                    force: false,
+                },
+            ),
+            (
+                r#"{"cmd":"drive","take_over":true}"#,
+                RuntimeCommand::Drive { take_over: true },
+            ),
+            (r#"{"cmd":"observe"}"#, RuntimeCommand::Observe),
             (
                 r#"{"cmd":"dump","actor":"2"}"#,
                 RuntimeCommand::Dump { actor: ActorId(2) },
@@ -384,13 +275,10 @@ mod tests {
         for (line, want) in cases {
             assert_eq!(parse_command(line).expect(line), want);
         }
-        assert!(matches!(
-            parse_command(r#"{"cmd":"nap"}"#),
-            Err(CommandError::Unknown(_))
-        ));
-        assert!(matches!(
-            parse_command(r#"{"cmd":"dump"}"#),
-            Err(CommandError::Field("actor"))
-        ));
+        let err = |line| parse_command(line).expect_err(line).to_string();
+        assert!(err(r#"{"cmd":"nap"}"#).contains("unknown variant `nap`"));
+        assert!(err(r#"{"cmd":"dump"}"#).contains("missing field `actor`"));
+        assert!(err(r#"{"cmd":"dump","actor":"01"}"#).contains("not an actor id"));
+        assert!(err("dump 2").contains("expected value"));
     }
 }

@@ -117,6 +117,9 @@ fn describe(ev: &RuntimeEvent) -> Option<String> {
             )
         }
         RuntimeEvent::Notice { message, .. } => format!("[note] {message}"),
+        RuntimeEvent::Viewer {
+            viewer, name, role, ..
+        } => format!("[viewer {viewer}] {name}: {}", role.as_str()),
         RuntimeEvent::Exit { code } => format!("[exit] code {code}"),
     })
 }

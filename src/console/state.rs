@@ -9,6 +9,7 @@ use actor_tui_ui::ActorStatus;
 
 use crate::proto::{ActorId, Exit, ExitReason, Reason};
 use crate::runtime::RuntimeEvent;
+use crate::runtime::event::ViewerRole;
 use crate::runtime::lock::ReleaseCause;
 
 /// Lines of scrollback kept per actor terminal. Bounded so a flooding actor cannot grow the
@@ -108,6 +109,10 @@ pub struct ConsoleState {
     /// shown last) have an emulator (`Actor::output`), rebuilt from these when shown.
     logs: super::outlog::OutputLogs,
     live: VecDeque<ActorId>,
+    /// Attached viewers: id -> (name, role).
+    pub viewers: BTreeMap<u64, (String, ViewerRole)>,
+    /// This console's own viewer id, when it is attached to a run started elsewhere.
+    pub me: Option<u64>,
 }
 
 /// Actors whose output emulator is kept while they are off screen (the ones just shown).
@@ -163,6 +168,8 @@ impl ConsoleState {
             exit_order: VecDeque::new(),
             logs: super::outlog::OutputLogs::default(),
             live: VecDeque::new(),
+            viewers: BTreeMap::new(),
+            me: None,
             output_size,
             repl_size,
         }
@@ -428,6 +435,29 @@ impl ConsoleState {
                 matches,
             } => self.completion = Some((actor, line, matches)),
             RuntimeEvent::Notice { message, .. } => self.note(now, message),
+            RuntimeEvent::Viewer {
+                viewer, name, role, ..
+            } => {
+                let who = if self.me == Some(viewer) {
+                    "you".to_owned()
+                } else {
+                    format!("viewer {viewer} {name}")
+                };
+                let before = self.viewers.get(&viewer).map(|v| v.1);
+                let what = match (before, role) {
+                    (_, ViewerRole::Gone) => "detached",
+                    (None, ViewerRole::Observer) => "attached, observing",
+                    (None, ViewerRole::Driver) => "attached, driving",
+                    (Some(_), ViewerRole::Driver) => "now driving",
+                    (Some(_), ViewerRole::Observer) => "now observing",
+                };
+                self.note(now, format!("{who}: {what}"));
+                if role == ViewerRole::Gone {
+                    self.viewers.remove(&viewer);
+                } else {
+                    self.viewers.insert(viewer, (name, role));
+                }
+            }
             RuntimeEvent::Exit { code } => self.exit_code = Some(code),
         }
     }

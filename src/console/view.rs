@@ -238,13 +238,19 @@ pub fn model<'a>(s: &'a ConsoleState, ui: &'a UiState, now: Instant) -> ScreenMo
         repl,
         bottom,
         status: StatusModel {
-            mode: match ui.mode {
-                Mode::Input => "INPUT".into(),
-                Mode::Nav => "NAV".into(),
-                Mode::Terminal => match ui.terminal {
-                    Some(id) => format!("TERM {id}"),
-                    None => "TERM".into(),
-                },
+            mode: {
+                let mode = match ui.mode {
+                    Mode::Input => "INPUT".into(),
+                    Mode::Nav => "NAV".into(),
+                    Mode::Terminal => match ui.terminal {
+                        Some(id) => format!("TERM {id}"),
+                        None => "TERM".into(),
+                    },
+                };
+                match viewers_badge(s) {
+                    Some(b) => format!("{mode} · {b}"),
+                    None => mode,
+                }
             },
             message,
         },
@@ -255,4 +261,31 @@ pub fn model<'a>(s: &'a ConsoleState, ui: &'a UiState, now: Instant) -> ScreenMo
             Dialog::Confirm { question, .. } => Overlay::Confirm(question.clone()),
         },
     }
+}
+
+/// Who else watches, for the status bar: an attached console shows its own role, the
+/// root's console how many viewers there are and who of them drives.
+fn viewers_badge(s: &ConsoleState) -> Option<String> {
+    use crate::runtime::event::ViewerRole;
+    let driver = s
+        .viewers
+        .iter()
+        .find(|(_, (_, r))| *r == ViewerRole::Driver);
+    if let Some(me) = s.me {
+        let mine = s.viewers.get(&me).map(|v| v.1);
+        return Some(match (mine, driver) {
+            (Some(ViewerRole::Driver), _) => "DRIVING".into(),
+            (_, Some((id, (name, _)))) => format!("OBSERVING (driver: {id} {name})"),
+            _ => "OBSERVING (D: drive)".into(),
+        });
+    }
+    if s.viewers.is_empty() {
+        return None;
+    }
+    let n = s.viewers.len();
+    let plural = if n == 1 { "" } else { "s" };
+    Some(match driver {
+        Some((id, (name, _))) => format!("{n} viewer{plural}, {id} {name} drives"),
+        None => format!("{n} viewer{plural}"),
+    })
 }

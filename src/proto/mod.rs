@@ -6,12 +6,14 @@
 //! `docs/PROTOCOL.md`; keep the two in step (the golden tests pin the bytes).
 
 mod codec;
+mod command;
 mod msg;
 
 pub use codec::{
     FrameError, MAX_FRAME, decode, encode, floor_char_boundary, frame_bytes, read_frame,
     read_frame_len, read_frame_sync, split_utf8, write_frame, write_frame_sync,
 };
+pub use command::RuntimeCommand;
 pub use msg::{ActorId, BadActorId, Exit, ExitReason, Reason, ReleaseHow, ToActor, ToRoot};
 
 /// Version of the protocol spoken by this build. Both sides send it in their first frame;

@@ -229,6 +229,19 @@ pub enum ToRoot {
     CompleteReply { req: u64, matches: Vec<String> },
     /// The actor is about to exit; sent best-effort before the process ends.
     Exiting { code: i32, reason: ExitReason },
+    /// Instead of `register`: this connection is a viewer (another console, a script), not
+    /// an actor. From then on the root sends it `attached`, the run's state and every event;
+    /// the viewer sends `command`s. `driver`: it asks to drive; `take_over`: even if
+    /// another viewer drives.
+    Attach {
+        name: String,
+        #[serde(default)]
+        driver: bool,
+        #[serde(default)]
+        take_over: bool,
+    },
+    /// A viewer's command, in the headless command schema.
+    Command { command: super::RuntimeCommand },
     /// A message type from a newer protocol revision: ignored, never sent.
     #[serde(other)]
     Unknown,

@@ -11,10 +11,11 @@ use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use super::bounds::{self, RateLimit};
-use super::event::{RuntimeCommand, RuntimeEvent};
+use super::event::{RuntimeCommand, RuntimeEvent, ViewerRole};
 use super::lock::{LockKey, LockRequest, LockTable, ReleaseCause, Transition};
 use super::suspect::{HolderWatch, Verdict};
 use super::tree::{ActorTree, CancelState};
+use super::viewers::{self, Viewers};
 use crate::proto::{ActorId, Exit, ReleaseHow, ToActor, ToRoot};
 
 /// Connection id, unique within one run.
@@ -173,6 +174,17 @@ pub enum Effect {
         actor: ActorId,
         data: Vec<u8>,
     },
+    /// `conn` is an attached viewer now: tell it so (its id and role), send it the run's
+    /// state, and from now on every event.
+    Attach {
+        conn: ConnId,
+        role: ViewerRole,
+    },
+    /// A notice for one viewer only (why its command was refused).
+    ViewerNotice {
+        conn: ConnId,
+        message: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -213,6 +225,8 @@ pub struct Core {
     /// Peer-caused notices are rate-limited, so bogus frames cannot flood the front end
     /// or the log.
     notice_limit: RateLimit,
+    /// Attached viewers and who of them drives.
+    viewers: Viewers,
     now: Instant,
     out: Vec<Effect>,
 }
@@ -236,6 +250,7 @@ impl Core {
             reading: HashSet::new(),
             holder_watch: None,
             notice_limit: RateLimit::new(50, 20),
+            viewers: Viewers::default(),
             now,
             out: Vec::new(),
         }
@@ -475,6 +490,14 @@ impl Core {
             return;
         };
         self.out.push(Effect::Close { conn });
+        if self.viewers.is_viewer(conn) {
+            let changes = self.viewers.detach(conn);
+            self.announce_viewers(changes);
+            if let Some(e) = error {
+                self.notice(None, format!("viewer {conn} dropped: {e}"));
+            }
+            return;
+        }
         let Some(actor) = c.actor else {
             if let Some(e) = error {
                 self.notice(None, format!("dropped unregistered connection: {e}"));
@@ -527,7 +550,30 @@ impl Core {
             // Frames already in flight from a connection we dropped.
             return;
         };
+        if self.viewers.is_viewer(conn) {
+            self.on_viewer_frame(conn, msg);
+            return;
+        }
         let actor = match (msg, c.actor) {
+            (
+                ToRoot::Attach {
+                    name,
+                    driver,
+                    take_over,
+                },
+                None,
+            ) => {
+                let pid = c.peer_pid;
+                self.attach(conn, name, pid, driver, take_over);
+                return;
+            }
+            (ToRoot::Command { .. }, _) => {
+                self.protocol_error(
+                    conn,
+                    "command frames come only from attached viewers".into(),
+                );
+                return;
+            }
             (
                 ToRoot::Register {
                     name,
@@ -548,7 +594,10 @@ impl Core {
                 return;
             }
             (_, None) => {
-                self.protocol_error(conn, "first frame after hello must be register".into());
+                self.protocol_error(
+                    conn,
+                    "first frame after hello must be register (or attach)".into(),
+                );
                 return;
             }
             (msg, Some(actor)) => (msg, actor),
@@ -563,7 +612,13 @@ impl Core {
             w.frame(self.now);
         }
         match msg {
-            ToRoot::Hello { .. } | ToRoot::Register { .. } => {}
+            ToRoot::Hello { .. } | ToRoot::Register { .. } | ToRoot::Command { .. } => {}
+            ToRoot::Attach { .. } => {
+                self.protocol_error(
+                    conn,
+                    "attach after register: an actor cannot be a viewer".into(),
+                );
+            }
             ToRoot::Unknown => {
                 tracing::debug!(%actor, "ignoring a message type from a newer client")
             }
@@ -1181,8 +1236,80 @@ impl Core {
 
     // ---- commands ----
 
+    // ---- viewers ----
+
+    fn attach(
+        &mut self,
+        conn: ConnId,
+        name: String,
+        pid: Option<u32>,
+        driver: bool,
+        take_over: bool,
+    ) {
+        let name = bounds::truncate(name, bounds::MAX_FIELD);
+        match self.viewers.attach(conn, name, pid, driver, take_over) {
+            Ok(attached) => {
+                let role = self
+                    .viewers
+                    .get(conn)
+                    .map_or(ViewerRole::Observer, |v| v.role);
+                // Its state first, then the announcement of itself, live like any event.
+                self.out.push(Effect::Attach { conn, role });
+                self.announce_viewers(attached.changes);
+                if let Some(message) = attached.note {
+                    self.out.push(Effect::ViewerNotice { conn, message });
+                }
+            }
+            Err(e) => self.protocol_error(conn, e),
+        }
+    }
+
+    fn announce_viewers(&mut self, changes: Vec<viewers::Change>) {
+        for c in changes {
+            self.event(RuntimeEvent::Viewer {
+                viewer: c.conn,
+                name: c.name,
+                pid: c.pid,
+                role: c.role,
+            });
+        }
+    }
+
+    fn on_viewer_frame(&mut self, conn: ConnId, msg: ToRoot) {
+        let cmd = match msg {
+            ToRoot::Command { command } => command,
+            ToRoot::Unknown => return,
+            other => {
+                let kind = format!("{other:?}");
+                let kind = kind.split([' ', '{']).next().unwrap_or("?").to_owned();
+                self.protocol_error(conn, format!("a viewer may send only commands, not {kind}"));
+                return;
+            }
+        };
+        match cmd {
+            RuntimeCommand::Drive { take_over } => match self.viewers.drive(conn, take_over) {
+                Ok(changes) => self.announce_viewers(changes),
+                Err(message) => self.out.push(Effect::ViewerNotice { conn, message }),
+            },
+            RuntimeCommand::Observe => {
+                let changes = self.viewers.observe(conn);
+                self.announce_viewers(changes);
+            }
+            // A viewer's terminal does not decide the size of the actors' terminals.
+            RuntimeCommand::Resize { .. } => {}
+            cmd => match self.viewers.may(conn, &cmd) {
+                Ok(()) => self.on_command(cmd),
+                Err(message) => self.out.push(Effect::ViewerNotice { conn, message }),
+            },
+        }
+    }
+
     fn on_command(&mut self, cmd: RuntimeCommand) {
         match cmd {
+            RuntimeCommand::Drive { .. } | RuntimeCommand::Observe => self.notice(
+                None,
+                "drive/observe: the root's own front end always drives; these are for attached viewers".into(),
+            ),
             RuntimeCommand::Input { data } => match self.lock.holder().cloned() {
                 Some(g) => {
                     let actor = g.request.key.actor;

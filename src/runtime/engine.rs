@@ -224,6 +224,9 @@ impl Engine {
 
     /// Feeds every pending input to the core and carries out what it says.
     fn drain(&mut self) {
+        for (conn, why) in self.events.take_overflowed() {
+            self.pending.push_back(Input::PeerFull { conn, why });
+        }
         while let Some(input) = self.pending.pop_front() {
             let spawned = match &input {
                 Input::Spawned { req, .. } => Some(req.id),
@@ -364,7 +367,20 @@ impl Engine {
                 // Next, before anything else can refer to the new actor.
                 self.pending.push_front(Input::Spawned { req, result });
             }
+            Effect::Attach { conn, role } => {
+                if let Some(c) = self.conns.get(&conn) {
+                    self.events.attach(conn, c.tx.clone(), role);
+                }
+            }
+            Effect::ViewerNotice { conn, message } => self.events.to_viewer(
+                conn,
+                &RuntimeEvent::Notice {
+                    actor: None,
+                    message,
+                },
+            ),
             Effect::Close { conn } => {
+                self.events.detach(conn);
                 // Dropping the sender and the hangup ends the connection's tasks once the
                 // writer has flushed what was queued (the last error or cancel frame).
                 if let Some(w) = self.conns.remove(&conn).and_then(|c| c.watcher) {

@@ -2,13 +2,19 @@
 //! in. Headless mode prints these as JSON lines; the console applies them to its state. Both
 //! front ends can do exactly what these types allow, no more.
 
+use serde::{Deserialize, Serialize};
+
 use crate::proto::{ActorId, Exit, Reason};
 
 use super::lock::ReleaseCause;
 use super::suspect::Why;
 
-/// Something that happened in the tree, in the order the engine saw it.
-#[derive(Debug, Clone, PartialEq)]
+/// Something that happened in the tree, in the order the engine saw it. Its serde form is
+/// the headless event schema (`{"event": "lock_granted", ...}`): headless prints it as JSON,
+/// an attached viewer gets it as msgpack in `event` frames; only PTY output differs (lossy
+/// UTF-8 text in JSON, the exact bytes in msgpack).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
 pub enum RuntimeEvent {
     ActorStarted {
         actor: ActorId,
@@ -18,6 +24,7 @@ pub enum RuntimeEvent {
     },
     ActorExited {
         actor: ActorId,
+        #[serde(flatten)]
         exit: Exit,
     },
     LockRequested {
@@ -64,6 +71,7 @@ pub enum RuntimeEvent {
         task: u64,
         epoch: u64,
         why: Why,
+        #[serde(rename = "since_ms", with = "millis")]
         since: std::time::Duration,
     },
     /// A suspect holder shows life again.
@@ -85,6 +93,7 @@ pub enum RuntimeEvent {
     /// Bytes the actor wrote to its own PTY.
     Output {
         actor: ActorId,
+        #[serde(with = "output_bytes")]
         data: Vec<u8>,
     },
     Dump {
@@ -121,32 +130,104 @@ pub enum RuntimeEvent {
         actor: Option<ActorId>,
         message: String,
     },
+    /// An attached viewer came, changed role, or left (`role` gone).
+    Viewer {
+        viewer: u64,
+        name: String,
+        pid: Option<u32>,
+        role: ViewerRole,
+    },
     /// The run is over; the last event.
     Exit {
         code: i32,
     },
 }
 
-/// What a front end asks of the engine.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RuntimeCommand {
-    /// Input for the lock holder's REPL session.
-    Input { data: String },
-    /// Ask the holder's session to complete a partly typed line.
-    Complete { line: String },
-    /// Take the lock from its holder and grant the next waiter.
-    ForceRelease,
-    /// Ask an actor for its task tree and threads.
-    Dump { actor: ActorId },
-    /// Cancel an actor's subtree; `force` skips waiting for debugging actors.
-    Cancel { actor: ActorId, force: bool },
-    /// End the run: revoke the lock and tear the whole tree down.
-    Quit,
-    /// Set the size of every actor's PTY (and of those spawned later); never zero.
-    Resize { rows: u16, cols: u16 },
-    /// Break in: ask the actor to pause where it is now, through the lock.
-    Interrupt { actor: ActorId },
-    /// Bytes typed into an actor's own terminal (its PTY), as a keyboard would: for programs
-    /// that read their terminal themselves (`input()`, a shell, a prompt).
-    Stdin { actor: ActorId, data: String },
+/// What a front end asks of the engine: defined with the wire contract, because an attached
+/// viewer sends these in `command` frames (see `proto::command`).
+pub use crate::proto::RuntimeCommand;
+
+/// What an attached viewer may do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ViewerRole {
+    /// Sees everything, changes nothing (dumps are allowed: they only read).
+    Observer,
+    /// May do whatever the root's own front end can.
+    Driver,
+    /// Detached (only in `viewer` events).
+    Gone,
+}
+
+impl ViewerRole {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Observer => "observer",
+            Self::Driver => "driver",
+            Self::Gone => "gone",
+        }
+    }
+}
+
+/// A duration as whole milliseconds.
+mod millis {
+    use serde::{Deserialize, Deserializer, Serializer};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        u64::deserialize(d).map(Duration::from_millis)
+    }
+}
+
+/// PTY output: text (invalid UTF-8 replaced) for human-readable formats such as the
+/// headless JSON, the exact bytes for binary ones such as a viewer's msgpack frames.
+mod output_bytes {
+    use serde::de::{self, Visitor};
+    use serde::{Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(data: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            s.serialize_str(&String::from_utf8_lossy(data))
+        } else {
+            s.serialize_bytes(data)
+        }
+    }
+
+    struct Bytes;
+
+    impl<'de> Visitor<'de> for Bytes {
+        type Value = Vec<u8>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("bytes or a string")
+        }
+
+        fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+            Ok(v.to_vec())
+        }
+
+        fn visit_byte_buf<E: de::Error>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+            Ok(v)
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Vec<u8>, E> {
+            Ok(v.as_bytes().to_vec())
+        }
+
+        fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+            let mut out = Vec::new();
+            while let Some(b) = seq.next_element::<u8>()? {
+                out.push(b);
+            }
+            Ok(out)
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_any(Bytes)
+    }
 }

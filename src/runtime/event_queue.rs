@@ -14,7 +14,10 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::Notify;
 
-use super::event::RuntimeEvent;
+use super::core::ConnId;
+use super::event::{RuntimeEvent, ViewerRole};
+use super::hub::Hub;
+use super::server::PeerTx;
 use crate::proto::ActorId;
 
 /// Output bytes queued before output producers wait. More only adds latency and memory:
@@ -43,6 +46,9 @@ struct State {
 #[derive(Debug, Default)]
 struct Shared {
     state: Mutex<State>,
+    /// Attached viewers and the replay for late ones. Locked only while `state` is held
+    /// (or alone, to attach), so viewers see events in exactly the queue's order.
+    hub: Mutex<Hub>,
     /// Wakes the receiver: something was queued, or the last sender left.
     readable: Notify,
     /// Wakes output producers: output left the queue, or the receiver left.
@@ -139,6 +145,7 @@ impl EventSender {
             if !st.receiver_alive {
                 return false;
             }
+            crate::sync::lock(&self.shared.hub).event(&ev);
             if st.control_events >= CONTROL_EVENTS || st.control_bytes + size > CONTROL_BYTES {
                 st.dropped += 1;
                 return true;
@@ -172,6 +179,7 @@ impl EventSender {
                 }
                 if st.output_bytes < OUTPUT_BYTES {
                     st.output_bytes += data.len();
+                    crate::sync::lock(&self.shared.hub).output(actor, data);
                     let merged = match st.queue.back_mut() {
                         Some(RuntimeEvent::Output { actor: a, data: d })
                             if *a == actor && d.len() + data.len() <= COALESCE_BYTES =>
@@ -194,6 +202,28 @@ impl EventSender {
             }
             room.await;
         }
+    }
+}
+
+/// The viewers' side of the queue (see [`Hub`]).
+impl EventSender {
+    /// `conn` is a viewer now: it gets the run's state, then every event.
+    pub fn attach(&self, conn: ConnId, tx: PeerTx, role: ViewerRole) {
+        crate::sync::lock(&self.shared.hub).attach(conn, tx, role);
+    }
+
+    /// An event for one viewer only.
+    pub fn to_viewer(&self, conn: ConnId, ev: &RuntimeEvent) {
+        crate::sync::lock(&self.shared.hub).to_viewer(conn, ev);
+    }
+
+    pub fn detach(&self, conn: ConnId) {
+        crate::sync::lock(&self.shared.hub).detach(conn);
+    }
+
+    /// Viewers the hub dropped for being over budget, and why.
+    pub fn take_overflowed(&self) -> Vec<(ConnId, String)> {
+        crate::sync::lock(&self.shared.hub).take_overflowed()
     }
 }
 

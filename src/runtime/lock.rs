@@ -33,7 +33,8 @@ pub struct Grant {
 }
 
 /// Why a grant ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum ReleaseCause {
     Continue,
     /// The holder stepped and the step ran past its timeout: the lock moved on.

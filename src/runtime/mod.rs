@@ -6,15 +6,18 @@ pub mod core;
 mod engine;
 pub mod event;
 pub mod event_queue;
+pub mod hub;
 pub mod lock;
 pub mod private_dir;
 pub mod procs;
 pub mod pty;
 pub mod python;
+pub mod replay;
 pub mod server;
 mod spawn;
 pub mod suspect;
 pub mod tree;
+pub mod viewers;
 
 use std::path::PathBuf;
 use std::time::Duration;

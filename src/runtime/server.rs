@@ -144,7 +144,17 @@ impl PeerTx {
     /// Queues one frame unless the peer is over its budget ([`bounds::PEER_FRAMES`],
     /// [`bounds::PEER_BYTES`]).
     pub fn send(&self, msg: &ToActor) -> Result<(), PeerSendError> {
-        let bytes = proto::frame_bytes(msg)?;
+        self.send_bytes(proto::frame_bytes(msg)?)
+    }
+
+    /// Frames queued and not yet written to the peer.
+    pub fn queued_frames(&self) -> usize {
+        self.queued.frames.load(Ordering::Relaxed)
+    }
+
+    /// Queues one encoded frame ([`proto::frame_bytes`]) under the same budget as
+    /// [`send`](Self::send).
+    pub fn send_bytes(&self, bytes: Vec<u8>) -> Result<(), PeerSendError> {
         let frames = self.queued.frames.load(Ordering::Relaxed);
         let queued = self.queued_bytes();
         if frames >= bounds::PEER_FRAMES || queued + bytes.len() > bounds::PEER_BYTES {

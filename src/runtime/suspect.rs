@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 pub const SILENT_AFTER: Duration = Duration::from_secs(5);
 
 /// Why a holder is suspect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Why {
     /// Its process is stopped (state `T` or `t`).
     Stopped,

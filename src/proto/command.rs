@@ -1,0 +1,52 @@
+//! What a front end asks of the root. The root's own front ends pass these to the engine in
+//! process; an attached viewer sends them in `command` frames. Their serde form is the
+//! headless command schema (`{"cmd": "dump", "actor": "2"}`), one definition for both.
+
+use serde::{Deserialize, Serialize};
+
+use super::ActorId;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "cmd", rename_all = "snake_case")]
+pub enum RuntimeCommand {
+    /// Input for the lock holder's REPL session.
+    Input { data: String },
+    /// Ask the holder's session to complete a partly typed line.
+    Complete {
+        #[serde(rename = "data")]
+        line: String,
+    },
+    /// Take the lock from its holder and grant the next waiter.
+    ForceRelease,
+    /// Ask an actor for its task tree and threads.
+    Dump { actor: ActorId },
+    /// Cancel an actor's subtree; `force` skips waiting for debugging actors.
+    Cancel {
+        actor: ActorId,
+        #[serde(default)]
+        force: bool,
+    },
+    /// End the run: revoke the lock and tear the whole tree down.
+    Quit,
+    /// Set the size of every actor's PTY (and of those spawned later); never zero.
+    Resize { rows: u16, cols: u16 },
+    /// Break in: ask the actor to pause where it is now, through the lock.
+    Interrupt { actor: ActorId },
+    /// Bytes typed into an actor's own terminal (its PTY), as a keyboard would: for programs
+    /// that read their terminal themselves (`input()`, a shell, a prompt).
+    Stdin { actor: ActorId, data: String },
+    /// An attached viewer asks to drive; `take_over` takes it from the current driver.
+    Drive {
+        #[serde(default)]
+        take_over: bool,
+    },
+    /// An attached driver gives driving up (back to observer).
+    Observe,
+}
+
+impl RuntimeCommand {
+    /// Commands an observer may send: they change nothing in the tree.
+    pub fn read_only(&self) -> bool {
+        matches!(self, Self::Dump { .. } | Self::Drive { .. } | Self::Observe)
+    }
+}
