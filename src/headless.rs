@@ -61,6 +61,72 @@ pub async fn run(mut rt: Runtime) -> i32 {
     }
 }
 
+/// The headless front end of `actor-tui attach --headless`: the same lines out, the same
+/// commands in, plus `{"cmd":"detach"}`. Detaching (that line, SIGINT, SIGTERM, SIGHUP)
+/// only closes this viewer's connection; the run goes on. Returns the run's exit code if it
+/// ended while attached, 0 after a detach, 1 if the link to the root was lost.
+pub async fn run_attached(mut rt: Runtime) -> i32 {
+    use tokio::signal::unix::{SignalKind, signal};
+    let commands = rt.commands.clone();
+    let (detach_tx, mut detach_rx) = mpsc::channel::<()>(1);
+    let reader = tokio::spawn(async move {
+        let mut lines = BufReader::new(tokio::io::stdin()).lines();
+        let mut err = tokio::io::stderr();
+        while let Ok(Some(line)) = lines.next_line().await {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let detach = serde_json::from_str::<Value>(&line)
+                .ok()
+                .is_some_and(|v| v.get("cmd").and_then(Value::as_str) == Some("detach"));
+            if detach {
+                let _ = detach_tx.send(()).await;
+                return;
+            }
+            match parse_command(&line) {
+                Ok(cmd) => {
+                    if commands.send(cmd).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let msg =
+                        json!({"event": "command_error", "line": line, "error": e.to_string()});
+                    let _ = err.write_all(format!("{msg}\n").as_bytes()).await;
+                }
+            }
+        }
+    });
+    let mut sigs = [
+        SignalKind::interrupt(),
+        SignalKind::terminate(),
+        SignalKind::hangup(),
+    ]
+    .map(signal);
+    let mut out = tokio::io::stdout();
+    let code = loop {
+        let [a, b, c] = &mut sigs;
+        let ev = tokio::select! {
+            ev = rt.events.recv() => ev,
+            Some(()) = detach_rx.recv() => break 0,
+            Some(()) = async { match a { Ok(s) => s.recv().await, Err(_) => None } } => break 0,
+            Some(()) = async { match b { Ok(s) => s.recv().await, Err(_) => None } } => break 0,
+            Some(()) = async { match c { Ok(s) => s.recv().await, Err(_) => None } } => break 0,
+        };
+        let Some(ev) = ev else { break 1 };
+        let mut line = event_json(&ev).to_string();
+        line.push('\n');
+        let _ = out.write_all(line.as_bytes()).await;
+        let _ = out.flush().await;
+        if let RuntimeEvent::Exit { code } = ev {
+            break code;
+        }
+    };
+    reader.abort();
+    rt.task.abort();
+    code
+}
+
 async fn read_commands(commands: mpsc::Sender<RuntimeCommand>) {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut err = tokio::io::stderr();

@@ -36,6 +36,8 @@ pub mod proto;
 mod sync;
 
 #[cfg(feature = "runtime")]
+pub mod attach;
+#[cfg(feature = "runtime")]
 pub mod console;
 #[cfg(feature = "runtime")]
 pub mod headless;

@@ -75,11 +75,49 @@ fn init_logging(
     Ok(guard)
 }
 
+/// Opens a console (or the JSON stream) on a run started elsewhere.
+#[derive(Debug, Parser)]
+#[command(name = "actor-tui attach", version)]
+struct AttachCli {
+    /// Ask to drive (type into sessions, release, cancel, quit); observer otherwise.
+    #[arg(long)]
+    driver: bool,
+    /// Drive even if another viewer drives now (it becomes an observer). Implies --driver.
+    #[arg(long)]
+    take_over: bool,
+    /// JSON lines on stdout and stdin, as `actor-tui --headless`, plus {"cmd":"detach"}.
+    #[arg(long)]
+    headless: bool,
+    /// The name other consoles show for this viewer (default: user@host).
+    #[arg(long)]
+    name: Option<String>,
+    /// The root: its socket path or its pid (see `actor-tui ls`); default: the only one.
+    target: Option<String>,
+}
+
+/// Lists the runs of this user that `attach` can reach.
+#[derive(Debug, Parser)]
+#[command(name = "actor-tui ls", version)]
+struct LsCli {}
+
 fn main() {
     // The binary doubles as the demo tree's actors: `actor-tui __demo ROLE`.
     let argv: Vec<String> = std::env::args().collect();
     if argv.get(1).map(String::as_str) == Some(demo::ROLE_FLAG) {
         std::process::exit(demo::run_role(argv.get(2).map_or("", String::as_str)));
+    }
+    // Subcommands come first: a program called `attach` or `ls` runs as `actor-tui -- ls`
+    // (or `./ls`).
+    match argv.get(1).map(String::as_str) {
+        Some("attach") => {
+            let cli = AttachCli::parse_from(&argv[1..]);
+            std::process::exit(attach(cli));
+        }
+        Some("ls") => {
+            LsCli::parse_from(&argv[1..]);
+            std::process::exit(ls());
+        }
+        _ => {}
     }
     let cli = Cli::parse();
     let log_guard = match log_path(&cli).map(|p| (init_logging(&p), p)) {
@@ -143,4 +181,69 @@ fn run(cli: Cli) -> Result<i32, Box<dyn std::error::Error>> {
     // A blocking stdin read may still be in flight: do not wait for it.
     rt.shutdown_background();
     result
+}
+
+fn ls() -> i32 {
+    let roots = actor_tui::attach::list_roots();
+    if roots.is_empty() {
+        println!(
+            "no running roots in {}",
+            actor_tui::runtime::server::default_socket_dir().display()
+        );
+        return 0;
+    }
+    println!("{:>8}  {:<40}  COMMAND", "PID", "SOCKET");
+    for r in roots {
+        println!(
+            "{:>8}  {:<40}  {}",
+            r.pid,
+            r.socket.display(),
+            r.command.as_deref().unwrap_or("?")
+        );
+    }
+    0
+}
+
+fn attach(cli: AttachCli) -> i32 {
+    use actor_tui::attach::{self, AttachOptions};
+    let socket = match attach::resolve(cli.target.as_deref()) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("actor-tui attach: {e}");
+            return 2;
+        }
+    };
+    let opts = AttachOptions {
+        name: cli.name.unwrap_or_else(attach::default_name),
+        driver: cli.driver || cli.take_over,
+        take_over: cli.take_over,
+        quit_detaches: !cli.headless,
+    };
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("actor-tui attach: {e}");
+            return 2;
+        }
+    };
+    let code = rt.block_on(async move {
+        let runtime = match attach::connect(&socket, opts).await {
+            Ok(r) => r,
+            Err(e) => {
+                eprintln!("actor-tui attach: {e}");
+                return 2;
+            }
+        };
+        if cli.headless {
+            actor_tui::headless::run_attached(runtime).await
+        } else {
+            actor_tui::console::run(runtime).await
+        }
+    });
+    rt.shutdown_background();
+    code
 }

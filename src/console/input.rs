@@ -67,6 +67,8 @@ pub enum Action {
     ToggleTerminal,
     /// Bytes for the actor's terminal, as a terminal would send them for a key.
     Type(String),
+    /// An attached console asks to drive (or, driving, gives it up).
+    Drive,
 }
 
 /// What a terminal sends for `k`: characters as UTF-8, Ctrl-letter as the control byte
@@ -178,6 +180,7 @@ fn map_key(k: KeyEvent, mode: Mode, overlay: OverlayKind) -> Action {
             KeyCode::Char('r') => Action::ForceRelease,
             KeyCode::Char('x') => Action::Cancel,
             KeyCode::Char('q') => Action::Quit,
+            KeyCode::Char('D') => Action::Drive,
             KeyCode::Up | KeyCode::Char('k') => Action::Move(-1),
             KeyCode::Down | KeyCode::Char('j') => Action::Move(1),
             KeyCode::Left | KeyCode::Char('h') => Action::Collapse,

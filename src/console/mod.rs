@@ -80,6 +80,7 @@ pub async fn run(mut rt: Runtime) -> i32 {
         },
         commands: rt.commands.clone(),
     };
+    c.model.state.me = rt.viewer;
     c.send(RuntimeCommand::Resize {
         rows: out.0,
         cols: out.1,
@@ -176,7 +177,8 @@ pub async fn run(mut rt: Runtime) -> i32 {
     }
     drop(guard);
     c.log_frame_stats();
-    if c.model.state.exit_code.is_some() {
+    // An attached console leaves the run as it found it: nothing to print.
+    if c.model.state.exit_code.is_some() && rt.viewer.is_none() {
         print_final_screen(&mut c.model);
     }
     match c.model.state.exit_code {

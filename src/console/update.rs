@@ -12,6 +12,7 @@ use super::pane_sizes;
 use super::state::{self, ConsoleState};
 use super::view::{Dialog, Pending, UiState, new_input};
 use crate::proto::ActorId;
+use crate::runtime::event::ViewerRole;
 use crate::runtime::{RuntimeCommand, RuntimeEvent};
 
 /// The longest prefix shared by all `words` (on character boundaries).
@@ -94,7 +95,11 @@ impl Model {
         if !self.quitting {
             self.quitting = true;
             self.send(RuntimeCommand::Quit);
-            self.flash("quitting: tearing the tree down".into());
+            if self.state.me.is_some() {
+                self.flash("detaching".into());
+            } else {
+                self.flash("quitting: tearing the tree down".into());
+            }
         }
     }
 
@@ -234,6 +239,10 @@ impl Model {
                     ..
                 } => self.quit_once(),
                 Dialog::Confirm {
+                    pending: Pending::TakeOver,
+                    ..
+                } => self.send(RuntimeCommand::Drive { take_over: true }),
+                Dialog::Confirm {
                     pending: Pending::Stdin { actor, data },
                     ..
                 } => {
@@ -302,10 +311,15 @@ impl Model {
                     );
                 }
             }
+            Action::Quit if self.state.me.is_some() => self.ask(
+                Pending::Quit,
+                "Detach from this run? It goes on; attach again at any time.".into(),
+            ),
             Action::Quit => self.ask(
                 Pending::Quit,
                 "Quit actor-tui and tear the tree down?".into(),
             ),
+            Action::Drive => self.drive(),
             Action::ToNav => self.ui.mode = Mode::Nav,
             Action::ToInput => {
                 self.ui.mode = Mode::Input;
@@ -478,7 +492,44 @@ impl Model {
     }
 
     fn send(&mut self, cmd: RuntimeCommand) {
+        // An attached observer's commands would be refused by the root: say why here.
+        let local = matches!(cmd, RuntimeCommand::Quit | RuntimeCommand::Resize { .. });
+        if self.observing() && !local && !cmd.read_only() {
+            self.flash("you are observing: press D to drive".into());
+            return;
+        }
         self.out.push(cmd);
+    }
+
+    /// This console is attached to a run elsewhere and does not drive it.
+    fn observing(&self) -> bool {
+        self.state
+            .me
+            .is_some_and(|me| self.state.viewers.get(&me).map(|v| v.1) != Some(ViewerRole::Driver))
+    }
+
+    fn drive(&mut self) {
+        let Some(me) = self.state.me else {
+            self.flash("this is the root's own console: it always drives".into());
+            return;
+        };
+        if !self.observing() {
+            self.send(RuntimeCommand::Observe);
+            return;
+        }
+        let driver = self
+            .state
+            .viewers
+            .iter()
+            .find(|(id, v)| **id != me && v.1 == ViewerRole::Driver)
+            .map(|(id, v)| format!("{id} {}", v.0));
+        match driver {
+            Some(who) => self.ask(
+                Pending::TakeOver,
+                format!("Viewer {who} drives. Take driving over?"),
+            ),
+            None => self.send(RuntimeCommand::Drive { take_over: false }),
+        }
     }
 }
 

@@ -44,6 +44,8 @@ pub enum Pending {
         force: bool,
     },
     Quit,
+    /// An attached console takes driving over from another viewer.
+    TakeOver,
     /// A line typed with no session waiting, offered to an actor that reads its terminal.
     Stdin {
         actor: ActorId,

@@ -1,8 +1,9 @@
 //! The event stream for attached viewers. Every event the front end gets passes through
 //! here first, in the same order (the event queue calls [`Hub::event`] under its own lock):
 //! it updates the [`Replay`] a late viewer starts from and goes to each viewer as an
-//! `event` frame. A viewer that attaches gets `attached`, then the replay, then the live
-//! stream, with nothing lost or doubled in between (both happen under the hub's lock).
+//! `event` frame. A viewer that attaches gets the replay, then `attached` (its id and role,
+//! and the mark that what follows is live), then the live stream, with nothing lost or
+//! doubled in between (both happen under the hub's lock).
 //!
 //! A slow viewer never slows the run: past [`OUTPUT_SKIP_BYTES`] queued, PTY output to it
 //! is skipped (and it is told how much); a viewer that cannot even take control events
@@ -31,7 +32,8 @@ pub enum ToViewer {
         protocol: u32,
         agent: String,
     },
-    /// The root took the attach: the viewer's id (as in `viewer` events) and role.
+    /// The root took the attach: the viewer's id (as in `viewer` events) and role. Sent
+    /// after the replay of the run's state: the events after it are live.
     Attached {
         viewer: u64,
         role: ViewerRole,
@@ -141,16 +143,17 @@ impl Hub {
         }
     }
 
-    /// A new viewer: `attached`, the replay, then (from the next event on) the live stream.
+    /// A new viewer: the replay, `attached`, then (from the next event on) the live stream.
     pub fn attach(&mut self, conn: ConnId, tx: PeerTx, role: ViewerRole) {
         let welcome = ToViewer::Attached { viewer: conn, role };
         let sent = (|| {
-            tx.send_bytes(proto::frame_bytes(&welcome)?)?;
             for ev in self.replay.snapshot() {
                 if let Some(b) = event_frame(&ev) {
                     tx.send_bytes(b)?;
                 }
             }
+            // Last: it marks where the replay ends and the live stream begins.
+            tx.send_bytes(proto::frame_bytes(&welcome)?)?;
             Ok::<(), PeerSendError>(())
         })();
         match sent {

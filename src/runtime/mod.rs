@@ -87,6 +87,9 @@ pub struct Runtime {
     /// The teardown grace period (front ends bound their own waiting with it).
     pub grace: Duration,
     pub task: JoinHandle<i32>,
+    /// This front end's viewer id when it is attached to a run started elsewhere
+    /// (`actor-tui attach`); `None` for the root's own front end.
+    pub viewer: Option<u64>,
 }
 
 /// SIGTERM, SIGHUP and SIGINT end the run like `quit`: the engine is asked to quit, and the
@@ -197,5 +200,6 @@ pub async fn start(cfg: RuntimeConfig) -> Result<Runtime, RuntimeError> {
         socket,
         grace: cfg.grace,
         task,
+        viewer: None,
     })
 }

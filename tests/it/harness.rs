@@ -80,6 +80,23 @@ impl Run {
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
         configure(&mut cmd);
+        Self::from_command(cmd, socket, Some(dir))
+    }
+
+    /// `actor-tui attach --headless ARGS SOCKET`: a viewer of a run, read like a run.
+    pub fn attach(socket: &Path, args: &[&str]) -> Self {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("attach")
+            .arg("--headless")
+            .args(args)
+            .arg(socket)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        Self::from_command(cmd, socket.to_owned(), None)
+    }
+
+    fn from_command(mut cmd: Command, socket: PathBuf, dir: Option<tempfile::TempDir>) -> Self {
         let mut child = cmd.spawn().expect("start actor-tui");
         let stdout = child.stdout.take().expect("stdout");
         let (tx, rx) = mpsc::channel();
@@ -107,7 +124,7 @@ impl Run {
             rx,
             events: Vec::new(),
             socket,
-            dir: Some(dir),
+            dir,
         }
     }
 

@@ -1,6 +1,7 @@
 //! The one integration-test binary: protocol golden bytes and bad input against a live
 //! root, and the SCENARIOS.md acceptance scenarios in headless mode with real processes.
 
+mod attach;
 mod console;
 mod entry_points;
 mod hardening;
