@@ -333,6 +333,11 @@ impl Model {
                 None => self.flash("no actor selected".into()),
             },
             Action::Submit => {
+                if self.observing() {
+                    // The line stays: D, then Enter sends it.
+                    self.flash("you are observing: press D to drive".into());
+                    return;
+                }
                 if !self.state.holder.as_ref().is_some_and(|h| h.waiting) {
                     // Not thrown away: an actor blocked reading its terminal is offered.
                     match self.reader_for_line() {

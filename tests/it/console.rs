@@ -60,6 +60,40 @@ impl Console {
         }
     }
 
+    /// `actor-tui attach SOCKET` on its own PTY: a console on a run started elsewhere.
+    fn attach(socket: &std::path::Path) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("runtime");
+        let argv: Vec<String> = vec![
+            "attach".into(),
+            "--name".into(),
+            "pty-viewer".into(),
+            socket.to_string_lossy().into_owned(),
+        ];
+        let env = vec![("TERM".to_owned(), "xterm-256color".to_owned())];
+        let term = rt
+            .block_on(async {
+                Mirror::spawn(&SpawnSpec {
+                    program: BIN,
+                    args: &argv,
+                    env: &env,
+                    cwd: None,
+                    rows: 30,
+                    cols: 110,
+                })
+            })
+            .expect("spawn attach");
+        Self {
+            rt,
+            term,
+            socket: socket.to_string_lossy().into_owned(),
+            _dir: tempdir(),
+        }
+    }
+
     fn contents(&self) -> String {
         self.term.contents()
     }
@@ -394,4 +428,55 @@ fn c12_f7_breaks_into_a_running_python_loop_through_the_lock() {
     con.wait("the answer", |c| c.contains("True"));
     con.keys("q\r");
     assert_eq!(con.finish(), 113);
+}
+
+#[test]
+fn c13_an_attached_console_observes_drives_with_d_and_detaches_with_q() {
+    use crate::harness::{Run, is_notice};
+    let path = format!(
+        "{}/examples/python/multiproc.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut root = Run::start("python3", &[path.as_str(), "fork"]);
+    let first = root.wait_for("first prompt", |e| e["event"] == "repl_ready");
+    let holder = first["actor"].as_str().expect("actor").to_owned();
+    let con = Console::attach(&root.socket);
+    // The run so far: the tree, the holder's session at its prompt, the observer badge.
+    con.wait("the attached console", |c| {
+        c.contains("OBSERVING") && c.contains("worker-") && c.contains("(Pdb)")
+    });
+    root.wait_for("the viewer at the root", |e| {
+        e["event"] == "viewer" && e["name"] == "pty-viewer"
+    });
+    // An observer's line is not sent (the console starts in the input line).
+    con.keys("c\r");
+    con.wait_text("you are observing: press D to drive");
+    con.keys("\x1b");
+    con.keys("D");
+    con.wait_text("DRIVING");
+    // The refused line is still there: Enter sends it now.
+    con.keys("i");
+    con.keys("\r");
+    root.wait_for("release by the attached driver", |e| {
+        e["event"] == "lock_released" && e["actor"] == holder.as_str()
+    });
+    con.keys("\x1b");
+    con.keys("q");
+    con.wait_text("Detach from this run?");
+    con.keys("y");
+    assert_eq!(con.finish(), 0);
+    root.wait_for("the viewer gone", |e| {
+        e["event"] == "viewer" && e["role"] == "gone"
+    });
+    // Detaching left the run alone: it is still there to be finished.
+    assert!(
+        !root
+            .events
+            .iter()
+            .any(|e| e["event"] == "exit" || is_notice(e, "quit"))
+    );
+    root.input("c\n");
+    root.continue_all();
+    let (code, _) = root.finish();
+    assert_eq!(code, 0);
 }

@@ -682,8 +682,13 @@ pub const KEYS: &[KeyHelp] = &[
     ),
     key(
         "F10 / q",
-        "quit: tear the tree down (confirm with y)",
+        "quit: tear the tree down, or detach if attached (y)",
         Some("quit"),
+    ),
+    key(
+        "D",
+        "(nav, attached) ask to drive, or give driving up",
+        None,
     ),
     key("Esc", "leave the REPL input for navigation", None),
     key("i / Enter", "back to the REPL input", None),
