@@ -33,6 +33,8 @@ pub mod client;
 #[doc(hidden)]
 pub mod demo;
 pub mod proto;
+#[cfg(feature = "remote")]
+pub mod remote;
 mod sync;
 
 #[cfg(feature = "runtime")]

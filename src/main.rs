@@ -33,6 +33,17 @@ struct Cli {
     /// Display name of the first actor (default: the program's file name).
     #[arg(long)]
     name: Option<String>,
+    /// Accept remote actors and viewers over TLS at IP:PORT (port 0: any free port); the
+    /// tickets are printed (headless: the `listening` event) and written to 0600 files.
+    #[arg(long, value_name = "IP:PORT")]
+    listen: Option<String>,
+    /// The HOST:PORT written into tickets (default: the bound address).
+    #[arg(long, value_name = "HOST:PORT", requires = "listen")]
+    advertise: Option<String>,
+    /// A remote link whose peer vanished is given up after this many ms (its lock
+    /// released, its requests dropped).
+    #[arg(long, default_value_t = 5000)]
+    link_timeout_ms: u64,
     /// The program to run as the first actor, and its arguments; `demo` runs the built-in
     /// demo tree.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
@@ -157,6 +168,9 @@ fn run(cli: Cli) -> Result<i32, Box<dyn std::error::Error>> {
     cfg.name = name;
     cfg.socket = cli.socket.clone();
     cfg.grace = Duration::from_millis(cli.grace_ms);
+    cfg.listen = cli.listen.clone();
+    cfg.advertise = cli.advertise.clone();
+    cfg.link_timeout = Duration::from_millis(cli.link_timeout_ms.max(1000));
     let console = !cli.headless && !cli.plain;
     if console && let Ok((cols, rows)) = crossterm::terminal::size() {
         // Start actors at the size their output pane will have, not at 80x24.

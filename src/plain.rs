@@ -120,6 +120,9 @@ fn describe(ev: &RuntimeEvent) -> Option<String> {
         RuntimeEvent::Viewer {
             viewer, name, role, ..
         } => format!("[viewer {viewer}] {name}: {}", role.as_str()),
+        RuntimeEvent::Listening {
+            address, ticket, ..
+        } => format!("[listening] {address}; actor ticket: {ticket}"),
         RuntimeEvent::Exit { code } => format!("[exit] code {code}"),
     })
 }

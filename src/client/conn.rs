@@ -64,7 +64,6 @@ impl std::fmt::Debug for Client {
 
 impl Client {
     pub(crate) fn connect_from_env() -> Result<Arc<Self>, ClientError> {
-        let path = std::env::var_os(env::SOCKET).ok_or(ClientError::NoRoot)?;
         let claimed = std::env::var(env::ACTOR).ok();
         let name = std::env::var(env::NAME).ok().unwrap_or_else(|| {
             std::env::args()
@@ -76,7 +75,21 @@ impl Client {
                 })
                 .unwrap_or_else(|| "actor".into())
         });
-        Self::connect(Path::new(&path), &name, claimed)
+        // A local root's socket first; else a ticket for a root on another host.
+        if let Some(path) = std::env::var_os(env::SOCKET) {
+            return Self::connect(Path::new(&path), &name, claimed);
+        }
+        #[cfg(feature = "remote")]
+        if let Some(ticket) = crate::remote::ticket_from_env() {
+            let ticket = ticket.map_err(|e| ClientError::Protocol(e.to_string()))?;
+            let stream = crate::remote::bridge(&ticket).map_err(|e| ClientError::Connect {
+                path: ticket.addr.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+            // A reservation is a local root's; a remote one gives a fresh id.
+            return Self::connect_over(stream, &name, None);
+        }
+        Err(ClientError::NoRoot)
     }
 
     /// Connects to the root at `path` and registers as `name`.
@@ -89,6 +102,15 @@ impl Client {
             path: path.display().to_string(),
             source,
         })?;
+        Self::connect_over(stream, name, claimed)
+    }
+
+    /// Registers over a stream that reaches a root (its socket, or a remote link's bridge).
+    pub fn connect_over(
+        stream: UnixStream,
+        name: &str,
+        claimed: Option<String>,
+    ) -> Result<Arc<Self>, ClientError> {
         // A root that accepts but never answers must not hang the actor.
         stream.set_read_timeout(Some(Duration::from_secs(10)))?;
         let mut reader = stream.try_clone()?;
@@ -353,6 +375,8 @@ impl Client {
                 }
             }
             ToActor::Unknown => tracing::debug!("ignoring a message type from a newer root"),
+            // The link layer's, handled before `hello` (see `remote`).
+            ToActor::Challenge { .. } | ToActor::Welcome => {}
             ToActor::Hello { .. } | ToActor::Registered { .. } => {
                 tracing::warn!("unexpected handshake frame after registration");
             }

@@ -37,7 +37,10 @@ pub const CANCELLED_EXIT_CODE: i32 = 143;
 /// Errors of the client API.
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
-    #[error("not running under actor-tui ({} is not set)", env::SOCKET)]
+    #[error(
+        "not running under actor-tui (neither {} nor {TICKET_ENV} is set)",
+        env::SOCKET
+    )]
     NoRoot,
     #[error("cannot connect to the root at {path}: {source}")]
     Connect {
@@ -61,6 +64,9 @@ pub type ChildExit = crate::proto::Exit;
 
 pub(crate) use crate::sync::lock as lock_ok;
 
+/// Where a remote actor finds its ticket (read only with the `remote` feature).
+const TICKET_ENV: &str = env::TICKET;
+
 static GLOBAL: OnceLock<Option<Arc<Client>>> = OnceLock::new();
 
 /// Connects to the root named by the environment (once per process), registers, installs
@@ -76,7 +82,10 @@ pub fn init() -> Option<Arc<Client>> {
 pub fn global() -> Option<Arc<Client>> {
     GLOBAL
         .get_or_init(|| {
-            std::env::var_os(env::SOCKET)?;
+            let remote = std::env::var_os(TICKET_ENV).is_some_and(|t| !t.is_empty());
+            if std::env::var_os(env::SOCKET).is_none() && !remote {
+                return None;
+            }
             registry::register_current_thread();
             match Client::connect_from_env() {
                 Ok(c) => Some(c),

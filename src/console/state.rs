@@ -435,6 +435,17 @@ impl ConsoleState {
                 matches,
             } => self.completion = Some((actor, line, matches)),
             RuntimeEvent::Notice { message, .. } => self.note(now, message),
+            RuntimeEvent::Listening {
+                address,
+                ticket_files,
+                ..
+            } => self.note(
+                now,
+                format!(
+                    "listening on {address} (TLS); tickets: {}",
+                    ticket_files.join(", ")
+                ),
+            ),
             RuntimeEvent::Viewer {
                 viewer, name, role, ..
             } => {

@@ -30,4 +30,7 @@ pub mod env {
     pub const ACTOR: &str = "ACTOR_TUI_ACTOR";
     /// Display name the spawner chose for the actor.
     pub const NAME: &str = "ACTOR_TUI_NAME";
+    /// For a process on another host: a ticket of a root started with `--listen` (or the
+    /// path of a file holding one). Used only when `ACTOR_TUI_SOCKET` is not set.
+    pub const TICKET: &str = "ACTOR_TUI_TICKET";
 }

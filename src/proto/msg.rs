@@ -242,6 +242,15 @@ pub enum ToRoot {
     },
     /// A viewer's command, in the headless command schema.
     Command { command: super::RuntimeCommand },
+    /// Remote links only, the answer to `challenge`, before `hello`: proof that the client
+    /// holds the ticket's secret (see `remote`). `kind` is the ticket's kind (`actor`,
+    /// `observer`, `driver`), `binding` what the MAC is bound to (`exporter` or
+    /// `server_cert`), `mac` the HMAC in lowercase hex.
+    Proof {
+        kind: String,
+        binding: String,
+        mac: String,
+    },
     /// A message type from a newer protocol revision: ignored, never sent.
     #[serde(other)]
     Unknown,
@@ -295,6 +304,10 @@ pub enum ToActor {
     },
     /// A fatal protocol error; the root closes the connection after it.
     Error { message: String },
+    /// Remote links only, the root's first frame: a fresh random nonce (hex) for `proof`.
+    Challenge { nonce: String },
+    /// Remote links only: the proof holds; the ordinary protocol (`hello`) starts now.
+    Welcome,
     /// A message type from a newer protocol revision: ignored, never sent.
     #[serde(other)]
     Unknown,

@@ -13,10 +13,12 @@ use std::time::{Duration, Instant};
 use super::bounds::{self, RateLimit};
 use super::event::{RuntimeCommand, RuntimeEvent, ViewerRole};
 use super::lock::{LockKey, LockRequest, LockTable, ReleaseCause, Transition};
+use super::server::RemotePeer;
 use super::suspect::{HolderWatch, Verdict};
 use super::tree::{ActorTree, CancelState};
 use super::viewers::{self, Viewers};
 use crate::proto::{ActorId, Exit, ReleaseHow, ToActor, ToRoot};
+use crate::remote::Kind;
 
 /// Connection id, unique within one run.
 pub type ConnId = u64;
@@ -81,6 +83,8 @@ pub enum Input {
         peer_pid: Option<u32>,
         signalable: bool,
         ancestry: Vec<u32>,
+        /// Set for a peer over a remote link: what its ticket lets it be, and where it is.
+        remote: Option<RemotePeer>,
     },
     Frame {
         conn: ConnId,
@@ -193,6 +197,7 @@ struct Conn {
     peer_pid: Option<u32>,
     signalable: bool,
     ancestry: Vec<u32>,
+    remote: Option<RemotePeer>,
 }
 
 /// The root's state.
@@ -327,6 +332,7 @@ impl Core {
                 peer_pid,
                 signalable,
                 ancestry,
+                remote,
             } => {
                 self.conns.insert(
                     conn,
@@ -335,6 +341,7 @@ impl Core {
                         peer_pid,
                         signalable,
                         ancestry,
+                        remote,
                     },
                 );
             }
@@ -554,6 +561,21 @@ impl Core {
             self.on_viewer_frame(conn, msg);
             return;
         }
+        // A remote peer is what its ticket says, nothing else.
+        let kind = c.remote.as_ref().map(|r| r.kind);
+        let refused = match (&msg, kind) {
+            (ToRoot::Register { .. }, Some(Kind::Observer | Kind::Driver)) => {
+                Some("a viewer's ticket cannot register an actor")
+            }
+            (ToRoot::Attach { .. }, Some(Kind::Actor)) => {
+                Some("an actor's ticket cannot attach a viewer")
+            }
+            _ => None,
+        };
+        if let Some(why) = refused {
+            self.protocol_error(conn, why.into());
+            return;
+        }
         let actor = match (msg, c.actor) {
             (
                 ToRoot::Attach {
@@ -564,7 +586,12 @@ impl Core {
                 None,
             ) => {
                 let pid = c.peer_pid;
-                self.attach(conn, name, pid, driver, take_over);
+                let may_drive = kind != Some(Kind::Observer);
+                let name = match &c.remote {
+                    Some(r) => format!("{name} ({})", r.addr),
+                    None => name,
+                };
+                self.attach(conn, name, pid, driver && may_drive, take_over, may_drive);
                 return;
             }
             (ToRoot::Command { .. }, _) => {
@@ -612,7 +639,10 @@ impl Core {
             w.frame(self.now);
         }
         match msg {
-            ToRoot::Hello { .. } | ToRoot::Register { .. } | ToRoot::Command { .. } => {}
+            ToRoot::Hello { .. }
+            | ToRoot::Register { .. }
+            | ToRoot::Command { .. }
+            | ToRoot::Proof { .. } => {}
             ToRoot::Attach { .. } => {
                 self.protocol_error(
                     conn,
@@ -621,6 +651,18 @@ impl Core {
             }
             ToRoot::Unknown => {
                 tracing::debug!(%actor, "ignoring a message type from a newer client")
+            }
+            ToRoot::Spawn { req, .. }
+                if self.conns.get(&conn).is_some_and(|c| c.remote.is_some()) =>
+            {
+                // Starting programs on the root's host is not something a ticket grants.
+                self.send_to_conn(
+                    conn,
+                    ToActor::SpawnFailed {
+                        req,
+                        error: "a remote actor cannot spawn on the root's host; start the process where you are".into(),
+                    },
+                );
             }
             ToRoot::Spawn {
                 req,
@@ -829,7 +871,12 @@ impl Core {
         let Some(c) = self.conns.get(&conn) else {
             return;
         };
-        let pid = c.peer_pid.unwrap_or(claimed_pid);
+        // A remote actor's pid means nothing here (0: "another pid namespace", so nothing
+        // reads /proc for it); its name says where it runs; it claims no reservation.
+        let (pid, name, claimed) = match &c.remote {
+            Some(r) => (0, format!("{name}@{}", r.addr), None),
+            None => (c.peer_pid.unwrap_or(claimed_pid), name, claimed),
+        };
         let ancestry = c.ancestry.clone();
         // Parsed once here: only the canonical spelling of an id can claim it.
         let reserved = claimed
@@ -1245,9 +1292,13 @@ impl Core {
         pid: Option<u32>,
         driver: bool,
         take_over: bool,
+        may_drive: bool,
     ) {
         let name = bounds::truncate(name, bounds::MAX_FIELD);
-        match self.viewers.attach(conn, name, pid, driver, take_over) {
+        match self
+            .viewers
+            .attach(conn, name, pid, driver, take_over, may_drive)
+        {
             Ok(attached) => {
                 let role = self
                     .viewers
@@ -1560,6 +1611,7 @@ mod tests {
                 peer_pid: Some(pid),
                 signalable,
                 ancestry,
+                remote: None,
             });
             let out = self.feed(Input::Frame {
                 conn,
@@ -1749,6 +1801,7 @@ mod tests {
             peer_pid: Some(900),
             signalable: true,
             ancestry: vec![],
+            remote: None,
         });
         let out = s.feed(Input::Frame {
             conn: 9,
@@ -2173,5 +2226,106 @@ mod tests {
         let holder = s.core.lock.holder().expect("held");
         assert_eq!(holder.request.task_name, "Task-2");
         assert_eq!(holder.request.location, "app.py:9");
+    }
+
+    #[test]
+    fn remote_peers_are_what_their_ticket_says() {
+        use crate::remote::Kind;
+        let mut s = Sim::new();
+        s.first();
+        let open = |s: &mut Sim, conn: ConnId, kind: Kind| {
+            s.feed(Input::Opened {
+                conn,
+                peer_pid: None,
+                signalable: false,
+                ancestry: vec![],
+                remote: Some(RemotePeer {
+                    kind,
+                    addr: "10.0.0.2:5000".into(),
+                }),
+            });
+        };
+        let register = |name: &str| ToRoot::Register {
+            name: name.into(),
+            pid: 4242,
+            actor: Some("1".into()),
+        };
+        // An actor's ticket registers, with no pid of ours, its address in its name, and no
+        // claim on a local reservation.
+        open(&mut s, 20, Kind::Actor);
+        let out = s.feed(Input::Frame {
+            conn: 20,
+            msg: register("w"),
+        });
+        let started = out.iter().find_map(|e| match e {
+            Effect::Event(RuntimeEvent::ActorStarted {
+                actor, name, pid, ..
+            }) => Some((*actor, name.clone(), *pid)),
+            _ => None,
+        });
+        let (id, name, pid) = started.expect("a new actor");
+        assert_ne!(id, ActorId(1));
+        assert_eq!((name.as_str(), pid), ("w@10.0.0.2:5000", 0));
+        // It cannot have the root spawn programs.
+        let out = s.feed(Input::Frame {
+            conn: 20,
+            msg: ToRoot::Spawn {
+                req: 3,
+                name: "x".into(),
+                program: "/bin/sh".into(),
+                args: vec![],
+                env: None,
+                cwd: None,
+            },
+        });
+        assert!(out.iter().any(|e| matches!(
+            e,
+            Effect::Send {
+                msg: ToActor::SpawnFailed { req: 3, .. },
+                ..
+            }
+        )));
+        assert!(!out.iter().any(|e| matches!(e, Effect::Spawn(_))));
+        // A viewer's ticket cannot register, an actor's cannot attach.
+        open(&mut s, 21, Kind::Observer);
+        let out = s.feed(Input::Frame {
+            conn: 21,
+            msg: register("sneaky"),
+        });
+        assert!(out.iter().any(|e| matches!(e, Effect::Close { conn: 21 })));
+        open(&mut s, 22, Kind::Actor);
+        let out = s.feed(Input::Frame {
+            conn: 22,
+            msg: ToRoot::Attach {
+                name: "v".into(),
+                driver: true,
+                take_over: true,
+            },
+        });
+        assert!(out.iter().any(|e| matches!(e, Effect::Close { conn: 22 })));
+        // An observer's ticket attaches, and stays an observer whatever it asks.
+        open(&mut s, 23, Kind::Observer);
+        let out = s.feed(Input::Frame {
+            conn: 23,
+            msg: ToRoot::Attach {
+                name: "o".into(),
+                driver: true,
+                take_over: true,
+            },
+        });
+        assert!(out.iter().any(|e| matches!(
+            e,
+            Effect::Attach {
+                conn: 23,
+                role: ViewerRole::Observer
+            }
+        )));
+        let out = s.feed(Input::Frame {
+            conn: 23,
+            msg: ToRoot::Command {
+                command: RuntimeCommand::Drive { take_over: true },
+            },
+        });
+        assert!(out.iter().any(|e| matches!(e, Effect::ViewerNotice { conn: 23, message } if message.contains("observer's ticket"))));
     }
 }

@@ -248,6 +248,7 @@ impl Engine {
                 conn,
                 tx,
                 peer_pid,
+                remote,
                 hangup,
             } => {
                 let pidfd = peer_pid.and_then(PidFd::open_descendant).map(Arc::new);
@@ -269,6 +270,7 @@ impl Engine {
                     peer_pid,
                     signalable: pidfd.is_some(),
                     ancestry: peer_pid.map(ancestry).unwrap_or_default(),
+                    remote,
                 });
                 self.conns.insert(
                     conn,

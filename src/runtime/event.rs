@@ -137,6 +137,15 @@ pub enum RuntimeEvent {
         pid: Option<u32>,
         role: ViewerRole,
     },
+    /// `--listen`: the root accepts remote actors and viewers; the first event. Never sent
+    /// to attached viewers (it carries the tickets' secrets).
+    Listening {
+        address: String,
+        ticket: String,
+        observer_ticket: String,
+        driver_ticket: String,
+        ticket_files: Vec<String>,
+    },
     /// The run is over; the last event.
     Exit {
         code: i32,

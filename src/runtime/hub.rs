@@ -97,6 +97,10 @@ impl Hub {
 
     /// One event, to the replay and every viewer.
     pub fn event(&mut self, ev: &RuntimeEvent) {
+        // The tickets are for whoever started the run, not for its viewers.
+        if matches!(ev, RuntimeEvent::Listening { .. }) {
+            return;
+        }
         self.replay.apply(ev);
         if self.viewers.is_empty() {
             return;

@@ -7,6 +7,7 @@ mod engine;
 pub mod event;
 pub mod event_queue;
 pub mod hub;
+pub mod listen;
 pub mod lock;
 pub mod private_dir;
 pub mod procs;
@@ -45,6 +46,12 @@ pub struct RuntimeConfig {
     pub cols: u16,
     /// Extra environment for the first actor (its children inherit it).
     pub env: Vec<(String, String)>,
+    /// `--listen HOST:PORT`: accept remote actors and viewers over TLS.
+    pub listen: Option<String>,
+    /// `--advertise HOST:PORT`: the address written into tickets.
+    pub advertise: Option<String>,
+    /// How soon a remote link whose peer vanished is given up.
+    pub link_timeout: Duration,
 }
 
 impl RuntimeConfig {
@@ -58,6 +65,9 @@ impl RuntimeConfig {
             rows: 24,
             cols: 80,
             env: Vec::new(),
+            listen: None,
+            advertise: None,
+            link_timeout: crate::remote::LINK_TIMEOUT,
         }
     }
 }
@@ -67,6 +77,8 @@ impl RuntimeConfig {
 pub enum RuntimeError {
     #[error(transparent)]
     Server(#[from] server::ServerError),
+    #[error(transparent)]
+    Listen(#[from] listen::ListenError),
     #[error("cannot start {program}: {source}")]
     Spawn {
         program: String,
@@ -166,11 +178,33 @@ pub async fn start(cfg: RuntimeConfig) -> Result<Runtime, RuntimeError> {
     let bound = server::bind(&socket)?;
     let (python_dir, python_tmp) = python_home(socket_dir.as_ref());
     let (ev_tx, ev_rx) = event_queue::channel();
+    let (tcp, ticket_files) = match &cfg.listen {
+        Some(addr) => {
+            let (side, l) = listen::listen(
+                addr,
+                cfg.advertise.as_deref(),
+                socket_dir.as_ref().map(PrivateDir::path),
+                cfg.link_timeout,
+            )
+            .await?;
+            tracing::info!(address = %l.address, "listening for remote actors and viewers");
+            ev_tx.control(RuntimeEvent::Listening {
+                address: l.address.clone(),
+                ticket: l.actor.to_string(),
+                observer_ticket: l.observer.to_string(),
+                driver_ticket: l.driver.to_string(),
+                ticket_files: l.files.iter().map(|f| f.display().to_string()).collect(),
+            });
+            (Some(side), l.files)
+        }
+        None => (None, Vec::new()),
+    };
     // Bounded (1024) like every inbox: connection readers wait when the engine is busy.
     let (conn_tx, conn_rx) = mpsc::channel(1024);
     let (cmd_tx, cmd_rx) = mpsc::channel(64);
     tokio::spawn(server::serve(
         bound.listener,
+        tcp,
         conn_tx.clone(),
         bounds::max_connections(nofile),
     ));
@@ -186,6 +220,10 @@ pub async fn start(cfg: RuntimeConfig) -> Result<Runtime, RuntimeError> {
     let cleanup = move || {
         // Ours and useless once the run is over; a file someone else put there stays.
         file.remove_if_same(&path);
+        // Made by this run with create_new in our private directory.
+        for f in &ticket_files {
+            let _ = std::fs::remove_file(f);
+        }
         if let Some(tmp) = python_tmp
             && let Err(e) = std::fs::remove_dir_all(tmp.path())
         {

@@ -200,6 +200,7 @@ impl Replay {
             | RuntimeEvent::Dump { .. }
             | RuntimeEvent::Completions { .. }
             | RuntimeEvent::Notice { .. }
+            | RuntimeEvent::Listening { .. }
             | RuntimeEvent::Exit { .. } => {}
         }
     }

@@ -27,6 +27,8 @@ pub enum ConnEvent {
         tx: PeerTx,
         /// The peer's pid from SO_PEERCRED, trusted over what it claims.
         peer_pid: Option<u32>,
+        /// For a peer over a remote (TLS) link: its ticket's kind and its address.
+        remote: Option<RemotePeer>,
         /// Dropped by the engine to close the connection (after a protocol error).
         hangup: oneshot::Sender<()>,
     },
@@ -38,6 +40,34 @@ pub enum ConnEvent {
         conn: ConnId,
         error: Option<String>,
     },
+}
+
+/// A peer that came over a remote link and proved a ticket.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RemotePeer {
+    pub kind: crate::remote::Kind,
+    /// `ip:port` as the root sees it.
+    pub addr: String,
+}
+
+/// The TCP side of the server (`--listen`): the listener, the TLS acceptor, the secrets the
+/// proofs are checked against, and the link timeout.
+pub struct TcpSide {
+    pub listener: tokio::net::TcpListener,
+    pub acceptor: tokio_rustls::TlsAcceptor,
+    /// Secret of each ticket kind.
+    pub secrets: Vec<(crate::remote::Kind, [u8; 32])>,
+    /// SHA-256 of the root's certificate, for the `server_cert` binding.
+    pub cert_fingerprint: [u8; 32],
+    pub link_timeout: std::time::Duration,
+}
+
+impl std::fmt::Debug for TcpSide {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TcpSide")
+            .field("listener", &self.listener)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Errors setting up the socket.
@@ -171,14 +201,45 @@ impl PeerTx {
 
 /// Accepts connections until the engine goes away. Each connection gets its own tasks;
 /// at most `max_conns` exist at once, and those past it are told so and closed.
-pub async fn serve(listener: UnixListener, engine: mpsc::Sender<ConnEvent>, max_conns: usize) {
+pub async fn serve(
+    listener: UnixListener,
+    tcp: Option<TcpSide>,
+    engine: mpsc::Sender<ConnEvent>,
+    max_conns: usize,
+) {
     static NEXT: AtomicU64 = AtomicU64::new(1);
     let slots = Arc::new(Semaphore::new(max_conns));
     let inflight = Arc::new(Semaphore::new(bounds::INFLIGHT_BYTES / 1024));
     // Refusals are logged at a bounded rate: a flood of them must not flood the log.
     let refusals = Arc::new(std::sync::Mutex::new(RateLimit::new(20, 2)));
+    let tcp = tcp.map(Arc::new);
     loop {
         tokio::select! {
+            accepted = async {
+                match &tcp {
+                    Some(t) => t.listener.accept().await,
+                    None => std::future::pending().await,
+                }
+            } => match accepted {
+                Ok((stream, addr)) => {
+                    let conn = NEXT.fetch_add(1, Ordering::Relaxed);
+                    let Ok(slot) = slots.clone().try_acquire_owned() else {
+                        // Nothing is said in clear text to a peer that has not done TLS.
+                        drop(stream);
+                        let admitted = crate::sync::lock(&refusals).admit(std::time::Instant::now());
+                        if let Some(suppressed) = admitted {
+                            tracing::warn!(conn, %addr, suppressed, "refused a TCP connection: too many connections");
+                        }
+                        continue;
+                    };
+                    let Some(t) = tcp.clone() else { continue };
+                    tokio::spawn(remote_connection(conn, stream, addr, t, engine.clone(), inflight.clone(), slot));
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "TCP accept failed");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            },
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => {
                     let conn = NEXT.fetch_add(1, Ordering::Relaxed);
@@ -200,7 +261,13 @@ pub async fn serve(listener: UnixListener, engine: mpsc::Sender<ConnEvent>, max_
                             continue;
                         }
                     }
-                    tokio::spawn(connection(conn, stream, engine.clone(), inflight.clone(), slot));
+                    let peer_pid = stream
+                        .peer_cred()
+                        .ok()
+                        .and_then(|c| c.pid())
+                        .and_then(|p| u32::try_from(p).ok());
+                    let (rd, wr) = stream.into_split();
+                    tokio::spawn(connection(conn, rd, wr, peer_pid, None, engine.clone(), inflight.clone(), slot));
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "accept failed");
@@ -266,20 +333,120 @@ async fn read_frame_bounded<R: AsyncRead + Unpin>(
     }
 }
 
-async fn connection(
+/// A TCP peer: TLS, then challenge and proof, then an ordinary connection. Every step has
+/// [`crate::remote::HANDSHAKE`]; a peer that fails one is dropped (and logged, rate-limited).
+async fn remote_connection(
     conn: ConnId,
-    stream: UnixStream,
+    stream: tokio::net::TcpStream,
+    addr: std::net::SocketAddr,
+    tcp: Arc<TcpSide>,
+    engine: mpsc::Sender<ConnEvent>,
+    inflight: Arc<Semaphore>,
+    slot: OwnedSemaphorePermit,
+) {
+    use crate::remote::{self, HANDSHAKE as STEP};
+    crate::remote::set_link_timeout(&stream, tcp.link_timeout);
+    let _ = stream.set_nodelay(true);
+    let tls = match tokio::time::timeout(STEP, tcp.acceptor.accept(stream)).await {
+        Ok(Ok(t)) => t,
+        Ok(Err(e)) => {
+            tracing::warn!(conn, %addr, error = %bounds::escape(&e.to_string()), "TLS handshake failed");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(conn, %addr, "TLS handshake timed out");
+            return;
+        }
+    };
+    let mut exporter = [0u8; 32];
+    if let Err(e) =
+        tls.get_ref()
+            .1
+            .export_keying_material(&mut exporter, remote::EXPORTER_LABEL, None)
+    {
+        tracing::warn!(conn, %addr, error = %e, "cannot export TLS keying material");
+        return;
+    }
+    let (mut rd, mut wr) = tokio::io::split(tls);
+    let nonce = remote::random32();
+    let proof = async {
+        proto::write_frame(
+            &mut wr,
+            &ToActor::Challenge {
+                nonce: remote::hex(&nonce),
+            },
+        )
+        .await?;
+        let msg: Option<ToRoot> = read_frame_bounded(&mut rd, &inflight).await?;
+        Ok::<_, FrameError>(msg)
+    };
+    let verdict = match tokio::time::timeout(STEP, proof).await {
+        Ok(Ok(Some(ToRoot::Proof { kind, binding, mac }))) => {
+            let kind = remote::Kind::parse(&kind);
+            let bound: Option<&[u8]> = match binding.as_str() {
+                "exporter" => Some(&exporter),
+                "server_cert" => Some(&tcp.cert_fingerprint),
+                _ => None,
+            };
+            match (kind, bound) {
+                (Some(kind), Some(bound)) => {
+                    let ok = tcp.secrets.iter().any(|(k, secret)| {
+                        *k == kind && remote::verify(secret, kind, &nonce, bound, &mac)
+                    });
+                    if ok {
+                        Ok(kind)
+                    } else {
+                        Err("the proof does not match this run's ticket".to_owned())
+                    }
+                }
+                (None, _) => Err("unknown ticket kind".to_owned()),
+                (_, None) => Err(format!("unknown binding `{}`", bounds::escape(&binding))),
+            }
+        }
+        Ok(Ok(Some(_))) => Err("the first frame on a remote link must be proof".into()),
+        Ok(Ok(None)) => return,
+        Ok(Err(e)) => Err(format!("bad frame: {e}")),
+        Err(_) => Err(format!("no proof within {}s", STEP.as_secs())),
+    };
+    let kind = match verdict {
+        Ok(kind) => kind,
+        Err(why) => {
+            tracing::warn!(conn, %addr, "refused a remote peer: {why}");
+            let _ = tokio::time::timeout(
+                std::time::Duration::from_secs(1),
+                proto::write_frame(&mut wr, &ToActor::Error { message: why }),
+            )
+            .await;
+            return;
+        }
+    };
+    if proto::write_frame(&mut wr, &ToActor::Welcome)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    let remote = RemotePeer {
+        kind,
+        addr: addr.to_string(),
+    };
+    connection(conn, rd, wr, None, Some(remote), engine, inflight, slot).await;
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn connection<R, W>(
+    conn: ConnId,
+    mut rd: R,
+    mut wr: W,
+    peer_pid: Option<u32>,
+    remote: Option<RemotePeer>,
     engine: mpsc::Sender<ConnEvent>,
     inflight: Arc<Semaphore>,
     _slot: OwnedSemaphorePermit,
-) {
-    let peer_pid = stream
-        .peer_cred()
-        .ok()
-        .and_then(|c| c.pid())
-        .and_then(|p| u32::try_from(p).ok());
-    let (mut rd, mut wr) = stream.into_split();
-
+) where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
     match handshake(&mut rd, &mut wr, &inflight).await {
         Ok(()) => {}
         Err(e) => {
@@ -296,6 +463,7 @@ async fn connection(
             conn,
             tx,
             peer_pid,
+            remote,
             hangup,
         })
         .await
@@ -376,9 +544,9 @@ async fn connection(
     }
 }
 
-async fn handshake(
-    rd: &mut tokio::net::unix::OwnedReadHalf,
-    wr: &mut tokio::net::unix::OwnedWriteHalf,
+async fn handshake<R: AsyncRead + Unpin, W: tokio::io::AsyncWrite + Unpin>(
+    rd: &mut R,
+    wr: &mut W,
     inflight: &Semaphore,
 ) -> Result<(), FrameError> {
     // Bounded like every other frame: hellos of many connections count against the same

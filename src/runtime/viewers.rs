@@ -17,6 +17,8 @@ pub struct Viewer {
     pub name: String,
     pub pid: Option<u32>,
     pub role: ViewerRole,
+    /// False for a viewer whose ticket is an observer's: it can never drive.
+    pub may_drive: bool,
 }
 
 /// One viewer's role changed (or it came, or left: [`ViewerRole::Gone`]).
@@ -88,6 +90,7 @@ impl Viewers {
         pid: Option<u32>,
         driver: bool,
         take_over: bool,
+        may_drive: bool,
     ) -> Result<Attached, String> {
         if self.list.contains_key(&conn) {
             return Err("attach sent twice".into());
@@ -103,6 +106,7 @@ impl Viewers {
                 name,
                 pid,
                 role: ViewerRole::Observer,
+                may_drive,
             },
         );
         let mut changes = vec![self.change(conn, ViewerRole::Observer)];
@@ -123,6 +127,9 @@ impl Viewers {
     /// `conn` asks to drive. Granted if nobody drives or `take_over`; the one who drove
     /// becomes an observer.
     pub fn drive(&mut self, conn: ConnId, take_over: bool) -> Result<Vec<Change>, String> {
+        if self.list.get(&conn).is_some_and(|v| !v.may_drive) {
+            return Err("this viewer came with an observer's ticket: it cannot drive".into());
+        }
         match self.driver {
             Some(d) if d == conn => Ok(Vec::new()),
             Some(d) if !take_over => Err(format!(
@@ -201,11 +208,13 @@ mod tests {
     #[test]
     fn first_driver_drives_second_is_an_observer_until_it_takes_over() {
         let mut v = Viewers::default();
-        let a = v.attach(1, "a".into(), Some(10), true, false).expect("a");
+        let a = v
+            .attach(1, "a".into(), Some(10), true, false, true)
+            .expect("a");
         assert_eq!(a.changes.len(), 1);
         assert_eq!(a.changes[0].role, ViewerRole::Driver);
         assert_eq!(a.note, None);
-        let b = v.attach(2, "b".into(), None, true, false).expect("b");
+        let b = v.attach(2, "b".into(), None, true, false, true).expect("b");
         assert_eq!(b.changes[0].role, ViewerRole::Observer);
         assert!(
             b.note
@@ -227,7 +236,8 @@ mod tests {
     #[test]
     fn observers_may_only_read_and_the_driver_may_do_anything() {
         let mut v = Viewers::default();
-        v.attach(1, "a".into(), None, false, false).expect("a");
+        v.attach(1, "a".into(), None, false, false, true)
+            .expect("a");
         let dump = RuntimeCommand::Dump { actor: ActorId(1) };
         let input = RuntimeCommand::Input { data: "c\n".into() };
         assert!(v.may(1, &dump).is_ok());
@@ -239,7 +249,8 @@ mod tests {
         v.drive(1, false).expect("nobody drives");
         assert!(v.may(1, &input).is_ok());
         assert!(v.may(1, &RuntimeCommand::Quit).is_ok());
-        v.attach(2, "b".into(), None, false, false).expect("b");
+        v.attach(2, "b".into(), None, false, false, true)
+            .expect("b");
         assert!(
             v.may(2, &RuntimeCommand::ForceRelease)
                 .expect_err("b")
@@ -250,8 +261,9 @@ mod tests {
     #[test]
     fn the_driver_leaving_or_observing_frees_driving() {
         let mut v = Viewers::default();
-        v.attach(1, "a".into(), None, true, false).expect("a");
-        v.attach(2, "b".into(), None, false, false).expect("b");
+        v.attach(1, "a".into(), None, true, false, true).expect("a");
+        v.attach(2, "b".into(), None, false, false, true)
+            .expect("b");
         assert_eq!(v.observe(2), Vec::new(), "only the driver can give it up");
         assert_eq!(v.observe(1)[0].role, ViewerRole::Observer);
         assert_eq!(v.driver(), None);
@@ -267,14 +279,30 @@ mod tests {
     fn attach_is_bounded_and_once_per_connection() {
         let mut v = Viewers::default();
         for c in 0..MAX_VIEWERS as u64 {
-            v.attach(c, format!("v{c}"), None, false, false)
+            v.attach(c, format!("v{c}"), None, false, false, true)
                 .expect("room");
         }
-        assert!(v.attach(999, "x".into(), None, false, false).is_err());
+        assert!(v.attach(999, "x".into(), None, false, false, true).is_err());
         assert!(
-            v.attach(0, "again".into(), None, false, false)
+            v.attach(0, "again".into(), None, false, false, true)
                 .expect_err("twice")
                 .contains("twice")
         );
+    }
+}
+
+#[cfg(test)]
+mod ticket_tests {
+    use super::*;
+
+    #[test]
+    fn an_observer_ticket_never_drives() {
+        let mut v = Viewers::default();
+        let a = v
+            .attach(1, "o".into(), None, true, true, false)
+            .expect("attach");
+        assert!(a.note.is_some_and(|n| n.contains("observer's ticket")));
+        assert!(v.drive(1, true).is_err());
+        assert_eq!(v.driver(), None);
     }
 }
