@@ -17,7 +17,11 @@ fn main() {
     let host = host.trim();
     for round in 1..=pauses {
         println!("remote_worker on {host}: pause {round}");
-        pause_sync!(round).expect("pause");
+        // A root that vanished mid-session ends the pause with an error: the program goes
+        // on, as it would with no root at all.
+        if let Err(e) = pause_sync!(round) {
+            eprintln!("remote_worker: pause {round}: {e}; going on");
+        }
     }
     println!("remote_worker: done");
 }

@@ -156,6 +156,49 @@ pub fn resolve(target: Option<&str>) -> Result<PathBuf, AttachError> {
     }
 }
 
+/// A ticket, given as itself or as the path of a file holding one; `None` if `target` is
+/// neither (then it is a socket path).
+pub fn ticket_target(target: &str) -> Option<Result<crate::remote::Ticket, AttachError>> {
+    let text = if target.starts_with("actor-tui:") {
+        target.to_owned()
+    } else {
+        let t = std::fs::read_to_string(target).ok()?;
+        if !t.trim_start().starts_with("actor-tui:") {
+            return None;
+        }
+        t
+    };
+    Some(
+        text.parse()
+            .map_err(|e: crate::remote::RemoteError| AttachError::Target(e.to_string())),
+    )
+}
+
+/// Attaches over a remote link with a viewer's ticket (its kind sets the most it may be).
+pub async fn connect_ticket(
+    ticket: &crate::remote::Ticket,
+    mut opts: AttachOptions,
+) -> Result<Runtime, AttachError> {
+    use crate::remote::Kind;
+    match ticket.kind {
+        Kind::Actor => {
+            return Err(AttachError::Target(
+                "that is an actor's ticket; attach takes an observer's or a driver's".into(),
+            ));
+        }
+        Kind::Observer => {
+            opts.driver = false;
+            opts.take_over = false;
+        }
+        Kind::Driver => {}
+    }
+    let tls = crate::remote::connect(ticket)
+        .await
+        .map_err(|e| AttachError::Refused(e.to_string()))?;
+    let (rd, wr) = tokio::io::split(tls);
+    attach_over(rd, wr, PathBuf::from(&ticket.addr), opts).await
+}
+
 /// Attaches to the root listening at `path`.
 pub async fn connect(path: &Path, opts: AttachOptions) -> Result<Runtime, AttachError> {
     let stream = UnixStream::connect(path)

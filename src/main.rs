@@ -102,7 +102,8 @@ struct AttachCli {
     /// The name other consoles show for this viewer (default: user@host).
     #[arg(long)]
     name: Option<String>,
-    /// The root: its socket path or its pid (see `actor-tui ls`); default: the only one.
+    /// The root: its socket path, its pid (see `actor-tui ls`), or a viewer's ticket (or a
+    /// ticket file) of a root started with --listen; default: the only local root.
     target: Option<String>,
 }
 
@@ -220,12 +221,23 @@ fn ls() -> i32 {
 
 fn attach(cli: AttachCli) -> i32 {
     use actor_tui::attach::{self, AttachOptions};
-    let socket = match attach::resolve(cli.target.as_deref()) {
-        Ok(s) => s,
-        Err(e) => {
+    let ticket = match cli.target.as_deref().and_then(attach::ticket_target) {
+        Some(Ok(t)) => Some(t),
+        Some(Err(e)) => {
             eprintln!("actor-tui attach: {e}");
             return 2;
         }
+        None => None,
+    };
+    let socket = match &ticket {
+        Some(_) => std::path::PathBuf::new(),
+        None => match attach::resolve(cli.target.as_deref()) {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("actor-tui attach: {e}");
+                return 2;
+            }
+        },
     };
     let opts = AttachOptions {
         name: cli.name.unwrap_or_else(attach::default_name),
@@ -245,7 +257,11 @@ fn attach(cli: AttachCli) -> i32 {
         }
     };
     let code = rt.block_on(async move {
-        let runtime = match attach::connect(&socket, opts).await {
+        let connected = match &ticket {
+            Some(t) => attach::connect_ticket(t, opts).await,
+            None => attach::connect(&socket, opts).await,
+        };
+        let runtime = match connected {
             Ok(r) => r,
             Err(e) => {
                 eprintln!("actor-tui attach: {e}");

@@ -311,6 +311,19 @@ pub fn set_link_timeout(stream: &TcpStream, timeout: Duration) {
 /// Default bound on noticing a dead remote link.
 pub const LINK_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// The client's TLS configuration: TLS 1.3 only, the root's certificate pinned by `pin`.
+pub fn client_config(pin: [u8; 32]) -> Result<rustls::ClientConfig, RemoteError> {
+    let provider = provider();
+    Ok(
+        rustls::ClientConfig::builder_with_provider(provider.clone())
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(|e| RemoteError::Tls(std::io::Error::other(e)))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Pinned { pin, provider }))
+            .with_no_client_auth(),
+    )
+}
+
 /// Connects to the root of `ticket` and passes the proof; the stream is ready for `hello`.
 pub async fn connect(
     ticket: &Ticket,
@@ -324,16 +337,7 @@ pub async fn connect(
         })?;
     set_link_timeout(&tcp, LINK_TIMEOUT);
     let _ = tcp.set_nodelay(true);
-    let provider = provider();
-    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13])
-        .map_err(|e| RemoteError::Tls(std::io::Error::other(e)))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(Pinned {
-            pin: ticket.fingerprint,
-            provider,
-        }))
-        .with_no_client_auth();
+    let config = client_config(ticket.fingerprint)?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
     let name = ServerName::try_from(SERVER_NAME).expect("invariant: a valid DNS name");
     let mut tls = tokio::time::timeout(HANDSHAKE, connector.connect(name, tcp))

@@ -53,6 +53,16 @@ impl Run {
         Self::start_at(program, args, dir, socket)
     }
 
+    /// Like [`Run::start`], with flags for the root before the program (`--listen ...`).
+    pub fn start_flags(flags: &[&str], program: &str, args: &[&str]) -> Self {
+        let dir = tempdir();
+        let socket = dir.path().join("root.sock");
+        let mut all: Vec<&str> = flags.to_vec();
+        all.push(program);
+        all.extend_from_slice(args);
+        Self::start_at(all[0], &all[1..], dir, socket)
+    }
+
     pub fn start_at(program: &str, args: &[&str], dir: tempfile::TempDir, socket: PathBuf) -> Self {
         Self::start_with(program, args, dir, socket, |_| {})
     }

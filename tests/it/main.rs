@@ -8,4 +8,5 @@ mod hardening;
 mod harness;
 mod protocol;
 mod python;
+mod remote;
 mod scenarios;
