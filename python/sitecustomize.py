@@ -12,7 +12,8 @@ import sys
 
 
 def _actor_tui_install():
-    if not os.environ.get("ACTOR_TUI_SOCKET") or sys.version_info < (3, 8):
+    under_root = os.environ.get("ACTOR_TUI_SOCKET") or os.environ.get("ACTOR_TUI_TICKET")
+    if not under_root or sys.version_info < (3, 8):
         return
     try:
         import actor_tui

@@ -140,7 +140,20 @@ class Client:
 
     @classmethod
     def connect(cls, path, name):
-        sock = _wire.connect_unix(path, HANDSHAKE_TIMEOUT)
+        return cls.connect_over(_wire.connect_unix(path, HANDSHAKE_TIMEOUT), name,
+                                os.environ.get("ACTOR_TUI_ACTOR") or None)
+
+    @classmethod
+    def connect_remote(cls, ticket, name):
+        """Over a remote link (a root on another host): no reservation to claim."""
+        from . import _remote
+
+        sock = _remote.connect(ticket)
+        sock.settimeout(HANDSHAKE_TIMEOUT)
+        return cls.connect_over(sock, name, None)
+
+    @classmethod
+    def connect_over(cls, sock, name, claimed):
         try:
             sock.sendall(_wire.frame({"type": "hello", "protocol": _wire.PROTOCOL_VERSION, "agent": _wire.AGENT}))
             hello = cls._expect(sock, "hello")
@@ -152,7 +165,7 @@ class Client:
                 "name": name,
                 "pid": os.getpid(),
                 # Always what we inherited, unchanged: the root decides (PROTOCOL.md 1.2).
-                "actor": os.environ.get("ACTOR_TUI_ACTOR") or None,
+                "actor": claimed,
             }))
             registered = cls._expect(sock, "registered")
             sock.settimeout(None)
@@ -635,7 +648,8 @@ if hasattr(os, "register_at_fork"):
 
 
 def under_root():
-    return bool(os.environ.get("ACTOR_TUI_SOCKET"))
+    """A root's socket (a local root) or a ticket (a root on another host) is set."""
+    return bool(os.environ.get("ACTOR_TUI_SOCKET") or os.environ.get("ACTOR_TUI_TICKET"))
 
 
 def current(connect=True):
@@ -647,18 +661,26 @@ def current(connect=True):
         _after_fork_in_child()
         st = _state
     path = os.environ.get("ACTOR_TUI_SOCKET")
-    if not path:
+    ticket = None if path else os.environ.get("ACTOR_TUI_TICKET")
+    if not path and not ticket:
         return None
     c = st.client
     if c is None and connect and not st.given_up:
         with st.lock:
             if st.client is None and not st.given_up:
                 try:
-                    st.client = Client.connect(path, register_name())
+                    if path:
+                        st.client = Client.connect(path, register_name())
+                    else:
+                        from . import _remote
+
+                        t = _remote.ticket_from_env()
+                        st.client = Client.connect_remote(t, register_name())
                 except Exception as e:
                     st.given_up = True
+                    where = path or "the ticket's root"
                     warn("cannot reach the actor-tui root at %s (%s); breakpoints will be skipped"
-                         % (path, e))
+                         % (where, e))
             c = st.client
     if c is None:
         return None

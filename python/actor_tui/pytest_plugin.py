@@ -22,7 +22,7 @@ _quit = False
 
 
 def _worker():
-    if not os.environ.get("ACTOR_TUI_SOCKET"):
+    if not (os.environ.get("ACTOR_TUI_SOCKET") or os.environ.get("ACTOR_TUI_TICKET")):
         return None
     if os.environ.get("ACTOR_TUI_PYTEST_POST_MORTEM", "1").strip() == "0":
         return None

@@ -45,6 +45,10 @@ const FILES: &[(&str, &str)] = &[
         "actor_tui/_wire.py",
         include_str!("../../python/actor_tui/_wire.py"),
     ),
+    (
+        "actor_tui/_remote.py",
+        include_str!("../../python/actor_tui/_remote.py"),
+    ),
 ];
 
 /// FNV-1a over every file: the directory name changes whenever the contents do, so a

@@ -391,3 +391,63 @@ fn rm02_a_host_that_vanishes_mid_session_loses_its_lock_within_the_link_timeout(
     root.send(json!({"cmd": "quit"}));
     root.finish();
 }
+
+/// The venv `.ci/run` makes with `pip install ./python` (no binary, no PYTHONPATH): the
+/// client as a remote host would have it. Outside CI without it: skipped, with the reason.
+fn installed_python() -> Option<String> {
+    match std::env::var("ACTOR_TUI_TEST_REMOTE_PYTHON") {
+        Ok(p) if !p.is_empty() => Some(p),
+        _ => {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "under CI, .ci/run must provide ACTOR_TUI_TEST_REMOTE_PYTHON"
+            );
+            println!(
+                "SKIPPED: rm03 needs ACTOR_TUI_TEST_REMOTE_PYTHON (a venv with `pip install ./python`; .ci/run makes one)"
+            );
+            None
+        }
+    }
+}
+
+#[test]
+fn rm03_a_pip_installed_python_client_debugs_over_tls_with_stock_pdb() {
+    let Some(py) = installed_python() else { return };
+    let mut root = Run::start_flags(&["--listen", "127.0.0.1:0"], "sleep", &["120"]);
+    let l = tickets(&mut root);
+    let script = "import actor_tui\nprint('client from', actor_tui.__file__, flush=True)\nx = 41\nbreakpoint()\nprint('after', x + 1, flush=True)\n";
+    let dir = crate::harness::tempdir();
+    let child = Command::new(&py)
+        .args(["-c", script])
+        .current_dir(dir.path())
+        .env_remove("ACTOR_TUI_SOCKET")
+        .env_remove("PYTHONPATH")
+        .env("PYTHONBREAKPOINT", "actor_tui.set_trace")
+        .env("ACTOR_TUI_TICKET", l["ticket"].as_str().expect("ticket"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("start the installed client");
+    let started = root.wait_for("the remote Python actor", |e| {
+        e["event"] == "actor_started" && e["pid"] == 0
+    });
+    let id = started["actor"].as_str().expect("id").to_owned();
+    root.wait_for("pdb's prompt", |e| {
+        e["event"] == "repl_ready" && e["actor"] == id.as_str() && e["prompt"] == "(Pdb) "
+    });
+    root.input("p x\n");
+    root.wait_for("p x", |e| {
+        e["event"] == "repl_output" && e["data"].as_str().is_some_and(|d| d.contains("41"))
+    });
+    root.input("c\n");
+    let out = child.wait_with_output().expect("client ends");
+    assert!(out.status.success(), "{:?}", out.status);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("site-packages"),
+        "the installed copy ran: {text}"
+    );
+    assert!(text.contains("after 42"), "{text}");
+    root.send(json!({"cmd": "quit"}));
+    root.finish();
+}
