@@ -8,6 +8,11 @@ use std::time::{Duration, Instant};
 /// tasks at a time; more is a runaway loop or an attack, refused with `lock_refused`.
 pub const MAX_WAITING_PER_ACTOR: usize = 64;
 
+/// Lock requests one connection may send at once, and then per second: a peer looping on
+/// requests is refused instead of flooding the queue's refusals and the event stream.
+pub const LOCK_REQUEST_BURST: u32 = 200;
+pub const LOCK_REQUESTS_PER_SEC: u32 = 100;
+
 /// Longest `task_name`, `location` or actor `name` kept, in bytes; longer ones are cut on a
 /// character boundary and marked.
 pub const MAX_FIELD: usize = 4096;

@@ -198,6 +198,9 @@ struct Conn {
     signalable: bool,
     ancestry: Vec<u32>,
     remote: Option<RemotePeer>,
+    /// Lock requests from this connection, at most [`bounds::LOCK_REQUEST_BURST`] at once
+    /// and [`bounds::LOCK_REQUESTS_PER_SEC`] a second.
+    lock_rate: RateLimit,
 }
 
 /// The root's state.
@@ -342,6 +345,10 @@ impl Core {
                         signalable,
                         ancestry,
                         remote,
+                        lock_rate: RateLimit::new(
+                            bounds::LOCK_REQUEST_BURST,
+                            bounds::LOCK_REQUESTS_PER_SEC,
+                        ),
                     },
                 );
             }
@@ -715,6 +722,33 @@ impl Core {
                 reason,
                 location,
             } => {
+                let now = self.now;
+                let admitted = self
+                    .conns
+                    .get_mut(&conn)
+                    .is_none_or(|c| c.lock_rate.admit(now).is_some());
+                if !admitted {
+                    // Only the peer hears of each one; the front end gets a (rate-limited)
+                    // notice, not an event per request.
+                    self.send_to_conn(
+                        conn,
+                        ToActor::LockRefused {
+                            task,
+                            error: format!(
+                                "too many lock requests: at most {} a second from one connection",
+                                bounds::LOCK_REQUESTS_PER_SEC
+                            ),
+                        },
+                    );
+                    self.notice(
+                        Some(actor),
+                        format!(
+                            "actor {actor} sends lock requests faster than {} a second; refused",
+                            bounds::LOCK_REQUESTS_PER_SEC
+                        ),
+                    );
+                    return;
+                }
                 // Bounded before anything keeps them (the queue, events, the console).
                 let task_name = bounds::truncate(task_name, bounds::MAX_FIELD);
                 let location = bounds::truncate(location, bounds::MAX_FIELD);
@@ -2327,5 +2361,50 @@ mod tests {
             },
         });
         assert!(out.iter().any(|e| matches!(e, Effect::ViewerNotice { conn: 23, message } if message.contains("observer's ticket"))));
+    }
+
+    #[test]
+    fn lock_requests_past_the_rate_are_refused_to_the_peer_only() {
+        let mut s = Sim::new();
+        s.first();
+        let burst = bounds::LOCK_REQUEST_BURST as u64;
+        let (mut requested, mut rated) = (0, 0);
+        for task in 0..burst + 50 {
+            let out = s.feed(Input::Frame {
+                conn: 1,
+                msg: ToRoot::LockRequest {
+                    task,
+                    task_name: "t".into(),
+                    reason: Reason::Pause,
+                    location: "x".into(),
+                },
+            });
+            for e in &out {
+                match e {
+                    Effect::Event(RuntimeEvent::LockRequested { .. }) => requested += 1,
+                    Effect::Send {
+                        msg: ToActor::LockRefused { error, .. },
+                        ..
+                    } if error.contains("too many lock requests") => rated += 1,
+                    _ => {}
+                }
+            }
+        }
+        assert_eq!((requested, rated), (burst, 50));
+        // A second later there is room again.
+        s.now += Duration::from_secs(1);
+        let out = s.feed(Input::Frame {
+            conn: 1,
+            msg: ToRoot::LockRequest {
+                task: 9999,
+                task_name: "t".into(),
+                reason: Reason::Pause,
+                location: "x".into(),
+            },
+        });
+        assert!(
+            out.iter()
+                .any(|e| matches!(e, Effect::Event(RuntimeEvent::LockRequested { .. })))
+        );
     }
 }
