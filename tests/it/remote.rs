@@ -451,3 +451,169 @@ fn rm03_a_pip_installed_python_client_debugs_over_tls_with_stock_pdb() {
     root.send(json!({"cmd": "quit"}));
     root.finish();
 }
+
+/// A private sshd on a loopback port for one test (its own host key, config and
+/// authorized key), stopped on drop.
+struct Sshd {
+    child: std::process::Child,
+    port: u16,
+    key: std::path::PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Sshd {
+    fn start() -> Option<Self> {
+        let why = if !nix::unistd::geteuid().is_root() {
+            Some("not root (sshd needs it for its privilege separation)")
+        } else if !std::path::Path::new("/usr/sbin/sshd").exists() {
+            Some("no /usr/sbin/sshd (openssh-server)")
+        } else if Command::new("ssh").arg("-V").output().is_err() {
+            Some("no ssh (openssh-client)")
+        } else {
+            None
+        };
+        if let Some(why) = why {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "the SSH test cannot run under CI: {why}"
+            );
+            println!("SKIPPED: SSH route test: {why}");
+            return None;
+        }
+        let dir = crate::harness::tempdir();
+        let d = dir.path();
+        let keygen = |path: &std::path::Path| {
+            let ok = Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(path)
+                .status()
+                .expect("ssh-keygen")
+                .success();
+            assert!(ok, "ssh-keygen");
+        };
+        keygen(&d.join("host"));
+        keygen(&d.join("user"));
+        std::fs::copy(d.join("user.pub"), d.join("authorized_keys")).expect("authorized_keys");
+        // Privilege separation wants this directory; create it if the system has none.
+        let _ = std::fs::create_dir_all("/run/sshd");
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").expect("free port");
+            l.local_addr().expect("addr").port()
+        };
+        let config = format!(
+            "Port {port}\nListenAddress 127.0.0.1\nHostKey {host}\nAuthorizedKeysFile {auth}\n\
+             PidFile {pid}\nPermitRootLogin prohibit-password\nPasswordAuthentication no\n\
+             KbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\nStreamLocalBindUnlink yes\n\
+             AllowStreamLocalForwarding yes\n",
+            host = d.join("host").display(),
+            auth = d.join("authorized_keys").display(),
+            pid = d.join("sshd.pid").display(),
+        );
+        std::fs::write(d.join("sshd_config"), config).expect("config");
+        let child = Command::new("/usr/sbin/sshd")
+            .args(["-D", "-e", "-f"])
+            .arg(d.join("sshd_config"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start sshd");
+        // Ready when it accepts on its port.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "sshd did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Some(Self {
+            child,
+            port,
+            key: d.join("user"),
+            _dir: dir,
+        })
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn rm04_over_ssh_a_forwarded_unix_socket_and_no_tcp_port_of_ours() {
+    let Some(sshd) = Sshd::start() else { return };
+    let mut root = Run::start("sleep", &["120"]);
+    root.wait_event("actor_started");
+    // "The remote host" sees the root's socket at a path of its own, through ssh -R.
+    let far = crate::harness::tempdir();
+    let far_sock = far.path().join("root.sock");
+    let mut ssh = Command::new("ssh")
+        .args([
+            "-N",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+        ])
+        .args([
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "ExitOnForwardFailure=yes",
+        ])
+        .arg("-i")
+        .arg(&sshd.key)
+        .args(["-p", &sshd.port.to_string()])
+        .arg("-R")
+        .arg(format!("{}:{}", far_sock.display(), root.socket.display()))
+        .arg("root@127.0.0.1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("ssh -R");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !far_sock.exists() {
+        assert!(Instant::now() < deadline, "ssh did not forward the socket");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let mut w = Command::new(example("remote_worker"))
+        .arg("1")
+        .env("ACTOR_TUI_SOCKET", &far_sock)
+        .env_remove("ACTOR_TUI_TICKET")
+        .env_remove("ACTOR_TUI_ACTOR")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("worker through the forwarded socket");
+    let started = root.wait_for("the actor through ssh", |e| {
+        e["event"] == "actor_started" && e["name"] == "remote_worker"
+    });
+    let id = started["actor"].as_str().expect("id").to_owned();
+    root.wait_for("its session", |e| {
+        e["event"] == "repl_ready" && e["actor"] == id.as_str()
+    });
+    // Nothing of the root's listens on TCP: its only socket is the Unix one.
+    let tcp = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default()
+        + &std::fs::read_to_string("/proc/net/tcp6").unwrap_or_default();
+    let root_inodes: Vec<String> = std::fs::read_dir(format!("/proc/{}/fd", root.pid()))
+        .expect("fds")
+        .flatten()
+        .filter_map(|e| std::fs::read_link(e.path()).ok())
+        .filter_map(|l| {
+            l.to_str()
+                .and_then(|s| s.strip_prefix("socket:["))
+                .map(|s| s.trim_end_matches(']').to_owned())
+        })
+        .collect();
+    let listening_tcp = tcp.lines().skip(1).any(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        f.get(3) == Some(&"0A") && f.get(9).is_some_and(|i| root_inodes.iter().any(|r| r == i))
+    });
+    assert!(!listening_tcp, "the root listens on TCP");
+    root.input("c\n");
+    let status = wait_timeout(&mut w, Duration::from_secs(30)).expect("worker exits");
+    assert!(status.success());
+    let _ = ssh.kill();
+    let _ = ssh.wait();
+    root.send(json!({"cmd": "quit"}));
+    root.finish();
+}
