@@ -107,7 +107,7 @@ fn corpus() -> Vec<Vec<u8>> {
             mac: "00".repeat(32),
         },
     ];
-    let to_actor = vec![
+    let to_actor = [
         ToActor::LockGranted { task: 1, epoch: 2 },
         ToActor::ReplInput {
             task: 1,
@@ -126,7 +126,7 @@ fn corpus() -> Vec<Vec<u8>> {
             },
         },
     ];
-    let viewer = vec![
+    let viewer = [
         ToViewer::Event {
             event: RuntimeEvent::Output {
                 actor: ActorId(1),
