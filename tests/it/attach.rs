@@ -228,3 +228,60 @@ fn at03_frames_out_of_role_drop_that_connection_only() {
     root.continue_all();
     root.finish();
 }
+
+#[test]
+fn at04_another_uid_can_neither_attach_nor_join_even_through_a_loosened_socket() {
+    use std::os::unix::fs::PermissionsExt;
+    use std::os::unix::process::CommandExt;
+    let Some((uid, gid)) = crate::hardening::other_user() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI runs as root with useradd"
+        );
+        println!("SKIPPED: at04 needs root and useradd for a second user");
+        return;
+    };
+    let mut root = start();
+    root.wait_for("first prompt", |e| e["event"] == "repl_ready");
+    // Loosen everything the file system checks, so only the peer-credential check is left.
+    let dir = root.socket.parent().expect("dir").to_owned();
+    std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o711)).expect("chmod dir");
+    std::fs::set_permissions(&root.socket, std::fs::Permissions::from_mode(0o666))
+        .expect("chmod socket");
+    let as_other = |args: &[&str]| {
+        std::process::Command::new(crate::harness::BIN)
+            .args(args)
+            .uid(uid)
+            .gid(gid)
+            .env_remove("XDG_RUNTIME_DIR")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("run as the other user")
+    };
+    let sock = root.socket.to_string_lossy().into_owned();
+    // The attach client refuses a root of another user before drawing anything...
+    let out = as_other(&["attach", "--headless", "--driver", &sock]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("is not a root of this user"), "{err}");
+    // ...and the root refuses the other user's peer whatever it is (here an actor).
+    let out = std::process::Command::new(crate::harness::example("remote_worker"))
+        .arg("1")
+        .uid(uid)
+        .gid(gid)
+        .env("ACTOR_TUI_SOCKET", &root.socket)
+        .env_remove("ACTOR_TUI_TICKET")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("worker as the other user");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(&format!("connections from uid {uid} are refused")),
+        "{err}"
+    );
+    // The run is untouched: nobody new attached, the session still answers.
+    assert!(!root.events.iter().any(|e| e["event"] == "viewer"));
+    root.input("c\n");
+    assert_eq!(root.continue_all(), 0);
+    root.finish();
+}

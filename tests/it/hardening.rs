@@ -27,7 +27,7 @@ fn scen() -> String {
 
 /// A second unix user for the two-user attacks, created on first use. `None` (with the
 /// reason printed) when this is not root or `useradd` is missing.
-fn other_user() -> Option<(u32, u32)> {
+pub(crate) fn other_user() -> Option<(u32, u32)> {
     const NAME: &str = "actor-tui-it";
     if !nix::unistd::geteuid().is_root() {
         eprintln!("skipping the two-user part: needs root to create and switch to a second user");
