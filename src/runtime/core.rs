@@ -94,6 +94,10 @@ pub enum Input {
         conn: ConnId,
         error: Option<String>,
     },
+    /// The server refused a connection before it started (a limit, a uid, a proof).
+    Refused {
+        why: String,
+    },
     /// The peer has not read what it was sent and is over its budget.
     PeerFull {
         conn: ConnId,
@@ -354,6 +358,8 @@ impl Core {
             }
             Input::Frame { conn, msg } => self.on_frame(conn, msg),
             Input::Closed { conn, error } => self.close_conn(conn, error),
+            // Rate-limited like every peer-caused notice.
+            Input::Refused { why } => self.notice(None, why),
             Input::PeerFull { conn, why } => {
                 if let Some(c) = self.conns.get(&conn) {
                     let actor = c.actor;

@@ -287,6 +287,7 @@ impl Engine {
             ConnEvent::Closed { conn, error } => {
                 self.pending.push_back(Input::Closed { conn, error })
             }
+            ConnEvent::Refused { why } => self.pending.push_back(Input::Refused { why }),
         }
     }
 

@@ -40,6 +40,11 @@ pub enum ConnEvent {
         conn: ConnId,
         error: Option<String>,
     },
+    /// A connection was refused before it started (too many, another uid, a failed proof):
+    /// for a notice. Sent without waiting; dropped if the engine is busy.
+    Refused {
+        why: String,
+    },
 }
 
 /// A peer that came over a remote link and proved a ticket.
@@ -213,6 +218,7 @@ pub async fn serve(
     // Refusals are logged at a bounded rate: a flood of them must not flood the log.
     let refusals = Arc::new(std::sync::Mutex::new(RateLimit::new(20, 2)));
     let tcp = tcp.map(Arc::new);
+    let refusing = Arc::new(Semaphore::new(16));
     loop {
         tokio::select! {
             accepted = async {
@@ -223,16 +229,28 @@ pub async fn serve(
             } => match accepted {
                 Ok((stream, addr)) => {
                     let conn = NEXT.fetch_add(1, Ordering::Relaxed);
+                    let Some(t) = tcp.clone() else { continue };
                     let Ok(slot) = slots.clone().try_acquire_owned() else {
-                        // Nothing is said in clear text to a peer that has not done TLS.
-                        drop(stream);
+                        let why = format!("too many connections (limit {max_conns}); try again later");
+                        let _ = engine.try_send(ConnEvent::Refused { why: format!("refused {addr}: {why}") });
                         let admitted = crate::sync::lock(&refusals).admit(std::time::Instant::now());
                         if let Some(suppressed) = admitted {
-                            tracing::warn!(conn, %addr, suppressed, "refused a TCP connection: too many connections");
+                            tracing::warn!(conn, %addr, suppressed, "refused a TCP connection: {why}");
+                        }
+                        // Told over TLS (nothing goes out in clear text), by a few tasks at
+                        // most: refusing must not cost what serving would.
+                        if let Ok(permit) = refusing.clone().try_acquire_owned() {
+                            tokio::spawn(async move {
+                                let _permit = permit;
+                                let told = async {
+                                    let mut tls = t.acceptor.accept(stream).await.ok()?;
+                                    proto::write_frame(&mut tls, &ToActor::Error { message: why }).await.ok()
+                                };
+                                let _ = tokio::time::timeout(std::time::Duration::from_secs(2), told).await;
+                            });
                         }
                         continue;
                     };
-                    let Some(t) = tcp.clone() else { continue };
                     tokio::spawn(remote_connection(conn, stream, addr, t, engine.clone(), inflight.clone(), slot));
                 }
                 Err(e) => {
@@ -244,7 +262,7 @@ pub async fn serve(
                 Ok((stream, _)) => {
                     let conn = NEXT.fetch_add(1, Ordering::Relaxed);
                     let Ok(slot) = slots.clone().try_acquire_owned() else {
-                        refuse(&refusals, conn, stream, format!(
+                        refuse(&refusals, &engine, conn, stream, format!(
                             "too many connections (limit {max_conns}); try again later"));
                         continue;
                     };
@@ -252,12 +270,12 @@ pub async fn serve(
                     match stream.peer_cred().map(|c| c.uid()) {
                         Ok(uid) if uid == me => {}
                         Ok(uid) => {
-                            refuse(&refusals, conn, stream, format!(
+                            refuse(&refusals, &engine, conn, stream, format!(
                                 "connections from uid {uid} are refused: this root belongs to uid {me}"));
                             continue;
                         }
                         Err(e) => {
-                            refuse(&refusals, conn, stream, format!("cannot identify the peer: {e}"));
+                            refuse(&refusals, &engine, conn, stream, format!("cannot identify the peer: {e}"));
                             continue;
                         }
                     }
@@ -281,7 +299,16 @@ pub async fn serve(
 }
 
 /// Tells a peer why it is refused (best effort, without waiting) and closes it.
-fn refuse(limit: &std::sync::Mutex<RateLimit>, conn: ConnId, stream: UnixStream, why: String) {
+fn refuse(
+    limit: &std::sync::Mutex<RateLimit>,
+    engine: &mpsc::Sender<ConnEvent>,
+    conn: ConnId,
+    stream: UnixStream,
+    why: String,
+) {
+    let _ = engine.try_send(ConnEvent::Refused {
+        why: format!("refused a connection: {why}"),
+    });
     if let Ok(bytes) = proto::frame_bytes(&ToActor::Error {
         message: why.clone(),
     }) {
@@ -412,6 +439,9 @@ async fn remote_connection(
         Ok(kind) => kind,
         Err(why) => {
             tracing::warn!(conn, %addr, "refused a remote peer: {why}");
+            let _ = engine.try_send(ConnEvent::Refused {
+                why: format!("refused {addr}: {why}"),
+            });
             let _ = tokio::time::timeout(
                 std::time::Duration::from_secs(1),
                 proto::write_frame(&mut wr, &ToActor::Error { message: why }),

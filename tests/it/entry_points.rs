@@ -258,10 +258,14 @@ fn ep05_a_pool_workers_post_mortem_opens_in_the_worker_with_its_locals() {
 fn ep06_break_in_pauses_a_busy_loop_and_a_blocked_sleep_where_they_are() {
     let (_dir, path) = script(
         "busy.py",
-        "import time\nn = 0\nwhile n >= 0:\n    n += 1\n    if n == 10**6:\n        break\n\
+        "import time\nn = 0\nprint('started', flush=True)\nwhile n >= 0:\n    n += 1\n    if n == 10**6:\n        break\n\
          print('looped', flush=True)\ntime.sleep(600)\nprint('woke')\n",
     );
     let mut run = Run::start("python3", &[path.to_str().expect("path")]);
+    // Not before `n` exists: on a loaded machine the break-in could land in the imports.
+    run.wait_for("the program started", |e| {
+        e["event"] == "output" && e["data"].as_str().is_some_and(|d| d.contains("started"))
+    });
     interrupt_first(&mut run);
     let text = prompt(&mut run, "1");
     assert!(text.contains("interrupted at"), "{text}");
@@ -277,7 +281,7 @@ fn ep06_break_in_pauses_a_busy_loop_and_a_blocked_sleep_where_they_are() {
     let (_, req) = next_session(&mut run);
     let at = location(&req);
     assert!(
-        at.ends_with("busy.py:8") || at.ends_with("busy.py:7"),
+        at.ends_with("busy.py:9") || at.ends_with("busy.py:8"),
         "{req}"
     );
     // Already in the debugger: a second interrupt is refused with a reason.

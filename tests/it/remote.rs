@@ -139,6 +139,9 @@ fn rm01_remote_actor_and_viewers_over_tls_and_what_is_refused() {
         .block_on(remote::connect(&wrong_secret))
         .expect_err("wrong secret");
     assert!(e.to_string().contains("does not match"), "{e}");
+    root.wait_for("a notice of the refusal", |e| {
+        is_notice(e, "the proof does not match")
+    });
     let wrong_pin = Ticket {
         fingerprint: [0x66; 32],
         ..good.clone()
