@@ -198,7 +198,9 @@ impl Engine {
         }
         cleanup();
         let code = self.core.exit_code();
-        self.events.control(RuntimeEvent::Exit { code });
+        self.events
+            .finish(RuntimeEvent::Exit { code }, Duration::from_secs(1))
+            .await;
         code
     }
 

@@ -137,15 +137,35 @@ impl Drop for EventSender {
 }
 
 impl EventSender {
+    /// The run's last event: to the viewers first, with up to `wait` for their frames to
+    /// be written (the front end may end the process as soon as it sees `exit`), then to
+    /// the front end.
+    pub async fn finish(&self, ev: RuntimeEvent, wait: std::time::Duration) {
+        crate::sync::lock(&self.shared.hub).event(&ev);
+        let deadline = tokio::time::Instant::now() + wait;
+        while !crate::sync::lock(&self.shared.hub).flushed()
+            && tokio::time::Instant::now() < deadline
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        self.push(ev, false);
+    }
+
     /// Queues a control event. Never waits. Returns false if the front end is gone.
     pub fn control(&self, ev: RuntimeEvent) -> bool {
+        self.push(ev, true)
+    }
+
+    fn push(&self, ev: RuntimeEvent, tee: bool) -> bool {
         let size = control_size(&ev);
         {
             let mut st = self.shared.lock();
             if !st.receiver_alive {
                 return false;
             }
-            crate::sync::lock(&self.shared.hub).event(&ev);
+            if tee {
+                crate::sync::lock(&self.shared.hub).event(&ev);
+            }
             if st.control_events >= CONTROL_EVENTS || st.control_bytes + size > CONTROL_BYTES {
                 st.dropped += 1;
                 return true;

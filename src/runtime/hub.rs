@@ -188,6 +188,11 @@ impl Hub {
         }
     }
 
+    /// Every viewer has read what it was sent.
+    pub fn flushed(&self) -> bool {
+        self.viewers.values().all(|v| v.tx.queued_frames() == 0)
+    }
+
     pub fn detach(&mut self, conn: ConnId) {
         self.viewers.remove(&conn);
     }

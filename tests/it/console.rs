@@ -460,6 +460,9 @@ fn c13_an_attached_console_observes_drives_with_d_and_detaches_with_q() {
     root.wait_for("release by the attached driver", |e| {
         e["event"] == "lock_released" && e["actor"] == holder.as_str()
     });
+    // The screen must have caught up with `i` first, or the wait for NAV after Esc would
+    // pass on a stale frame and `q` would follow Esc closely enough to read as Alt+q.
+    con.wait("input mode", |c| c.contains(" INPUT "));
     con.keys("\x1b");
     con.keys("q");
     con.wait_text("Detach from this run?");
