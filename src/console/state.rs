@@ -503,6 +503,7 @@ impl ConsoleState {
         if let Some(exit) = a.exited {
             return match exit.reason {
                 Some(ExitReason::Quit) => ActorStatus::Quit,
+                Some(ExitReason::Lost) => ActorStatus::Lost,
                 _ => ActorStatus::Exited {
                     code: exit.code,
                     signal: exit.signal,

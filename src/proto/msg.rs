@@ -47,6 +47,9 @@ pub enum ExitReason {
     Crash,
     /// The root cancelled the actor and it is complying.
     Cancelled,
+    /// Set by the root, never sent by an actor: the remote link died without a clean close
+    /// (its host or network vanished), so how the actor ended is unknown.
+    Lost,
 }
 
 impl ExitReason {
@@ -57,6 +60,7 @@ impl ExitReason {
             Self::Quit => "quit",
             Self::Crash => "crash",
             Self::Cancelled => "cancelled",
+            Self::Lost => "lost",
         }
     }
 }
@@ -153,6 +157,7 @@ impl std::fmt::Display for Exit {
         match (self.reason, self.code, self.signal) {
             (Some(ExitReason::Quit), _, _) => write!(f, "quit from debugger"),
             (Some(ExitReason::Cancelled), _, _) => write!(f, "cancelled"),
+            (Some(ExitReason::Lost), _, _) => write!(f, "lost (its link died)"),
             (_, Some(c), _) => write!(f, "exit code {c}"),
             (_, _, Some(s)) => write!(f, "killed by signal {s}"),
             _ => write!(f, "unknown exit"),

@@ -142,6 +142,9 @@ pub enum Input {
     },
 }
 
+/// Remote hosts that get a node of their own in the tree.
+pub const MAX_HOSTS: usize = 256;
+
 /// What the shell must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
@@ -239,6 +242,8 @@ pub struct Core {
     notice_limit: RateLimit,
     /// Attached viewers and who of them drives.
     viewers: Viewers,
+    /// One node per remote host (by IP), the parent of the actors that join from there.
+    hosts: HashMap<std::net::IpAddr, ActorId>,
     now: Instant,
     out: Vec<Effect>,
 }
@@ -263,6 +268,7 @@ impl Core {
             holder_watch: None,
             notice_limit: RateLimit::new(50, 20),
             viewers: Viewers::default(),
+            hosts: HashMap::new(),
             now,
             out: Vec::new(),
         }
@@ -525,6 +531,7 @@ impl Core {
             return;
         };
         self.actor_conn.remove(&actor);
+        let had_error = error.is_some();
         // Requests it will never answer.
         self.pending_dumps.retain(|_, a| *a != actor);
         self.pending_completions.retain(|_, (a, _)| *a != actor);
@@ -542,11 +549,17 @@ impl Core {
         node.connected = false;
         if !node.spawned {
             // We cannot reap a process we did not start: its connection is its life, and
-            // what it announced is all we know of how it ended.
+            // what it announced is all we know of how it ended. A remote link that died
+            // without a word (no `exiting`, an I/O error) is a lost actor.
+            let lost = c.remote.is_some() && node.exit_reason.is_none() && had_error;
             let exit = Exit {
                 code: node.announced_code,
                 signal: None,
-                reason: node.exit_reason,
+                reason: if lost {
+                    Some(crate::proto::ExitReason::Lost)
+                } else {
+                    node.exit_reason
+                },
             };
             self.event(RuntimeEvent::ActorExited { actor, exit });
             self.pending_cancels.remove(&actor);
@@ -912,12 +925,15 @@ impl Core {
             return;
         };
         // A remote actor's pid means nothing here (0: "another pid namespace", so nothing
-        // reads /proc for it); its name says where it runs; it claims no reservation.
-        let (pid, name, claimed) = match &c.remote {
-            Some(r) => (0, format!("{name}@{}", r.addr), None),
+        // reads /proc for it); its name says where it runs; it claims no reservation; it
+        // goes under its host's node.
+        let remote_addr = c.remote.as_ref().map(|r| r.addr.clone());
+        let (pid, name, claimed) = match &remote_addr {
+            Some(addr) => (0, format!("{name}@{addr}"), None),
             None => (c.peer_pid.unwrap_or(claimed_pid), name, claimed),
         };
         let ancestry = c.ancestry.clone();
+        let host = remote_addr.and_then(|a| self.host_node(&a));
         // Parsed once here: only the canonical spelling of an id can claim it.
         let reserved = claimed
             .and_then(|c| c.parse::<ActorId>().ok())
@@ -932,7 +948,7 @@ impl Core {
                 // Not started by us (a fork, or a child an actor started itself): it goes
                 // under its nearest live actor by pid: itself if it already is one, else
                 // the actor it descends from. The parent pids were read by the shell.
-                let parent = self.tree.nearest_ancestor_in(pid, &ancestry);
+                let parent = host.or_else(|| self.tree.nearest_ancestor_in(pid, &ancestry));
                 let id = self.tree.add(&name, pid, parent, false);
                 self.event(RuntimeEvent::ActorStarted {
                     actor: id,
@@ -967,6 +983,30 @@ impl Core {
             self.send_to_conn(conn, ToActor::Cancel { force: false });
         }
         self.join_teardown_if_going(id, parent);
+    }
+
+    /// The node of the host at `addr` (`ip:port`), made on its first actor: an entry in the
+    /// tree with no process and no connection (never live, so the run never waits for it;
+    /// cancelling it cancels its actors). At most [`MAX_HOSTS`]; past that, remote actors
+    /// go at the top.
+    fn host_node(&mut self, addr: &str) -> Option<ActorId> {
+        let ip = addr.parse::<std::net::SocketAddr>().ok()?.ip();
+        if let Some(id) = self.hosts.get(&ip) {
+            return Some(*id);
+        }
+        if self.hosts.len() >= MAX_HOSTS {
+            return None;
+        }
+        let name = format!("host {ip}");
+        let id = self.tree.add(&name, 0, None, false);
+        self.hosts.insert(ip, id);
+        self.event(RuntimeEvent::ActorStarted {
+            actor: id,
+            name,
+            pid: 0,
+            parent: None,
+        });
+        Some(id)
     }
 
     /// One that appears while the run or its parent is being torn down is torn down too, or
@@ -2297,15 +2337,41 @@ mod tests {
             conn: 20,
             msg: register("w"),
         });
-        let started = out.iter().find_map(|e| match e {
-            Effect::Event(RuntimeEvent::ActorStarted {
-                actor, name, pid, ..
-            }) => Some((*actor, name.clone(), *pid)),
-            _ => None,
-        });
-        let (id, name, pid) = started.expect("a new actor");
+        let starts: Vec<_> = out
+            .iter()
+            .filter_map(|e| match e {
+                Effect::Event(RuntimeEvent::ActorStarted {
+                    actor,
+                    name,
+                    pid,
+                    parent,
+                }) => Some((*actor, name.clone(), *pid, *parent)),
+                _ => None,
+            })
+            .collect();
+        // First its host's node, then the actor under it.
+        assert_eq!(starts.len(), 2, "{starts:?}");
+        let (host, hname, hpid, hparent) = starts[0].clone();
+        assert_eq!((hname.as_str(), hpid, hparent), ("host 10.0.0.2", 0, None));
+        let (id, name, pid, parent) = starts[1].clone();
         assert_ne!(id, ActorId(1));
-        assert_eq!((name.as_str(), pid), ("w@10.0.0.2:5000", 0));
+        assert_eq!(
+            (name.as_str(), pid, parent),
+            ("w@10.0.0.2:5000", 0, Some(host))
+        );
+        // A second actor from that host joins the same node.
+        open(&mut s, 24, Kind::Actor);
+        let out = s.feed(Input::Frame {
+            conn: 24,
+            msg: register("w2"),
+        });
+        assert!(out.iter().any(|e| matches!(e, Effect::Event(RuntimeEvent::ActorStarted { parent, .. }) if *parent == Some(host))));
+        assert_eq!(
+            out.iter()
+                .filter(|e| matches!(e, Effect::Event(RuntimeEvent::ActorStarted { .. })))
+                .count(),
+            1
+        );
         // It cannot have the root spawn programs.
         let out = s.feed(Input::Frame {
             conn: 20,

@@ -34,6 +34,8 @@ pub enum ActorStatus {
     },
     /// Ended by `q` in its debugger.
     Quit,
+    /// A remote actor whose link died without a word: how it ended is unknown.
+    Lost,
 }
 
 /// One visible line of the actor tree.
@@ -293,6 +295,7 @@ pub fn status_label(s: ActorStatus, theme: &Theme) -> (String, Style) {
             theme.fg(Color::Cyan).add_modifier(Modifier::BOLD),
         ),
         ActorStatus::Quit => ("quit".into(), theme.fg(Color::Cyan)),
+        ActorStatus::Lost => ("lost".into(), theme.fg(Color::Red)),
         ActorStatus::Exited {
             code: Some(0),
             signal: None,
