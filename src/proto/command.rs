@@ -42,11 +42,16 @@ pub enum RuntimeCommand {
     },
     /// An attached driver gives driving up (back to observer).
     Observe,
+    /// An attached driver hands driving to another viewer (by its id in `viewer` events).
+    HandOver { to: u64 },
 }
 
 impl RuntimeCommand {
     /// Commands an observer may send: they change nothing in the tree.
     pub fn read_only(&self) -> bool {
-        matches!(self, Self::Dump { .. } | Self::Drive { .. } | Self::Observe)
+        matches!(
+            self,
+            Self::Dump { .. } | Self::Drive { .. } | Self::Observe | Self::HandOver { .. }
+        )
     }
 }

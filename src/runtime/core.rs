@@ -1426,6 +1426,10 @@ impl Core {
                 let changes = self.viewers.observe(conn);
                 self.announce_viewers(changes);
             }
+            RuntimeCommand::HandOver { to } => match self.viewers.hand_over(conn, to) {
+                Ok(changes) => self.announce_viewers(changes),
+                Err(message) => self.out.push(Effect::ViewerNotice { conn, message }),
+            },
             // A viewer's terminal does not decide the size of the actors' terminals.
             RuntimeCommand::Resize { .. } => {}
             cmd => match self.viewers.may(conn, &cmd) {
@@ -1437,7 +1441,9 @@ impl Core {
 
     fn on_command(&mut self, cmd: RuntimeCommand) {
         match cmd {
-            RuntimeCommand::Drive { .. } | RuntimeCommand::Observe => self.notice(
+            RuntimeCommand::Drive { .. }
+            | RuntimeCommand::Observe
+            | RuntimeCommand::HandOver { .. } => self.notice(
                 None,
                 "drive/observe: the root's own front end always drives; these are for attached viewers".into(),
             ),

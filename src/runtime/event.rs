@@ -144,6 +144,9 @@ pub enum RuntimeEvent {
         ticket: String,
         observer_ticket: String,
         driver_ticket: String,
+        /// The actor ticket's file (what a remote host needs), if one was written.
+        ticket_file: Option<String>,
+        /// All three ticket files (actor, observer, driver).
         ticket_files: Vec<String>,
     },
     /// The run is over; the last event.

@@ -193,6 +193,7 @@ pub async fn start(cfg: RuntimeConfig) -> Result<Runtime, RuntimeError> {
                 ticket: l.actor.to_string(),
                 observer_ticket: l.observer.to_string(),
                 driver_ticket: l.driver.to_string(),
+                ticket_file: l.files.first().map(|f| f.display().to_string()),
                 ticket_files: l.files.iter().map(|f| f.display().to_string()).collect(),
             });
             (Some(side), l.files)

@@ -167,6 +167,24 @@ impl Viewers {
         vec![self.change(conn, ViewerRole::Observer)]
     }
 
+    /// The driver `conn` hands driving to viewer `to`, which must be attached and allowed
+    /// to drive.
+    pub fn hand_over(&mut self, conn: ConnId, to: ConnId) -> Result<Vec<Change>, String> {
+        if self.driver != Some(conn) {
+            return Err("hand over: you do not drive".into());
+        }
+        match self.list.get(&to) {
+            None => return Err(format!("hand over: no viewer {to}")),
+            Some(v) if !v.may_drive => {
+                return Err(format!(
+                    "hand over: viewer {to} came with an observer's ticket"
+                ));
+            }
+            Some(_) => {}
+        }
+        self.drive(to, true)
+    }
+
     /// A viewer left (or its connection died).
     pub fn detach(&mut self, conn: ConnId) -> Vec<Change> {
         if !self.list.contains_key(&conn) {
@@ -273,6 +291,24 @@ mod tests {
         assert_eq!(v.driver(), None);
         assert!(v.detach(2).is_empty(), "twice is nothing");
         assert_eq!(v.len(), 1);
+    }
+
+    #[test]
+    fn the_driver_hands_over_to_a_named_viewer_only() {
+        let mut v = Viewers::default();
+        v.attach(1, "a".into(), None, true, false, true).expect("a");
+        v.attach(2, "b".into(), None, false, false, true)
+            .expect("b");
+        v.attach(3, "o".into(), None, false, false, false)
+            .expect("o");
+        assert!(v.hand_over(2, 1).is_err(), "only the driver hands over");
+        assert!(v.hand_over(1, 9).is_err(), "to someone attached");
+        assert!(v.hand_over(1, 3).is_err(), "not to an observer's ticket");
+        let moved = v.hand_over(1, 2).expect("hand over");
+        assert_eq!(
+            moved.iter().map(|c| (c.conn, c.role)).collect::<Vec<_>>(),
+            vec![(1, ViewerRole::Observer), (2, ViewerRole::Driver)]
+        );
     }
 
     #[test]

@@ -166,8 +166,19 @@ fn at02_one_driver_at_a_time_and_take_over_is_announced_to_everyone() {
     a.wait_for("ann drives again", |e| {
         e["event"] == "viewer" && e["viewer"] == ann && e["role"] == "driver"
     });
-    // A driver may end the run: the root's front end and the viewer both see the exit.
-    a.send(json!({"cmd": "quit"}));
+    // Ann hands driving to a newcomer by its id; then that driver ends the run, and every
+    // front end sees the exit.
+    let mut c = Run::attach(&root.socket, &["--name", "cy"]);
+    let cy = wait_self(&mut c, "observer");
+    a.send(json!({"cmd": "hand_over", "to": cy}));
+    c.wait_for("cy drives", |e| {
+        e["event"] == "viewer" && e["viewer"] == cy && e["role"] == "driver"
+    });
+    a.wait_for("ann sees it", |e| {
+        e["event"] == "viewer" && e["viewer"] == cy && e["role"] == "driver"
+    });
+    c.send(json!({"cmd": "quit"}));
+    c.wait_event("exit");
     a.wait_event("exit");
     root.finish();
 }
