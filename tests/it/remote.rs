@@ -580,6 +580,8 @@ fn rm04_over_ssh_a_forwarded_unix_socket_and_no_tcp_port_of_ours() {
             "BatchMode=yes",
             "-o",
             "StrictHostKeyChecking=no",
+            "-o",
+            "LogLevel=ERROR",
         ])
         .args([
             "-o",
