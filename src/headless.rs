@@ -235,6 +235,11 @@ mod tests {
             RuntimeEvent::Dump {
                 actor: ActorId(2),
                 text: "tasks".into(),
+                step: Some("cooperative".into()),
+            },
+            RuntimeEvent::Snapshot {
+                text: "snapshot of 1 actors".into(),
+                path: Some("/state/snapshots/s.txt".into()),
             },
             RuntimeEvent::Completions {
                 actor: ActorId(2),

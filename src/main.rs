@@ -58,6 +58,11 @@ fn log_path(cli: &Cli) -> Option<PathBuf> {
     if let Some(p) = &cli.log_file {
         return Some(p.clone());
     }
+    Some(state_dir()?.join("actor-tui.log"))
+}
+
+/// `$XDG_STATE_HOME/actor-tui`, else `~/.local/state/actor-tui`; none without either.
+fn state_dir() -> Option<PathBuf> {
     let state = std::env::var_os("XDG_STATE_HOME")
         .filter(|s| !s.is_empty())
         .map(PathBuf::from)
@@ -66,7 +71,7 @@ fn log_path(cli: &Cli) -> Option<PathBuf> {
                 .filter(|h| !h.is_empty())
                 .map(|h| PathBuf::from(h).join(".local/state"))
         })?;
-    Some(state.join("actor-tui").join("actor-tui.log"))
+    Some(state.join("actor-tui"))
 }
 
 /// Starts logging to `path`, opened without following a symlink. An explicit `--log-file`
@@ -169,6 +174,8 @@ fn run(cli: Cli) -> Result<i32, Box<dyn std::error::Error>> {
     cfg.name = name;
     cfg.socket = cli.socket.clone();
     cfg.grace = Duration::from_millis(cli.grace_ms);
+    // Snapshots go next to the log (the same state directory), not to a --log-file's.
+    cfg.state_dir = state_dir();
     cfg.listen = cli.listen.clone();
     cfg.advertise = cli.advertise.clone();
     cfg.link_timeout = Duration::from_millis(cli.link_timeout_ms.max(1000));

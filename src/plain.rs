@@ -97,7 +97,13 @@ fn describe(ev: &RuntimeEvent) -> Option<String> {
             .map(|l| format!("  {actor} | {l}"))
             .collect::<Vec<_>>()
             .join("\n"),
-        RuntimeEvent::Dump { actor, text } => format!("[dump of actor {actor}]\n{text}"),
+        RuntimeEvent::Dump { actor, text, .. } => format!("[dump of actor {actor}]\n{text}"),
+        RuntimeEvent::Snapshot { text, path } => format!(
+            "[snapshot{}]\n{text}",
+            path.as_ref()
+                .map(|p| format!(" saved to {p}"))
+                .unwrap_or_default()
+        ),
         RuntimeEvent::Completions { matches, .. } => {
             format!("[completions] {}", matches.join("  "))
         }

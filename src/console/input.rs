@@ -69,6 +69,8 @@ pub enum Action {
     Type(String),
     /// An attached console asks to drive (or, driving, gives it up).
     Drive,
+    /// Dump every actor at once into one snapshot.
+    DumpAll,
 }
 
 /// What a terminal sends for `k`: characters as UTF-8, Ctrl-letter as the control byte
@@ -181,6 +183,7 @@ fn map_key(k: KeyEvent, mode: Mode, overlay: OverlayKind) -> Action {
             KeyCode::Char('x') => Action::Cancel,
             KeyCode::Char('q') => Action::Quit,
             KeyCode::Char('D') => Action::Drive,
+            KeyCode::Char('T') => Action::DumpAll,
             KeyCode::Up | KeyCode::Char('k') => Action::Move(-1),
             KeyCode::Down | KeyCode::Char('j') => Action::Move(1),
             KeyCode::Left | KeyCode::Char('h') => Action::Collapse,

@@ -113,6 +113,8 @@ pub struct ConsoleState {
     pub viewers: BTreeMap<u64, (String, ViewerRole)>,
     /// This console's own viewer id, when it is attached to a run started elsewhere.
     pub me: Option<u64>,
+    /// The latest tree-wide snapshot's text (shown in the Dump tab by `T`).
+    pub snapshot: Option<String>,
 }
 
 /// Actors whose output emulator is kept while they are off screen (the ones just shown).
@@ -170,6 +172,7 @@ impl ConsoleState {
             live: VecDeque::new(),
             viewers: BTreeMap::new(),
             me: None,
+            snapshot: None,
             output_size,
             repl_size,
         }
@@ -375,11 +378,24 @@ impl ConsoleState {
                     }
                 }
             }
-            RuntimeEvent::Dump { actor, text } => {
+            RuntimeEvent::Dump { actor, text, step } => {
                 if let Some(a) = self.actor_mut(actor) {
                     a.dump = Some(text);
                 }
-                self.note(now, format!("dump of {actor} received"));
+                let by = step
+                    .map(|s| format!(" (answered by: {s})"))
+                    .unwrap_or_default();
+                self.note(now, format!("dump of {actor} received{by}"));
+            }
+            RuntimeEvent::Snapshot { text, path } => {
+                self.snapshot = Some(text);
+                self.note(
+                    now,
+                    match path {
+                        Some(p) => format!("snapshot of the tree saved: {p}"),
+                        None => "snapshot of the tree taken (not saved: no state directory)".into(),
+                    },
+                );
             }
             RuntimeEvent::InputDone { actor } => {
                 if let Some(a) = self.actor_mut(actor) {

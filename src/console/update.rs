@@ -254,6 +254,7 @@ impl Model {
             },
             Action::Dump => match self.ui.selected {
                 Some(actor) => {
+                    self.ui.show_snapshot = false;
                     self.send(RuntimeCommand::Dump { actor });
                     self.ui.tab = BottomTab::Dump;
                     self.ui.dump_scroll = 0;
@@ -320,6 +321,13 @@ impl Model {
                 "Quit actor-tui and tear the tree down?".into(),
             ),
             Action::Drive => self.drive(),
+            Action::DumpAll => {
+                self.send(RuntimeCommand::DumpAll);
+                self.ui.tab = BottomTab::Dump;
+                self.ui.dump_scroll = 0;
+                self.ui.show_snapshot = true;
+                self.flash("dumping every actor…".into());
+            }
             Action::ToNav => self.ui.mode = Mode::Nav,
             Action::ToInput => {
                 self.ui.mode = Mode::Input;

@@ -25,6 +25,9 @@ pub struct UiState {
     pub terminal: Option<ActorId>,
     pub tab: BottomTab,
     pub dump_scroll: u16,
+    /// The Dump tab shows the latest tree-wide snapshot (`T`) instead of the selected
+    /// actor's dump (`F5`).
+    pub show_snapshot: bool,
     /// Scrollback offsets (lines up from the bottom) of the output and REPL screens.
     pub output_scroll: usize,
     pub repl_scroll: usize,
@@ -81,6 +84,7 @@ impl UiState {
             terminal: None,
             tab: BottomTab::Output,
             dump_scroll: 0,
+            show_snapshot: false,
             output_scroll: 0,
             repl_scroll: 0,
             input: new_input(""),
@@ -216,7 +220,11 @@ pub fn model<'a>(s: &'a ConsoleState, ui: &'a UiState, now: Instant) -> ScreenMo
         output: selected
             .and_then(|a| a.output.as_ref())
             .map(vt100::Parser::screen),
-        dump: selected.and_then(|a| a.dump.as_deref()),
+        dump: if ui.show_snapshot {
+            s.snapshot.as_deref()
+        } else {
+            selected.and_then(|a| a.dump.as_deref())
+        },
         dump_scroll: ui.dump_scroll,
     };
     let fresh = |t: &Instant| now.saturating_duration_since(*t) < Duration::from_secs(8);

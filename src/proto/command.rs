@@ -20,6 +20,8 @@ pub enum RuntimeCommand {
     ForceRelease,
     /// Ask an actor for its task tree and threads.
     Dump { actor: ActorId },
+    /// Dump every live actor at once and gather the answers into one snapshot.
+    DumpAll,
     /// Cancel an actor's subtree; `force` skips waiting for debugging actors.
     Cancel {
         actor: ActorId,
@@ -51,7 +53,11 @@ impl RuntimeCommand {
     pub fn read_only(&self) -> bool {
         matches!(
             self,
-            Self::Dump { .. } | Self::Drive { .. } | Self::Observe | Self::HandOver { .. }
+            Self::Dump { .. }
+                | Self::DumpAll
+                | Self::Drive { .. }
+                | Self::Observe
+                | Self::HandOver { .. }
         )
     }
 }

@@ -98,6 +98,15 @@ pub enum Input {
     Refused {
         why: String,
     },
+    /// The dump ladder for request `req` is done: what to show, which step answered, and
+    /// the stacks' signature for merging (see `runtime::dump`).
+    DumpDone {
+        req: u64,
+        actor: ActorId,
+        text: String,
+        step: String,
+        signature: Option<String>,
+    },
     /// The peer has not read what it was sent and is over its budget.
     PeerFull {
         conn: ConnId,
@@ -140,6 +149,13 @@ pub enum Input {
     Watch {
         holder_state: Option<char>,
     },
+}
+
+/// A tree-wide dump in progress: the requests not answered yet, and the answers.
+#[derive(Debug, Default)]
+struct Snapshot {
+    waiting: HashSet<u64>,
+    entries: Vec<super::dump::Entry>,
 }
 
 /// Remote hosts that get a node of their own in the tree.
@@ -196,6 +212,27 @@ pub enum Effect {
         conn: ConnId,
         message: String,
     },
+    /// Run the dump ladder for `actor` (request `req`): the core's own facts, then the
+    /// shell's `/proc` facts and outside tools for a local `pid`, around the cooperative
+    /// answer when `connected` (which arrives as [`Effect::DumpAnswer`]). Answered with
+    /// [`Input::DumpDone`].
+    Inspect {
+        actor: ActorId,
+        req: u64,
+        pid: Option<u32>,
+        connected: bool,
+        facts: Vec<(String, String)>,
+    },
+    /// The cooperative answer of dump request `req`.
+    DumpAnswer {
+        req: u64,
+        text: String,
+    },
+    /// Save a tree-wide snapshot (text and JSON) under the state directory.
+    SaveSnapshot {
+        text: String,
+        json: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -208,6 +245,8 @@ struct Conn {
     /// Lock requests from this connection, at most [`bounds::LOCK_REQUEST_BURST`] at once
     /// and [`bounds::LOCK_REQUESTS_PER_SEC`] a second.
     lock_rate: RateLimit,
+    /// When its last frame came (a dump's facts say how long ago).
+    last_frame: Instant,
 }
 
 /// The root's state.
@@ -244,6 +283,8 @@ pub struct Core {
     viewers: Viewers,
     /// One node per remote host (by IP), the parent of the actors that join from there.
     hosts: HashMap<std::net::IpAddr, ActorId>,
+    /// The tree-wide dump being gathered, if any.
+    snapshot: Option<Snapshot>,
     now: Instant,
     out: Vec<Effect>,
 }
@@ -269,6 +310,7 @@ impl Core {
             notice_limit: RateLimit::new(50, 20),
             viewers: Viewers::default(),
             hosts: HashMap::new(),
+            snapshot: None,
             now,
             out: Vec::new(),
         }
@@ -359,6 +401,7 @@ impl Core {
                             bounds::LOCK_REQUEST_BURST,
                             bounds::LOCK_REQUESTS_PER_SEC,
                         ),
+                        last_frame: now,
                     },
                 );
             }
@@ -366,6 +409,13 @@ impl Core {
             Input::Closed { conn, error } => self.close_conn(conn, error),
             // Rate-limited like every peer-caused notice.
             Input::Refused { why } => self.notice(None, why),
+            Input::DumpDone {
+                req,
+                actor,
+                text,
+                step,
+                signature,
+            } => self.dump_done(req, actor, text, step, signature),
             Input::PeerFull { conn, why } => {
                 if let Some(c) = self.conns.get(&conn) {
                     let actor = c.actor;
@@ -579,10 +629,13 @@ impl Core {
     }
 
     fn on_frame(&mut self, conn: ConnId, msg: ToRoot) {
-        let Some(c) = self.conns.get(&conn) else {
+        let now = self.now;
+        let Some(c) = self.conns.get_mut(&conn) else {
             // Frames already in flight from a connection we dropped.
             return;
         };
+        c.last_frame = now;
+        let c = &*c;
         if self.viewers.is_viewer(conn) {
             self.on_viewer_frame(conn, msg);
             return;
@@ -867,8 +920,8 @@ impl Core {
                 // Only the asked actor may answer: another one must not pass its text off
                 // as the dump of a hung actor.
                 if self.pending_dumps.get(&req) == Some(&actor) {
-                    self.pending_dumps.remove(&req);
-                    self.event(RuntimeEvent::Dump { actor, text });
+                    // The ladder's job shows it, with its facts, and says it answered.
+                    self.out.push(Effect::DumpAnswer { req, text });
                 } else if self.pending_dumps.contains_key(&req) {
                     self.notice(
                         Some(actor),
@@ -1363,6 +1416,161 @@ impl Core {
 
     // ---- commands ----
 
+    // ---- dumps ----
+
+    /// Starts the dump ladder for `actor`; `None` if it cannot be (bound, no such actor).
+    fn start_dump(&mut self, actor: ActorId) -> Option<u64> {
+        if self.pending_dumps.len() >= MAX_PENDING_DUMPS {
+            self.notice(
+                Some(actor),
+                format!("dump: {MAX_PENDING_DUMPS} dumps are still running; not starting another"),
+            );
+            return None;
+        }
+        let Some(node) = self.tree.get(actor) else {
+            self.notice(None, format!("dump: no actor {actor}"));
+            return None;
+        };
+        if node.exited.is_some() {
+            self.notice(Some(actor), format!("dump: actor {actor} has exited"));
+            return None;
+        }
+        // A pid the shell may read: a process it spawned and has not reaped, or a peer that
+        // descends from the root (not a remote one: pid 0).
+        let conn = self.actor_conn.get(&actor).copied();
+        let signalable = conn
+            .and_then(|c| self.conns.get(&c))
+            .is_some_and(|c| c.signalable);
+        let pid = (node.pid != 0 && (node.spawned || signalable)).then_some(node.pid);
+        let mut facts = vec![("actor".to_owned(), format!("{actor} {}", node.name))];
+        match conn.and_then(|c| self.conns.get(&c)) {
+            Some(c) => {
+                let ago = self.now.saturating_duration_since(c.last_frame);
+                facts.push((
+                    "last frame".into(),
+                    format!("{:.1} s ago", ago.as_secs_f64()),
+                ));
+                if let Some(r) = &c.remote {
+                    facts.push(("remote".into(), r.addr.clone()));
+                }
+            }
+            None => facts.push(("connection".into(), "none (no client, or not yet)".into())),
+        }
+        facts.push(("lock".into(), self.lock_state_of(actor)));
+        if pid.is_none() && conn.is_none() {
+            self.notice(
+                Some(actor),
+                format!("dump: actor {actor} is neither connected nor a process of ours"),
+            );
+            return None;
+        }
+        self.next_req += 1;
+        let req = self.next_req;
+        let connected = self.send_to_actor(actor, ToActor::DumpRequest { req });
+        self.pending_dumps.insert(req, actor);
+        self.out.push(Effect::Inspect {
+            actor,
+            req,
+            pid,
+            connected,
+            facts,
+        });
+        Some(req)
+    }
+
+    fn lock_state_of(&self, actor: ActorId) -> String {
+        if let Some(g) = self.lock.holder().filter(|g| g.request.key.actor == actor) {
+            return format!("holds it (epoch {}, {})", g.epoch, g.request.task_name);
+        }
+        let waiting: Vec<usize> = self
+            .lock
+            .queue()
+            .enumerate()
+            .filter(|(_, r)| r.key.actor == actor)
+            .map(|(i, _)| i + 1)
+            .collect();
+        match waiting.as_slice() {
+            [] => "-".into(),
+            [n] => format!("waits (number {n} in the queue)"),
+            many => format!(
+                "{} requests wait (the first is number {})",
+                many.len(),
+                many[0]
+            ),
+        }
+    }
+
+    fn dump_done(
+        &mut self,
+        req: u64,
+        actor: ActorId,
+        text: String,
+        step: String,
+        signature: Option<String>,
+    ) {
+        self.pending_dumps.remove(&req);
+        let in_snapshot = self
+            .snapshot
+            .as_mut()
+            .is_some_and(|s| s.waiting.remove(&req));
+        if in_snapshot {
+            let name = self
+                .tree
+                .get(actor)
+                .map(|n| n.name.clone())
+                .unwrap_or_default();
+            if let Some(s) = self.snapshot.as_mut() {
+                s.entries.push(super::dump::Entry {
+                    actor,
+                    name,
+                    step: step.clone(),
+                    signature,
+                    text: text.clone(),
+                });
+            }
+            self.finish_snapshot_if_done();
+        }
+        self.event(RuntimeEvent::Dump {
+            actor,
+            text,
+            step: Some(step),
+        });
+    }
+
+    fn dump_all(&mut self) {
+        if self.snapshot.is_some() {
+            self.notice(None, "dump all: a snapshot is being taken already".into());
+            return;
+        }
+        let live: Vec<ActorId> = self
+            .tree
+            .iter()
+            .filter(|n| n.exited.is_none() && (n.spawned || n.connected))
+            .map(|n| n.id)
+            .collect();
+        self.snapshot = Some(Snapshot::default());
+        for actor in live {
+            if let Some(req) = self.start_dump(actor)
+                && let Some(s) = self.snapshot.as_mut()
+            {
+                s.waiting.insert(req);
+            }
+        }
+        self.finish_snapshot_if_done();
+    }
+
+    fn finish_snapshot_if_done(&mut self) {
+        if !self.snapshot.as_ref().is_some_and(|s| s.waiting.is_empty()) {
+            return;
+        }
+        let Some(mut s) = self.snapshot.take() else {
+            return;
+        };
+        s.entries.sort_by_key(|e| e.actor);
+        let (text, json) = super::dump::snapshot(&s.entries);
+        self.out.push(Effect::SaveSnapshot { text, json });
+    }
+
     // ---- viewers ----
 
     fn attach(
@@ -1503,21 +1711,9 @@ impl Core {
                 None => self.notice(None, "force release: the lock is free".into()),
             },
             RuntimeCommand::Dump { actor } => {
-                if self.pending_dumps.len() >= MAX_PENDING_DUMPS {
-                    self.notice(
-                        Some(actor),
-                        format!("dump: {MAX_PENDING_DUMPS} dump requests are still unanswered; not asking again"),
-                    );
-                    return;
-                }
-                self.next_req += 1;
-                let req = self.next_req;
-                if self.send_to_actor(actor, ToActor::DumpRequest { req }) {
-                    self.pending_dumps.insert(req, actor);
-                } else {
-                    self.notice(Some(actor), format!("dump: actor {actor} is not connected"));
-                }
+                self.start_dump(actor);
             }
+            RuntimeCommand::DumpAll => self.dump_all(),
             RuntimeCommand::Cancel { actor, force } => self.cancel_subtree(actor, force),
             RuntimeCommand::Interrupt { actor } => self.interrupt(actor),
             RuntimeCommand::Stdin { actor, data } => {
@@ -2125,9 +2321,24 @@ mod tests {
                 text: "real".into(),
             },
         });
-        assert!(events(&real).iter().any(
-            |e| matches!(e, RuntimeEvent::Dump { actor, text } if *actor == ActorId(1) && text == "real")
+        // The real answer goes to the dump's ladder, which shows it with its facts.
+        assert!(real.iter().any(
+            |e| matches!(e, Effect::DumpAnswer { req: r, text } if *r == req && text == "real")
         ));
+        assert!(
+            !forged
+                .iter()
+                .any(|e| matches!(e, Effect::DumpAnswer { .. }))
+        );
+        let done = s.feed(Input::DumpDone {
+            req,
+            actor: ActorId(1),
+            text: "answered by: cooperative\nreal".into(),
+            step: "cooperative".into(),
+            signature: None,
+        });
+        assert!(events(&done).iter().any(|e| matches!(e,
+            RuntimeEvent::Dump { actor, step: Some(st), .. } if *actor == ActorId(1) && st == "cooperative")));
     }
 
     #[test]

@@ -20,6 +20,7 @@ use super::bounds;
 use super::core::{ConnId, Core, EXIT_DEADLINE, Effect, INPUT_CHUNK, Input, Sig, SignalTarget};
 use super::event::{RuntimeCommand, RuntimeEvent};
 use super::event_queue::EventSender;
+use super::inspect;
 use super::procs::{self, PidFd};
 use super::server::{ConnEvent, PeerSendError, PeerTx};
 use super::spawn::{Output, Proc, Spawner};
@@ -58,6 +59,10 @@ pub(super) struct Engine {
     pending: VecDeque<Input>,
     /// Output readers of actors just spawned, started once their `actor_started` is out.
     unstarted: HashMap<ActorId, Output>,
+    /// Dumps whose ladder waits for the actor's cooperative answer, by request.
+    dumps: HashMap<u64, tokio::sync::oneshot::Sender<String>>,
+    /// Where tree-wide snapshots are saved (`STATE/snapshots`), if there is a state dir.
+    snapshot_dir: Option<PathBuf>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -113,6 +118,8 @@ impl Engine {
             procs: HashMap::new(),
             pending: VecDeque::new(),
             unstarted: HashMap::new(),
+            dumps: HashMap::new(),
+            snapshot_dir: cfg.state_dir.as_ref().map(|d| d.join("snapshots")),
         }
     }
 
@@ -160,6 +167,9 @@ impl Engine {
             tokio::select! {
                 Some(ev) = conn_rx.recv() => self.on_conn(ev),
                 Some(input) = inputs_rx.recv() => {
+                    if let Input::DumpDone { req, .. } = &input {
+                        self.dumps.remove(req);
+                    }
                     if let Input::ChildExited { actor, .. } = &input
                         && let Some(p) = self.procs.get_mut(actor)
                     {
@@ -384,6 +394,50 @@ impl Engine {
                     message,
                 },
             ),
+            Effect::Inspect {
+                actor,
+                req,
+                pid,
+                connected,
+                facts,
+            } => {
+                let answer = connected.then(|| {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    self.dumps.insert(req, tx);
+                    rx
+                });
+                let reaped = self.procs.get(&actor).map(|p| p.reaped.clone());
+                let inputs = self.inputs_tx.clone();
+                tokio::spawn(async move {
+                    let report = inspect::ladder(pid, reaped, facts, answer).await;
+                    let done = Input::DumpDone {
+                        req,
+                        actor,
+                        text: report.render(),
+                        step: report.answered_by().to_owned(),
+                        signature: report.signature(),
+                    };
+                    // Engine gone: the run is over.
+                    let _ = inputs.send(done).await;
+                });
+            }
+            Effect::DumpAnswer { req, text } => {
+                if let Some(tx) = self.dumps.remove(&req) {
+                    // The ladder gave up on it already: nothing to do.
+                    let _ = tx.send(text);
+                }
+            }
+            Effect::SaveSnapshot { text, json } => {
+                let path = self.snapshot_dir.as_deref().and_then(|dir| {
+                    inspect::save_snapshot(dir, &text, &json)
+                        .map_err(|e| tracing::warn!(error = %e, "cannot save the snapshot"))
+                        .ok()
+                });
+                self.events.control(RuntimeEvent::Snapshot {
+                    text,
+                    path: path.map(|p| p.display().to_string()),
+                });
+            }
             Effect::Close { conn } => {
                 self.events.detach(conn);
                 // Dropping the sender and the hangup ends the connection's tasks once the

@@ -99,7 +99,14 @@ pub enum RuntimeEvent {
     Dump {
         actor: ActorId,
         text: String,
+        /// Which step of the dump ladder answered: `cooperative`, `py-spy`, `native` or
+        /// `facts` (see `runtime::dump`).
+        #[serde(default)]
+        step: Option<String>,
     },
+    /// A tree-wide dump (`dump_all`): every live actor's step, identical stacks merged;
+    /// `path` is where it was saved (text, and JSON next to it), if it could be.
+    Snapshot { text: String, path: Option<String> },
     /// Completions for a line typed into the holder's session.
     Completions {
         actor: ActorId,
@@ -108,22 +115,13 @@ pub enum RuntimeEvent {
     },
     /// The actor (or a process in its terminal's foreground) waits for someone to type into
     /// its terminal; answer with the `stdin` command.
-    WantsInput {
-        actor: ActorId,
-    },
+    WantsInput { actor: ActorId },
     /// The actor no longer waits for input on its terminal (it read, or gave up).
-    InputDone {
-        actor: ActorId,
-    },
+    InputDone { actor: ActorId },
     /// Teardown of `actor` waits because it (or a descendant) holds or waits for the lock.
-    TeardownWaiting {
-        actor: ActorId,
-    },
+    TeardownWaiting { actor: ActorId },
     /// Teardown of `actor` has started: the Cancel frame was sent (or, forced, SIGKILL).
-    Cancelling {
-        actor: ActorId,
-        force: bool,
-    },
+    Cancelling { actor: ActorId, force: bool },
     /// Something the user should know that is not a state change (a dropped connection, an
     /// ignored late release, a command that could not apply).
     Notice {
@@ -150,9 +148,7 @@ pub enum RuntimeEvent {
         ticket_files: Vec<String>,
     },
     /// The run is over; the last event.
-    Exit {
-        code: i32,
-    },
+    Exit { code: i32 },
 }
 
 /// What a front end asks of the engine: defined with the wire contract, because an attached

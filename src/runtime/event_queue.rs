@@ -67,7 +67,7 @@ impl Shared {
 fn control_size(ev: &RuntimeEvent) -> usize {
     64 + match ev {
         RuntimeEvent::ReplOutput { data, .. } => data.len(),
-        RuntimeEvent::Dump { text, .. } => text.len(),
+        RuntimeEvent::Dump { text, .. } | RuntimeEvent::Snapshot { text, .. } => text.len(),
         RuntimeEvent::LockRequested {
             task_name,
             location,

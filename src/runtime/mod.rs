@@ -3,10 +3,12 @@
 
 pub mod bounds;
 pub mod core;
+pub mod dump;
 mod engine;
 pub mod event;
 pub mod event_queue;
 pub mod hub;
+mod inspect;
 pub mod listen;
 pub mod lock;
 pub mod private_dir;
@@ -52,6 +54,9 @@ pub struct RuntimeConfig {
     pub advertise: Option<String>,
     /// How soon a remote link whose peer vanished is given up.
     pub link_timeout: Duration,
+    /// actor-tui's state directory (`$XDG_STATE_HOME/actor-tui`): tree-wide snapshots go
+    /// into its `snapshots/`. `None`: snapshots are shown, not saved.
+    pub state_dir: Option<PathBuf>,
 }
 
 impl RuntimeConfig {
@@ -68,6 +73,7 @@ impl RuntimeConfig {
             listen: None,
             advertise: None,
             link_timeout: crate::remote::LINK_TIMEOUT,
+            state_dir: None,
         }
     }
 }

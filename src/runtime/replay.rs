@@ -201,6 +201,7 @@ impl Replay {
             | RuntimeEvent::Completions { .. }
             | RuntimeEvent::Notice { .. }
             | RuntimeEvent::Listening { .. }
+            | RuntimeEvent::Snapshot { .. }
             | RuntimeEvent::Exit { .. } => {}
         }
     }

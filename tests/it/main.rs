@@ -3,6 +3,7 @@
 
 mod attach;
 mod console;
+mod dumps;
 mod entry_points;
 mod hardening;
 mod harness;

@@ -378,7 +378,9 @@ fn rm02_a_host_that_vanishes_mid_session_loses_its_lock_within_the_link_timeout(
             && e["data"].as_str().is_some_and(|d| d.contains('1'))
     });
     root.send(json!({"cmd": "dump", "actor": id}));
-    root.wait_for("its dump", |e| e["event"] == "dump" && e["actor"] == id.as_str());
+    root.wait_for("its dump", |e| {
+        e["event"] == "dump" && e["actor"] == id.as_str()
+    });
     // And a waiter on the root's host (over its Unix socket: the cut takes the veth
     // addresses with it), queued behind the remote holder.
     let mut local = Command::new(example("remote_worker"))

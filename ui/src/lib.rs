@@ -693,6 +693,11 @@ pub const KEYS: &[KeyHelp] = &[
         "(nav, attached) ask to drive, or give driving up",
         None,
     ),
+    key(
+        "T",
+        "(nav) dump every actor at once: one snapshot, saved",
+        None,
+    ),
     key("Esc", "leave the REPL input for navigation", None),
     key("i / Enter", "back to the REPL input", None),
     key("Enter", "(input) send the line to the session", None),
