@@ -98,6 +98,9 @@ fn describe(ev: &RuntimeEvent) -> Option<String> {
             .collect::<Vec<_>>()
             .join("\n"),
         RuntimeEvent::Dump { actor, text, .. } => format!("[dump of actor {actor}]\n{text}"),
+        RuntimeEvent::Frozen { frozen } => {
+            format!("[tree] {}", if *frozen { "frozen" } else { "resumed" })
+        }
         RuntimeEvent::Snapshot { text, path } => format!(
             "[snapshot{}]\n{text}",
             path.as_ref()

@@ -71,6 +71,8 @@ pub enum Action {
     Drive,
     /// Dump every actor at once into one snapshot.
     DumpAll,
+    /// Freeze the whole tree, or resume it.
+    Freeze,
 }
 
 /// What a terminal sends for `k`: characters as UTF-8, Ctrl-letter as the control byte
@@ -184,6 +186,7 @@ fn map_key(k: KeyEvent, mode: Mode, overlay: OverlayKind) -> Action {
             KeyCode::Char('q') => Action::Quit,
             KeyCode::Char('D') => Action::Drive,
             KeyCode::Char('T') => Action::DumpAll,
+            KeyCode::Char('Z') => Action::Freeze,
             KeyCode::Up | KeyCode::Char('k') => Action::Move(-1),
             KeyCode::Down | KeyCode::Char('j') => Action::Move(1),
             KeyCode::Left | KeyCode::Char('h') => Action::Collapse,

@@ -115,6 +115,8 @@ pub struct ConsoleState {
     pub me: Option<u64>,
     /// The latest tree-wide snapshot's text (shown in the Dump tab by `T`).
     pub snapshot: Option<String>,
+    /// The tree is frozen (`Z`): every actor stopped.
+    pub frozen: bool,
 }
 
 /// Actors whose output emulator is kept while they are off screen (the ones just shown).
@@ -173,6 +175,7 @@ impl ConsoleState {
             viewers: BTreeMap::new(),
             me: None,
             snapshot: None,
+            frozen: false,
             output_size,
             repl_size,
         }
@@ -386,6 +389,18 @@ impl ConsoleState {
                     .map(|s| format!(" (answered by: {s})"))
                     .unwrap_or_default();
                 self.note(now, format!("dump of {actor} received{by}"));
+            }
+            RuntimeEvent::Frozen { frozen } => {
+                self.frozen = frozen;
+                self.note(
+                    now,
+                    if frozen {
+                        "the tree is frozen (every actor stopped): T snapshots it, Z resumes"
+                    } else {
+                        "the tree runs again"
+                    }
+                    .into(),
+                );
             }
             RuntimeEvent::Snapshot { text, path } => {
                 self.snapshot = Some(text);

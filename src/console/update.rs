@@ -321,6 +321,11 @@ impl Model {
                 "Quit actor-tui and tear the tree down?".into(),
             ),
             Action::Drive => self.drive(),
+            Action::Freeze => self.send(if self.state.frozen {
+                RuntimeCommand::Thaw
+            } else {
+                RuntimeCommand::Freeze
+            }),
             Action::DumpAll => {
                 self.send(RuntimeCommand::DumpAll);
                 self.ui.tab = BottomTab::Dump;

@@ -257,6 +257,11 @@ pub fn model<'a>(s: &'a ConsoleState, ui: &'a UiState, now: Instant) -> ScreenMo
                         None => "TERM".into(),
                     },
                 };
+                let mode = if s.frozen {
+                    format!("{mode} · FROZEN")
+                } else {
+                    mode
+                };
                 match viewers_badge(s) {
                     Some(b) => format!("{mode} · {b}"),
                     None => mode,

@@ -22,6 +22,11 @@ pub enum RuntimeCommand {
     Dump { actor: ActorId },
     /// Dump every live actor at once and gather the answers into one snapshot.
     DumpAll,
+    /// Stop every actor (SIGSTOP to each process group) for a consistent look.
+    Freeze,
+    /// Resume a frozen tree (SIGCONT).
+    #[serde(rename = "resume")]
+    Thaw,
     /// Cancel an actor's subtree; `force` skips waiting for debugging actors.
     Cancel {
         actor: ActorId,

@@ -47,6 +47,9 @@ pub const INPUT_CHUNK: usize = 256 * 1024;
 pub enum Sig {
     Term,
     Kill,
+    /// Freeze (SIGSTOP) and thaw (SIGCONT) the tree.
+    Stop,
+    Cont,
 }
 
 /// Who a signal goes to; the shell resolves it to a process group or a pidfd.
@@ -285,6 +288,9 @@ pub struct Core {
     hosts: HashMap<std::net::IpAddr, ActorId>,
     /// The tree-wide dump being gathered, if any.
     snapshot: Option<Snapshot>,
+    /// The tree is frozen (every actor sent SIGSTOP): the holder is not suspect for being
+    /// stopped, and nothing loses its place in the queue.
+    frozen: bool,
     now: Instant,
     out: Vec<Effect>,
 }
@@ -311,6 +317,7 @@ impl Core {
             viewers: Viewers::default(),
             hosts: HashMap::new(),
             snapshot: None,
+            frozen: false,
             now,
             out: Vec::new(),
         }
@@ -1183,6 +1190,10 @@ impl Core {
         let Some(g) = self.lock.holder().cloned() else {
             return;
         };
+        // Stopped on purpose: say so, not "stuck".
+        if self.frozen {
+            return;
+        }
         let now = self.now;
         let verdict = match &mut self.holder_watch {
             Some((epoch, w)) if *epoch == g.epoch => w.check(now, state),
@@ -1262,6 +1273,10 @@ impl Core {
     }
 
     fn cancel_subtree(&mut self, target: ActorId, force: bool) {
+        // A stopped process cannot act on a Cancel frame or SIGTERM: resume the tree first.
+        if self.frozen {
+            self.freeze(false);
+        }
         if self.tree.get(target).is_none() {
             self.notice(None, format!("cancel: no actor {target}"));
             return;
@@ -1415,6 +1430,35 @@ impl Core {
     }
 
     // ---- commands ----
+
+    // ---- freezing ----
+
+    /// Stops (or resumes) every live actor's process group, and every descendant peer.
+    fn freeze(&mut self, on: bool) {
+        if self.frozen == on {
+            self.notice(
+                None,
+                if on {
+                    "freeze: the tree is frozen already"
+                } else {
+                    "resume: the tree is not frozen"
+                }
+                .into(),
+            );
+            return;
+        }
+        self.frozen = on;
+        let live: Vec<ActorId> = self
+            .tree
+            .iter()
+            .filter(|n| n.is_live())
+            .map(|n| n.id)
+            .collect();
+        for id in live {
+            self.signal(id, if on { Sig::Stop } else { Sig::Cont });
+        }
+        self.event(RuntimeEvent::Frozen { frozen: on });
+    }
 
     // ---- dumps ----
 
@@ -1714,6 +1758,8 @@ impl Core {
                 self.start_dump(actor);
             }
             RuntimeCommand::DumpAll => self.dump_all(),
+            RuntimeCommand::Freeze => self.freeze(true),
+            RuntimeCommand::Thaw => self.freeze(false),
             RuntimeCommand::Cancel { actor, force } => self.cancel_subtree(actor, force),
             RuntimeCommand::Interrupt { actor } => self.interrupt(actor),
             RuntimeCommand::Stdin { actor, data } => {
@@ -1747,6 +1793,9 @@ impl Core {
                 cols: cols.max(1),
             }),
             RuntimeCommand::Quit => {
+                if self.frozen {
+                    self.freeze(false);
+                }
                 self.quitting = true;
                 let involved: Vec<ActorId> = self.lock.involved_actors().collect();
                 let tr = self.lock.remove_actors(&involved, ReleaseCause::Cancel);
@@ -2695,5 +2744,51 @@ mod tests {
             out.iter()
                 .any(|e| matches!(e, Effect::Event(RuntimeEvent::LockRequested { .. })))
         );
+    }
+
+    #[test]
+    fn a_frozen_tree_stops_every_actor_and_its_holder_is_not_suspect() {
+        let mut s = Sim::new();
+        s.first();
+        let out = s.feed(Input::Frame {
+            conn: 1,
+            msg: ToRoot::LockRequest {
+                task: 1,
+                task_name: "main".into(),
+                reason: Reason::Pause,
+                location: "x".into(),
+            },
+        });
+        assert!(
+            events(&out)
+                .iter()
+                .any(|e| matches!(e, RuntimeEvent::LockGranted { .. }))
+        );
+        let out = s.feed(Input::Command(RuntimeCommand::Freeze));
+        assert!(
+            out.iter()
+                .any(|e| matches!(e, Effect::Signal { sig: Sig::Stop, .. }))
+        );
+        assert!(events(&out).contains(&&RuntimeEvent::Frozen { frozen: true }));
+        // Stopped for minutes on purpose: never suspect.
+        s.now += Duration::from_secs(120);
+        let out = s.feed(Input::Watch {
+            holder_state: Some('T'),
+        });
+        assert!(
+            !events(&out)
+                .iter()
+                .any(|e| matches!(e, RuntimeEvent::LockSuspect { .. }))
+        );
+        // Cancelling thaws first, so the Cancel frame and SIGTERM can be acted on.
+        let out = s.feed(Input::Command(RuntimeCommand::Cancel {
+            actor: ActorId(1),
+            force: false,
+        }));
+        assert!(
+            out.iter()
+                .any(|e| matches!(e, Effect::Signal { sig: Sig::Cont, .. }))
+        );
+        assert!(events(&out).contains(&&RuntimeEvent::Frozen { frozen: false }));
     }
 }

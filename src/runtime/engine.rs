@@ -475,6 +475,8 @@ impl Engine {
         let sig = match sig {
             Sig::Term => Signal::SIGTERM,
             Sig::Kill => Signal::SIGKILL,
+            Sig::Stop => Signal::SIGSTOP,
+            Sig::Cont => Signal::SIGCONT,
         };
         match target {
             SignalTarget::Group { pid } => {

@@ -104,6 +104,8 @@ pub enum RuntimeEvent {
         #[serde(default)]
         step: Option<String>,
     },
+    /// The tree was frozen (every actor stopped) or resumed.
+    Frozen { frozen: bool },
     /// A tree-wide dump (`dump_all`): every live actor's step, identical stacks merged;
     /// `path` is where it was saved (text, and JSON next to it), if it could be.
     Snapshot { text: String, path: Option<String> },

@@ -58,6 +58,7 @@ pub struct Replay {
     holder: Option<Holder>,
     viewers: BTreeMap<u64, RuntimeEvent>,
     tail_total: usize,
+    frozen: bool,
     /// (written, actor) for every actor with a tail, least recent first.
     by_write: BTreeSet<(u64, ActorId)>,
 }
@@ -196,6 +197,7 @@ impl Replay {
                     self.viewers.insert(*viewer, ev.clone());
                 }
             }
+            RuntimeEvent::Frozen { frozen } => self.frozen = *frozen,
             RuntimeEvent::LockRefused { .. }
             | RuntimeEvent::Dump { .. }
             | RuntimeEvent::Completions { .. }
@@ -283,6 +285,9 @@ impl Replay {
         }
         out.extend(self.queue.values().map(|(_, _, ev)| ev.clone()));
         out.extend(self.viewers.values().cloned());
+        if self.frozen {
+            out.push(RuntimeEvent::Frozen { frozen: true });
+        }
         out
     }
 }

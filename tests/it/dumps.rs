@@ -149,3 +149,38 @@ fn d03_twenty_identical_workers_are_one_entry_in_a_saved_snapshot() {
     run.send(json!({"cmd": "quit"}));
     run.finish();
 }
+
+/// The process state letter from /proc/PID/stat.
+fn proc_state(pid: u64) -> Option<char> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    s.rsplit_once(')')?.1.trim_start().chars().next()
+}
+
+#[test]
+fn d04_freeze_snapshot_resume_and_the_run_completes() {
+    let script = "import time\nfor i in range(40):\n    print('tick', i, flush=True)\n    time.sleep(0.05)\nprint('finished', flush=True)\n";
+    let mut run = Run::start("python3", &["-c", script]);
+    wait_output(&mut run, "1", "tick 3");
+    let pid = run.events[0]["pid"].as_u64().expect("pid");
+    run.send(json!({"cmd": "freeze"}));
+    run.wait_for("frozen", |e| e["event"] == "frozen" && e["frozen"] == true);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while proc_state(pid) != Some('T') {
+        assert!(std::time::Instant::now() < deadline, "never stopped");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+    // Frozen: the snapshot sees every actor where it stopped.
+    run.send(json!({"cmd": "dump_all"}));
+    let snap = run.wait_event("snapshot");
+    let text = snap["text"].as_str().expect("text");
+    assert!(text.contains("snapshot of 1 actors"), "{text}");
+    assert!(text.contains("T (stopped)"), "{text}");
+    run.send(json!({"cmd": "resume"}));
+    run.wait_for("resumed", |e| {
+        e["event"] == "frozen" && e["frozen"] == false
+    });
+    wait_output(&mut run, "1", "finished");
+    let (code, events) = run.finish();
+    assert_eq!(code, 0);
+    assert!(crate::harness::output_text(&events, "1").contains("tick 39"));
+}

@@ -698,6 +698,11 @@ pub const KEYS: &[KeyHelp] = &[
         "(nav) dump every actor at once: one snapshot, saved",
         None,
     ),
+    key(
+        "Z",
+        "(nav) freeze the whole tree (SIGSTOP), again to resume",
+        None,
+    ),
     key("Esc", "leave the REPL input for navigation", None),
     key("i / Enter", "back to the REPL input", None),
     key("Enter", "(input) send the line to the session", None),
