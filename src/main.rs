@@ -44,6 +44,14 @@ struct Cli {
     /// released, its requests dropped).
     #[arg(long, default_value_t = 5000)]
     link_timeout_ms: u64,
+    /// An actor with no CPU, output or frame for this many seconds while others depend on
+    /// it is marked possibly hung (shown, never acted on).
+    #[arg(long, default_value_t = 30, value_name = "SECS")]
+    hang_after: u64,
+    /// When the whole tree has been still this many seconds, take a tree-wide snapshot by
+    /// itself (saved under the state directory; its path is printed).
+    #[arg(long, value_name = "SECS")]
+    dump_on_hang: Option<u64>,
     /// The program to run as the first actor, and its arguments; `demo` runs the built-in
     /// demo tree.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
@@ -176,6 +184,8 @@ fn run(cli: Cli) -> Result<i32, Box<dyn std::error::Error>> {
     cfg.grace = Duration::from_millis(cli.grace_ms);
     // Snapshots go next to the log (the same state directory), not to a --log-file's.
     cfg.state_dir = state_dir();
+    cfg.hang_after = Duration::from_secs(cli.hang_after.max(1));
+    cfg.dump_on_hang = cli.dump_on_hang.map(|s| Duration::from_secs(s.max(1)));
     cfg.listen = cli.listen.clone();
     cfg.advertise = cli.advertise.clone();
     cfg.link_timeout = Duration::from_millis(cli.link_timeout_ms.max(1000));

@@ -98,6 +98,20 @@ fn describe(ev: &RuntimeEvent) -> Option<String> {
             .collect::<Vec<_>>()
             .join("\n"),
         RuntimeEvent::Dump { actor, text, .. } => format!("[dump of actor {actor}]\n{text}"),
+        RuntimeEvent::Hung {
+            actor,
+            hung,
+            still_ms,
+        } => {
+            if *hung {
+                format!(
+                    "[actor {actor}] may be hung: still for {} s",
+                    still_ms / 1000
+                )
+            } else {
+                format!("[actor {actor}] moves again")
+            }
+        }
         RuntimeEvent::Frozen { frozen } => {
             format!("[tree] {}", if *frozen { "frozen" } else { "resumed" })
         }

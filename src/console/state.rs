@@ -40,6 +40,8 @@ pub struct Actor {
     pub teardown_waiting: bool,
     /// Blocked reading its own terminal (from `wants_input` until `input_done`).
     pub wants_input: bool,
+    /// Possibly hung (a `hung` event): still while others depend on it.
+    pub hung: bool,
     pub collapsed: bool,
     /// Its own PTY output; created on first output so idle actors cost nothing.
     pub output: Option<vt100::Parser>,
@@ -226,6 +228,7 @@ impl ConsoleState {
                         cancelling: false,
                         teardown_waiting: false,
                         wants_input: false,
+                        hung: false,
                         collapsed: false,
                         output: None,
                         output_feed: super::feed::FeedState::default(),
@@ -389,6 +392,24 @@ impl ConsoleState {
                     .map(|s| format!(" (answered by: {s})"))
                     .unwrap_or_default();
                 self.note(now, format!("dump of {actor} received{by}"));
+            }
+            RuntimeEvent::Hung {
+                actor,
+                hung,
+                still_ms,
+            } => {
+                if let Some(a) = self.actor_mut(actor) {
+                    a.hung = hung;
+                }
+                if hung {
+                    self.note(
+                        now,
+                        format!(
+                            "actor {actor} may be hung: still for {} s while others depend on it (F5 dumps it)",
+                            still_ms / 1000
+                        ),
+                    );
+                }
             }
             RuntimeEvent::Frozen { frozen } => {
                 self.frozen = frozen;
@@ -566,6 +587,9 @@ impl ConsoleState {
         }
         if a.wants_input {
             return ActorStatus::WantsInput;
+        }
+        if a.hung {
+            return ActorStatus::PossiblyHung;
         }
         ActorStatus::Running
     }

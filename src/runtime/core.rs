@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 
 use super::bounds::{self, RateLimit};
 use super::event::{RuntimeCommand, RuntimeEvent, ViewerRole};
+use super::hang::{HangWatch, Sample};
 use super::lock::{LockKey, LockRequest, LockTable, ReleaseCause, Transition};
 use super::server::RemotePeer;
 use super::suspect::{HolderWatch, Verdict};
@@ -101,6 +102,11 @@ pub enum Input {
     Refused {
         why: String,
     },
+    /// The once-a-second activity samples of the live actors the shell can look at: CPU
+    /// ticks and terminal output bytes (see [`Core::watched`]).
+    Activity {
+        samples: Vec<(ActorId, u64, Option<u64>)>,
+    },
     /// The dump ladder for request `req` is done: what to show, which step answered, and
     /// the stacks' signature for merging (see `runtime::dump`).
     DumpDone {
@@ -160,6 +166,9 @@ struct Snapshot {
     waiting: HashSet<u64>,
     entries: Vec<super::dump::Entry>,
 }
+
+/// Still this long while others depend on it, an actor is marked possibly hung.
+pub const HANG_AFTER: Duration = Duration::from_secs(30);
 
 /// Remote hosts that get a node of their own in the tree.
 pub const MAX_HOSTS: usize = 256;
@@ -291,6 +300,8 @@ pub struct Core {
     /// The tree is frozen (every actor sent SIGSTOP): the holder is not suspect for being
     /// stopped, and nothing loses its place in the queue.
     frozen: bool,
+    /// Who has been still for how long (possibly hung), and when to snapshot a still tree.
+    hang: HangWatch,
     now: Instant,
     out: Vec<Effect>,
 }
@@ -318,6 +329,7 @@ impl Core {
             hosts: HashMap::new(),
             snapshot: None,
             frozen: false,
+            hang: HangWatch::new(HANG_AFTER, None),
             now,
             out: Vec::new(),
         }
@@ -423,6 +435,7 @@ impl Core {
                 step,
                 signature,
             } => self.dump_done(req, actor, text, step, signature),
+            Input::Activity { samples } => self.activity(samples),
             Input::PeerFull { conn, why } => {
                 if let Some(c) = self.conns.get(&conn) {
                     let actor = c.actor;
@@ -1430,6 +1443,81 @@ impl Core {
     }
 
     // ---- commands ----
+
+    // ---- hangs ----
+
+    /// How long an actor must be still to be marked possibly hung, and (if set) how long
+    /// the whole tree must be still for a snapshot to be taken by itself.
+    pub fn set_hang_watch(&mut self, after: Duration, dump_after: Option<Duration>) {
+        self.hang = HangWatch::new(after, dump_after);
+    }
+
+    /// Live actors whose process the shell may sample: (id, pid, spawned by the root).
+    pub fn watched(&self) -> Vec<(ActorId, u32, bool)> {
+        self.tree
+            .iter()
+            .filter(|n| n.exited.is_none() && n.pid != 0)
+            .filter(|n| {
+                n.spawned
+                    || self
+                        .actor_conn
+                        .get(&n.id)
+                        .and_then(|c| self.conns.get(c))
+                        .is_some_and(|c| c.signalable)
+            })
+            .map(|n| (n.id, n.pid, n.spawned))
+            .collect()
+    }
+
+    fn activity(&mut self, samples: Vec<(ActorId, u64, Option<u64>)>) {
+        // Stopped on purpose: nobody is hung, and time frozen does not count.
+        if self.frozen {
+            return;
+        }
+        let samples: Vec<Sample> = samples
+            .into_iter()
+            .map(|(actor, cpu, output)| Sample {
+                actor,
+                cpu,
+                output,
+                frame: self
+                    .actor_conn
+                    .get(&actor)
+                    .and_then(|c| self.conns.get(c))
+                    .map(|c| c.last_frame),
+            })
+            .collect();
+        let holder = self
+            .lock
+            .holder()
+            .filter(|_| self.lock.queue().len() > 0)
+            .map(|g| g.request.key.actor);
+        let v = self.hang.observe(self.now, &samples, holder);
+        for (actor, still) in v.hung {
+            self.event(RuntimeEvent::Hung {
+                actor,
+                hung: true,
+                still_ms: u64::try_from(still.as_millis()).unwrap_or(u64::MAX),
+            });
+        }
+        for actor in v.active {
+            self.event(RuntimeEvent::Hung {
+                actor,
+                hung: false,
+                still_ms: 0,
+            });
+        }
+        if v.dump_all {
+            let secs = self.hang.dump_after.map_or(0, |d| d.as_secs());
+            self.notice(
+                None,
+                format!(
+                    "the whole tree has been still for {secs} s: taking a snapshot (--dump-on-hang)"
+                ),
+            );
+            self.dump_all();
+        }
+    }
 
     // ---- freezing ----
 

@@ -99,8 +99,10 @@ impl Engine {
         conn_tx: mpsc::Sender<ConnEvent>,
     ) -> Self {
         let (inputs_tx, inputs_rx) = mpsc::channel(256);
+        let mut core = Core::new(cfg.grace, Instant::now());
+        core.set_hang_watch(cfg.hang_after, cfg.dump_on_hang);
         Self {
-            core: Core::new(cfg.grace, Instant::now()),
+            core,
             spawner: Spawner {
                 socket,
                 python_dir,
@@ -190,6 +192,7 @@ impl Engine {
                 }
                 _ = watch.tick() => {
                     self.watch_terminals();
+                    self.sample_activity();
                     // A pid we cannot see (another pid namespace) says nothing.
                     let holder_state = match self.core.holder_pid() {
                         Some(pid) => procs::state(pid),
@@ -212,6 +215,25 @@ impl Engine {
             .finish(RuntimeEvent::Exit { code }, Duration::from_secs(1))
             .await;
         code
+    }
+
+    /// CPU ticks and output bytes of every live actor the core lets us look at.
+    fn sample_activity(&mut self) {
+        let samples = self
+            .core
+            .watched()
+            .into_iter()
+            .filter_map(|(actor, pid, spawned)| {
+                let proc = spawned.then(|| self.procs.get(&actor)).flatten();
+                if proc.is_some_and(|p| p.reaped.load(Ordering::SeqCst)) {
+                    return None;
+                }
+                let cpu = procs::cpu_ticks(pid)?;
+                let output = proc.map(|p| p.output_bytes.load(Ordering::Relaxed));
+                Some((actor, cpu, output))
+            })
+            .collect();
+        self.pending.push_back(Input::Activity { samples });
     }
 
     /// Which actors' terminals a blocked process is reading (their foreground group's

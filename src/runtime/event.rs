@@ -104,6 +104,13 @@ pub enum RuntimeEvent {
         #[serde(default)]
         step: Option<String>,
     },
+    /// An actor is possibly hung (`hung`: no CPU, output or frame for `still_ms` while
+    /// others depend on it), or moves again. Shown, never acted on.
+    Hung {
+        actor: ActorId,
+        hung: bool,
+        still_ms: u64,
+    },
     /// The tree was frozen (every actor stopped) or resumed.
     Frozen { frozen: bool },
     /// A tree-wide dump (`dump_all`): every live actor's step, identical stacks merged;

@@ -26,13 +26,7 @@ fn read(path: &str) -> Option<String> {
 
 /// (state letter, utime + stime in ticks, threads) from `/proc/PID/stat`.
 fn stat(pid: u32) -> Option<(char, u64, u64)> {
-    let s = read(&format!("/proc/{pid}/stat"))?;
-    let after = s.rsplit_once(')')?.1;
-    let f: Vec<&str> = after.split_whitespace().collect();
-    let state = f.first()?.chars().next()?;
-    let ticks = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    let threads = f.get(17)?.parse().ok()?;
-    Some((state, ticks, threads))
+    super::procs::proc_stat(pid).map(|s| (s.state, s.cpu_ticks, s.threads))
 }
 
 fn state_name(c: char) -> &'static str {

@@ -7,6 +7,7 @@ pub mod dump;
 mod engine;
 pub mod event;
 pub mod event_queue;
+pub mod hang;
 pub mod hub;
 mod inspect;
 pub mod listen;
@@ -54,6 +55,10 @@ pub struct RuntimeConfig {
     pub advertise: Option<String>,
     /// How soon a remote link whose peer vanished is given up.
     pub link_timeout: Duration,
+    /// Still this long while others depend on it: marked possibly hung.
+    pub hang_after: Duration,
+    /// `--dump-on-hang SECS`: the whole tree still that long takes a snapshot by itself.
+    pub dump_on_hang: Option<Duration>,
     /// actor-tui's state directory (`$XDG_STATE_HOME/actor-tui`): tree-wide snapshots go
     /// into its `snapshots/`. `None`: snapshots are shown, not saved.
     pub state_dir: Option<PathBuf>,
@@ -74,6 +79,8 @@ impl RuntimeConfig {
             advertise: None,
             link_timeout: crate::remote::LINK_TIMEOUT,
             state_dir: None,
+            hang_after: core::HANG_AFTER,
+            dump_on_hang: None,
         }
     }
 }

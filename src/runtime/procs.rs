@@ -57,19 +57,43 @@ pub fn become_subreaper() {
 
 /// (parent pid, state letter, process group) from `/proc/PID/stat`: the one place the
 /// root parses that file.
-fn stat_fields(pid: u32) -> Option<(u32, char, u32)> {
+/// The fields of `/proc/PID/stat` the root uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ProcStat {
+    pub state: char,
+    pub ppid: u32,
+    pub pgrp: u32,
+    /// utime + stime, in clock ticks.
+    pub cpu_ticks: u64,
+    pub threads: u64,
+}
+
+pub fn proc_stat(pid: u32) -> Option<ProcStat> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may contain spaces and parentheses: fields resume after the last ')'.
-    let mut rest = stat[stat.rfind(')')? + 1..].split_whitespace();
-    let state = rest.next()?.chars().next()?;
-    let ppid = rest.next()?.parse().ok()?;
-    let pgrp = rest.next()?.parse().ok()?;
-    Some((ppid, state, pgrp))
+    let f: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok());
+    Some(ProcStat {
+        state: f.first()?.chars().next()?,
+        ppid: u32::try_from(num(1)?).ok()?,
+        pgrp: u32::try_from(num(2)?).ok()?,
+        cpu_ticks: num(11)? + num(12)?,
+        threads: num(17)?,
+    })
+}
+
+fn stat_fields(pid: u32) -> Option<(u32, char, u32)> {
+    proc_stat(pid).map(|s| (s.ppid, s.state, s.pgrp))
 }
 
 /// (parent pid, state letter) of `pid`.
 fn stat(pid: u32) -> Option<(u32, char)> {
     stat_fields(pid).map(|(ppid, st, _)| (ppid, st))
+}
+
+/// utime + stime of a process, in clock ticks.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    proc_stat(pid).map(|s| s.cpu_ticks)
 }
 
 /// The parent pid of `pid` (None if the process is gone).

@@ -32,6 +32,7 @@ struct Actor {
     wants_input: bool,
     teardown_waiting: bool,
     cancelling: Option<RuntimeEvent>,
+    hung: Option<RuntimeEvent>,
 }
 
 #[derive(Debug)]
@@ -91,6 +92,7 @@ impl Replay {
                         wants_input: false,
                         teardown_waiting: false,
                         cancelling: None,
+                        hung: None,
                     },
                 );
             }
@@ -198,6 +200,11 @@ impl Replay {
                 }
             }
             RuntimeEvent::Frozen { frozen } => self.frozen = *frozen,
+            RuntimeEvent::Hung { actor, hung, .. } => {
+                if let Some(a) = self.actors.get_mut(actor) {
+                    a.hung = hung.then(|| ev.clone());
+                }
+            }
             RuntimeEvent::LockRefused { .. }
             | RuntimeEvent::Dump { .. }
             | RuntimeEvent::Completions { .. }
@@ -268,6 +275,7 @@ impl Replay {
                 out.push(RuntimeEvent::TeardownWaiting { actor: *id });
             }
             out.extend(a.cancelling.clone());
+            out.extend(a.hung.clone());
         }
         if let Some(h) = &self.holder {
             out.push(h.requested.clone());

@@ -24,6 +24,8 @@ pub struct Output {
     master: Arc<PtyMaster>,
     events: EventSender,
     eof: tokio::sync::oneshot::Sender<()>,
+    /// Bytes read so far (the hang watch's sign of life).
+    count: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl Output {
@@ -36,6 +38,7 @@ impl Output {
                 match self.master.read(&mut buf).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
+                        self.count.fetch_add(n as u64, Ordering::Relaxed);
                         if !self.events.output(self.actor, &buf[..n]).await {
                             break;
                         }
@@ -57,6 +60,8 @@ pub struct Proc {
     pub reaped: Arc<AtomicBool>,
     /// The PTY, for input and resize; dropped when the actor exits.
     pub pty: Option<Arc<PtyMaster>>,
+    /// Bytes of output read from its terminal so far.
+    pub output_bytes: Arc<std::sync::atomic::AtomicU64>,
     /// Keystrokes for the PTY, written in order by one task (started on first use), and how
     /// many bytes of them the program has not taken yet.
     stdin: Option<(
@@ -154,11 +159,13 @@ impl Spawner {
 
         // Output reader: straight to the front end, so output never waits on the engine.
         let (eof_tx, eof_rx) = tokio::sync::oneshot::channel::<()>();
+        let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let output = Output {
             actor: req.id,
             master: master.clone(),
             events: self.events.clone(),
             eof: eof_tx,
+            count: count.clone(),
         };
 
         // Waiter: reap, then give the output a moment to drain so `actor_exited` comes
@@ -192,6 +199,7 @@ impl Spawner {
                 pid,
                 reaped,
                 pty: Some(master),
+                output_bytes: count,
                 stdin: None,
             },
             output,

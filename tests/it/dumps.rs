@@ -184,3 +184,40 @@ fn d04_freeze_snapshot_resume_and_the_run_completes() {
     assert_eq!(code, 0);
     assert!(crate::harness::output_text(&events, "1").contains("tick 39"));
 }
+
+#[test]
+fn d05_dump_on_hang_snapshots_a_deadlocked_tree_by_itself_and_prints_where() {
+    let state = crate::harness::tempdir();
+    let dir = crate::harness::tempdir();
+    let socket = dir.path().join("root.sock");
+    let state_path = state.path().to_owned();
+    let mut run = Run::start_with(
+        "--hang-after",
+        &["1", "--dump-on-hang", "2", &example("deadlock")],
+        dir,
+        socket,
+        |c| {
+            c.env("XDG_STATE_HOME", &state_path);
+        },
+    );
+    wait_output(&mut run, "1", "deadlocked");
+    let hung = run.wait_for("marked possibly hung", |e| {
+        e["event"] == "hung" && e["hung"] == true
+    });
+    assert_eq!(hung["actor"], "1");
+    run.wait_for("the notice", |e| {
+        crate::harness::is_notice(e, "--dump-on-hang")
+    });
+    let snap = run.wait_event("snapshot");
+    let path = snap["path"].as_str().expect("saved");
+    let text = std::fs::read_to_string(path).expect("snapshot file");
+    assert!(text.contains("lock_a_then_b"), "{text}");
+    // Once per stillness: no second snapshot while nothing moves.
+    assert!(
+        run.wait_within(std::time::Duration::from_secs(3), |e| e["event"]
+            == "snapshot")
+            .is_none()
+    );
+    run.send(json!({"cmd": "quit"}));
+    run.finish();
+}

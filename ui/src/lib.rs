@@ -36,6 +36,8 @@ pub enum ActorStatus {
     Quit,
     /// A remote actor whose link died without a word: how it ended is unknown.
     Lost,
+    /// No CPU, output or frame for a while, while others depend on it.
+    PossiblyHung,
 }
 
 /// One visible line of the actor tree.
@@ -296,6 +298,7 @@ pub fn status_label(s: ActorStatus, theme: &Theme) -> (String, Style) {
         ),
         ActorStatus::Quit => ("quit".into(), theme.fg(Color::Cyan)),
         ActorStatus::Lost => ("lost".into(), theme.fg(Color::Red)),
+        ActorStatus::PossiblyHung => ("hung?".into(), theme.fg(Color::Red)),
         ActorStatus::Exited {
             code: Some(0),
             signal: None,
