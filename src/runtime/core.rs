@@ -1551,8 +1551,10 @@ impl Core {
     // ---- dumps ----
 
     /// Starts the dump ladder for `actor`; `None` if it cannot be (bound, no such actor).
+    /// A tree-wide dump is not bound by [`MAX_PENDING_DUMPS`] (it is one at a time, and the
+    /// shell runs outside tools a few at a time).
     fn start_dump(&mut self, actor: ActorId) -> Option<u64> {
-        if self.pending_dumps.len() >= MAX_PENDING_DUMPS {
+        if self.snapshot.is_none() && self.pending_dumps.len() >= MAX_PENDING_DUMPS {
             self.notice(
                 Some(actor),
                 format!("dump: {MAX_PENDING_DUMPS} dumps are still running; not starting another"),
@@ -1598,7 +1600,14 @@ impl Core {
         }
         self.next_req += 1;
         let req = self.next_req;
-        let connected = self.send_to_actor(actor, ToActor::DumpRequest { req });
+        // A frozen actor cannot answer (all its threads are stopped): go straight on.
+        let connected = !self.frozen && self.send_to_actor(actor, ToActor::DumpRequest { req });
+        if self.frozen {
+            facts.push((
+                "frozen".into(),
+                "yes: not asked for a cooperative dump".into(),
+            ));
+        }
         self.pending_dumps.insert(req, actor);
         self.out.push(Effect::Inspect {
             actor,

@@ -63,6 +63,9 @@ pub(super) struct Engine {
     dumps: HashMap<u64, tokio::sync::oneshot::Sender<String>>,
     /// Where tree-wide snapshots are saved (`STATE/snapshots`), if there is a state dir.
     snapshot_dir: Option<PathBuf>,
+    /// Outside tools (py-spy, gdb) run a few at a time: a tree-wide dump of a frozen tree of
+    /// hundreds must not start hundreds of debuggers at once.
+    tools: Arc<tokio::sync::Semaphore>,
 }
 
 impl std::fmt::Debug for Engine {
@@ -122,6 +125,7 @@ impl Engine {
             unstarted: HashMap::new(),
             dumps: HashMap::new(),
             snapshot_dir: cfg.state_dir.as_ref().map(|d| d.join("snapshots")),
+            tools: Arc::new(tokio::sync::Semaphore::new(inspect::TOOLS_AT_ONCE)),
         }
     }
 
@@ -430,8 +434,9 @@ impl Engine {
                 });
                 let reaped = self.procs.get(&actor).map(|p| p.reaped.clone());
                 let inputs = self.inputs_tx.clone();
+                let tools = self.tools.clone();
                 tokio::spawn(async move {
-                    let report = inspect::ladder(pid, reaped, facts, answer).await;
+                    let report = inspect::ladder(pid, reaped, facts, answer, tools).await;
                     let done = Input::DumpDone {
                         req,
                         actor,

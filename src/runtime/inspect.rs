@@ -15,6 +15,8 @@ use super::dump::Tool;
 
 /// How long a cooperative dump may take before the ladder goes on.
 pub const COOP_TIMEOUT: Duration = Duration::from_secs(2);
+/// Outside tools running at once (each is a debugger process).
+pub const TOOLS_AT_ONCE: usize = 4;
 /// How long one outside tool may take.
 pub const TOOL_TIMEOUT: Duration = Duration::from_secs(10);
 /// Output of a tool kept (a process with thousands of threads prints a lot).
@@ -179,6 +181,7 @@ pub async fn ladder(
     reaped: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     mut facts: Vec<(String, String)>,
     answer: Option<tokio::sync::oneshot::Receiver<String>>,
+    tools_at_once: std::sync::Arc<tokio::sync::Semaphore>,
 ) -> super::dump::Report {
     use super::dump::{Coop, Report};
     let gone = || {
@@ -214,6 +217,8 @@ pub async fn ladder(
     if !matches!(coop, Coop::Answered { .. })
         && let Some(p) = pid.filter(|_| !gone())
     {
+        // Closed only if the engine is gone; then there is no one to tell anyway.
+        let _turn = tools_at_once.acquire().await;
         if is_python(p) {
             tools.push(py_spy(p).await);
         }
