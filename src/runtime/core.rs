@@ -297,6 +297,8 @@ pub struct Core {
     hosts: HashMap<std::net::IpAddr, ActorId>,
     /// The tree-wide dump being gathered, if any.
     snapshot: Option<Snapshot>,
+    /// The last one taken, to say what changed since.
+    last_snapshot: Option<Vec<super::dump::Entry>>,
     /// The tree is frozen (every actor sent SIGSTOP): the holder is not suspect for being
     /// stopped, and nothing loses its place in the queue.
     frozen: bool,
@@ -328,6 +330,7 @@ impl Core {
             viewers: Viewers::default(),
             hosts: HashMap::new(),
             snapshot: None,
+            last_snapshot: None,
             frozen: false,
             hang: HangWatch::new(HANG_AFTER, None),
             now,
@@ -1708,7 +1711,25 @@ impl Core {
             return;
         };
         s.entries.sort_by_key(|e| e.actor);
-        let (text, json) = super::dump::snapshot(&s.entries);
+        let (mut text, json) = super::dump::snapshot(&s.entries);
+        if let Some(before) = &self.last_snapshot {
+            let changes = super::dump::diff(before, &s.entries);
+            let summary = if changes.is_empty() {
+                "nothing changed since the last snapshot\n".to_owned()
+            } else {
+                format!(
+                    "since the last snapshot:\n{}\n",
+                    changes
+                        .iter()
+                        .map(|c| format!("  {c}"))
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
+            };
+            // First, where a user looks: what moved (or did not) is the question.
+            text = format!("{summary}\n{text}");
+        }
+        self.last_snapshot = Some(s.entries);
         self.out.push(Effect::SaveSnapshot { text, json });
     }
 

@@ -230,6 +230,36 @@ pub fn snapshot(entries: &[Entry]) -> (String, String) {
     (text, json)
 }
 
+/// What changed between two snapshots, a line per actor that differs: new, gone, another
+/// step answering, or other stacks (the stacks are compared by signature, so a pid or an
+/// address does not count as a change).
+pub fn diff(before: &[Entry], after: &[Entry]) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in after {
+        match before.iter().find(|b| b.actor == a.actor) {
+            None => out.push(format!("{} {}: new", a.actor, a.name)),
+            Some(b) if b.step != a.step => out.push(format!(
+                "{} {}: answered by {} (was {})",
+                a.actor, a.name, a.step, b.step
+            )),
+            Some(b) if b.signature != a.signature => {
+                let at = a.signature.as_deref().map_or("(no stacks)", headline);
+                out.push(format!(
+                    "{} {}: stacks changed, now at {at}",
+                    a.actor, a.name
+                ));
+            }
+            Some(_) => {}
+        }
+    }
+    for b in before {
+        if !after.iter().any(|a| a.actor == b.actor) {
+            out.push(format!("{} {}: gone", b.actor, b.name));
+        }
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -343,5 +373,43 @@ mod snapshot_tests {
         let v: serde_json::Value = serde_json::from_str(&json).expect("json");
         assert_eq!(v["groups"][0]["actors"].as_array().map(Vec::len), Some(20));
         assert_eq!(v["actors"].as_array().map(Vec::len), Some(21));
+    }
+}
+
+#[cfg(test)]
+mod diff_tests {
+    use super::*;
+
+    fn e(id: u64, step: &str, sig: &str) -> Entry {
+        Entry {
+            actor: ActorId(id),
+            name: format!("a{id}"),
+            step: step.into(),
+            signature: Some(sig.into()),
+            text: String::new(),
+        }
+    }
+
+    #[test]
+    fn diff_names_what_moved() {
+        let before = vec![
+            e(1, "cooperative", "x.py:1"),
+            e(2, "cooperative", "y.py:2"),
+            e(3, "py-spy", "z.py:3"),
+        ];
+        let after = vec![
+            e(1, "cooperative", "x.py:1"),
+            e(2, "cooperative", "y.py:9"),
+            e(4, "native", "#0 read"),
+        ];
+        assert_eq!(
+            diff(&before, &after),
+            vec![
+                "2 a2: stacks changed, now at y.py:9".to_owned(),
+                "4 a4: new".to_owned(),
+                "3 a3: gone".to_owned(),
+            ]
+        );
+        assert!(diff(&after, &after).is_empty());
     }
 }

@@ -39,7 +39,7 @@ fn dump(run: &mut Run, actor: &str) -> Value {
 }
 
 fn wait_output(run: &mut Run, actor: &str, text: &str) {
-    run.wait_for(&format!("`{text}` from {actor}"), |e| {
+    run.seen_or_wait(&format!("`{text}` from {actor}"), |e| {
         e["event"] == "output"
             && e["actor"] == actor
             && e["data"].as_str().is_some_and(|d| d.contains(text))
@@ -179,6 +179,14 @@ fn d04_freeze_snapshot_resume_and_the_run_completes() {
     run.wait_for("resumed", |e| {
         e["event"] == "frozen" && e["frozen"] == false
     });
+    // A second snapshot says what changed since the first.
+    run.send(json!({"cmd": "dump_all"}));
+    let again = run.wait_event("snapshot");
+    let text = again["text"].as_str().expect("text");
+    assert!(
+        text.starts_with("since the last snapshot:") || text.starts_with("nothing changed"),
+        "{text}"
+    );
     wait_output(&mut run, "1", "finished");
     let (code, events) = run.finish();
     assert_eq!(code, 0);
