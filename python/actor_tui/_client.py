@@ -641,6 +641,8 @@ def _after_fork_in_child():
     if old.client is not None:
         old.client.forget_after_fork()
     _shield.reset_after_fork()
+    if _dump._stacks_file is not None:
+        _dump.arm_stacks_signal()
 
 
 if hasattr(os, "register_at_fork"):

@@ -1007,6 +1007,9 @@ def install(connect=None):
         _hooks.when_imported("_pytest.config", _add_pytest_plugin)
 
         _shield.install()
+        from . import _dump
+
+        _dump.arm_stacks_signal()
     if connect is None:
         connect = bool(os.environ.get("ACTOR_TUI_ACTOR")) and _client.is_session_leader()
     if connect:

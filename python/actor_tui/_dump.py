@@ -170,3 +170,39 @@ def build(client):
         out.append("%s [%s]" % (name, ", ".join(flags) if flags else "running"))
         out.extend(_stack_lines(frame, "    "))
     return "\n".join(out) + "\n"
+
+
+# ---- the signal-safe step of the root's dump ladder --------------------------------------
+
+# The root sends this signal when the cooperative dump does not come (the GIL held in C
+# code, a deadlock): faulthandler's C handler writes every thread's Python stack to the
+# file the root reads, without the GIL and never into the actor's terminal.
+STACKS_SIGNAL_OFFSET = 5  # SIGRTMIN + 5: real-time signals are rarely used by programs
+_stacks_file = None
+
+
+def arm_stacks_signal():
+    """Opens this process's `stacks-PID` file in ACTOR_TUI_STACKS_DIR (a private directory
+    of the root) and registers faulthandler for the signal. Again after a fork: the child
+    gets its own file. Does nothing without the directory or on platforms without it."""
+    global _stacks_file
+    directory = os.environ.get("ACTOR_TUI_STACKS_DIR")
+    rtmin = getattr(__import__("signal"), "SIGRTMIN", None)
+    if not directory or rtmin is None:
+        return
+    try:
+        import faulthandler
+
+        path = os.path.join(directory, "stacks-%d" % os.getpid())
+        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+        fd = os.open(path, flags, 0o600)
+        old = _stacks_file
+        _stacks_file = os.fdopen(fd, "w")
+        faulthandler.register(rtmin + STACKS_SIGNAL_OFFSET, file=_stacks_file, all_threads=True, chain=False)
+        if old is not None:
+            try:
+                old.close()
+            except OSError:
+                pass
+    except (OSError, RuntimeError, ValueError, AttributeError):
+        pass  # the ladder goes on to py-spy and the native unwinder

@@ -232,6 +232,9 @@ pub enum Effect {
         actor: ActorId,
         req: u64,
         pid: Option<u32>,
+        /// Its connection, if any (a peer the root did not spawn is signalled only through
+        /// that connection's pidfd).
+        conn: Option<ConnId>,
         connected: bool,
         facts: Vec<(String, String)>,
     },
@@ -1616,6 +1619,7 @@ impl Core {
             actor,
             req,
             pid,
+            conn,
             connected,
             facts,
         });

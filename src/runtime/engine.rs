@@ -98,6 +98,7 @@ impl Engine {
         cfg: RuntimeConfig,
         socket: PathBuf,
         python_dir: Option<PathBuf>,
+        stacks_dir: Option<PathBuf>,
         events: EventSender,
         conn_tx: mpsc::Sender<ConnEvent>,
     ) -> Self {
@@ -114,6 +115,7 @@ impl Engine {
                 events: events.clone(),
                 inputs: inputs_tx.clone(),
                 breakpoint_noticed: Default::default(),
+                stacks_dir,
             },
             events,
             _conn_tx: conn_tx,
@@ -424,9 +426,35 @@ impl Engine {
                 actor,
                 req,
                 pid,
+                conn,
                 connected,
                 facts,
             } => {
+                // The signal-safe step: how to poke the process, and where it answers.
+                let poke: Option<inspect::Poke> = pid.and_then(|pid| {
+                    let file = self
+                        .spawner
+                        .stacks_dir
+                        .as_ref()?
+                        .join(format!("stacks-{pid}"));
+                    if let Some(p) = self.procs.get(&actor).filter(|p| p.pid == pid) {
+                        let reaped = p.reaped.clone();
+                        return Some(inspect::Poke {
+                            file,
+                            send: Box::new(move || {
+                                if reaped.load(Ordering::SeqCst) {
+                                    return Err(std::io::ErrorKind::NotFound.into());
+                                }
+                                procs::kill_raw(pid, procs::stacks_signal())
+                            }),
+                        });
+                    }
+                    let fd = conn.and_then(|c| self.conns.get(&c))?.pidfd.clone()?;
+                    Some(inspect::Poke {
+                        file,
+                        send: Box::new(move || fd.signal_raw(procs::stacks_signal())),
+                    })
+                });
                 let answer = connected.then(|| {
                     let (tx, rx) = tokio::sync::oneshot::channel();
                     self.dumps.insert(req, tx);
@@ -436,7 +464,7 @@ impl Engine {
                 let inputs = self.inputs_tx.clone();
                 let tools = self.tools.clone();
                 tokio::spawn(async move {
-                    let report = inspect::ladder(pid, reaped, facts, answer, tools).await;
+                    let report = inspect::ladder(pid, reaped, facts, answer, poke, tools).await;
                     let done = Input::DumpDone {
                         req,
                         actor,

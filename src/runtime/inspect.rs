@@ -181,6 +181,7 @@ pub async fn ladder(
     reaped: Option<std::sync::Arc<std::sync::atomic::AtomicBool>>,
     mut facts: Vec<(String, String)>,
     answer: Option<tokio::sync::oneshot::Receiver<String>>,
+    poke: Option<Poke>,
     tools_at_once: std::sync::Arc<tokio::sync::Semaphore>,
 ) -> super::dump::Report {
     use super::dump::{Coop, Report};
@@ -215,6 +216,12 @@ pub async fn ladder(
     facts.extend(more);
     let mut tools = Vec::new();
     if !matches!(coop, Coop::Answered { .. })
+        && let Some(p) = poke.filter(|p| p.file.exists())
+    {
+        tools.push(faulthandler(p).await);
+    }
+    if !matches!(coop, Coop::Answered { .. })
+        && !tools.iter().any(|t| t.result.is_ok())
         && let Some(p) = pid.filter(|_| !gone())
     {
         // Closed only if the engine is gone; then there is no one to tell anyway.
@@ -227,6 +234,64 @@ pub async fn ladder(
         }
     }
     Report { facts, coop, tools }
+}
+
+/// How to make a Python actor with the bundled client write its stacks: the signal its
+/// faulthandler is armed for, and the file it writes to (in the root's private stacks
+/// directory, named by pid; it exists once the client armed it).
+pub struct Poke {
+    pub file: std::path::PathBuf,
+    pub send: Box<dyn FnOnce() -> std::io::Result<()> + Send>,
+}
+
+impl std::fmt::Debug for Poke {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Poke")
+            .field("file", &self.file)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The signal-safe step: poke, then read what faulthandler appended (it writes from its
+/// signal handler, without the GIL, so it answers when the interpreter cannot).
+async fn faulthandler(poke: Poke) -> Tool {
+    let name = "faulthandler";
+    let len = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    let before = len(&poke.file);
+    if let Err(e) = (poke.send)() {
+        return Tool {
+            name,
+            result: Err(format!("cannot signal it: {e}")),
+        };
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(1);
+    let mut seen = before;
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = len(&poke.file);
+        // Written and settled (the handler writes everything at once).
+        if now > before && now == seen {
+            break;
+        }
+        seen = now;
+        if tokio::time::Instant::now() >= deadline {
+            break;
+        }
+    }
+    let result = match std::fs::read(&poke.file) {
+        Ok(all) if all.len() as u64 > before => {
+            let start = usize::try_from(before).unwrap_or(0).min(all.len());
+            let mut text = String::from_utf8_lossy(&all[start..]).into_owned();
+            if text.len() > TOOL_OUTPUT_MAX {
+                let cut = crate::proto::floor_char_boundary(&text, TOOL_OUTPUT_MAX);
+                text.truncate(cut);
+            }
+            Ok(text)
+        }
+        Ok(_) => Err("no answer to the signal within 1 s (stopped, or not armed)".into()),
+        Err(e) => Err(format!("cannot read {}: {e}", poke.file.display())),
+    };
+    Tool { name, result }
 }
 
 /// `facts` under the name the ladder uses (kept apart so it reads as a step).

@@ -222,7 +222,27 @@ pub async fn start(cfg: RuntimeConfig) -> Result<Runtime, RuntimeError> {
         conn_tx.clone(),
         bounds::max_connections(nofile),
     ));
-    let mut engine = engine::Engine::new(cfg.clone(), socket.clone(), python_dir, ev_tx, conn_tx);
+    // Where Python actors write their stacks when a dump signals them: fresh for the run,
+    // 0700, removed at its end.
+    let stacks = PrivateDir::fresh(
+        socket_dir
+            .as_ref()
+            .map_or_else(std::env::temp_dir, |d| d.path().to_owned())
+            .as_path(),
+        "stacks",
+    )
+    .map_err(
+        |e| tracing::warn!(error = %e, "no stacks directory; dumps skip the faulthandler step"),
+    )
+    .ok();
+    let mut engine = engine::Engine::new(
+        cfg.clone(),
+        socket.clone(),
+        python_dir,
+        stacks.as_ref().map(|d| d.path().to_owned()),
+        ev_tx,
+        conn_tx,
+    );
     engine
         .spawn_first(&cfg)
         .map_err(|source| RuntimeError::Spawn {
@@ -237,6 +257,11 @@ pub async fn start(cfg: RuntimeConfig) -> Result<Runtime, RuntimeError> {
         // Made by this run with create_new in our private directory.
         for f in &ticket_files {
             let _ = std::fs::remove_file(f);
+        }
+        if let Some(dir) = &stacks
+            && let Err(e) = std::fs::remove_dir_all(dir.path())
+        {
+            tracing::warn!(dir = %dir.path().display(), error = %e, "cannot remove the run's stacks directory");
         }
         if let Some(tmp) = python_tmp
             && let Err(e) = std::fs::remove_dir_all(tmp.path())

@@ -57,6 +57,21 @@ pub fn become_subreaper() {
 
 /// (parent pid, state letter, process group) from `/proc/PID/stat`: the one place the
 /// root parses that file.
+/// The signal the bundled Python client arms faulthandler for (see python/actor_tui/_dump.py).
+pub fn stacks_signal() -> libc::c_int {
+    libc::SIGRTMIN() + 5
+}
+
+/// kill(2) with any signal number, for a process the root spawned and has not reaped.
+pub fn kill_raw(pid: u32, signo: libc::c_int) -> std::io::Result<()> {
+    let pid = libc::pid_t::try_from(pid).map_err(|_| std::io::ErrorKind::InvalidInput)?;
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    if unsafe { libc::kill(pid, signo) } < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// The fields of `/proc/PID/stat` the root uses.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ProcStat {
@@ -287,12 +302,17 @@ impl PidFd {
 
     /// Sends `sig` to exactly the process this pidfd was opened for.
     pub fn signal(&self, sig: Signal) -> std::io::Result<()> {
+        self.signal_raw(sig as libc::c_int)
+    }
+
+    /// Like [`signal`](Self::signal), for any signal number (real-time ones included).
+    pub fn signal_raw(&self, signo: libc::c_int) -> std::io::Result<()> {
         // SAFETY: pidfd_send_signal with a null siginfo behaves like kill(2) on our pidfd.
         let rc = unsafe {
             libc::syscall(
                 libc::SYS_pidfd_send_signal,
                 self.fd.as_raw_fd(),
-                sig as libc::c_int,
+                signo,
                 std::ptr::null::<libc::siginfo_t>(),
                 0,
             )

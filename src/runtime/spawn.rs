@@ -119,6 +119,9 @@ pub struct Spawner {
     pub inputs: mpsc::Sender<Input>,
     /// The notice about a user's own PYTHONBREAKPOINT went out (once per run, not per spawn).
     pub breakpoint_noticed: AtomicBool,
+    /// A private directory where Python actors' faulthandler writes its stacks when the dump
+    /// ladder signals it (`ACTOR_TUI_STACKS_DIR`).
+    pub stacks_dir: Option<PathBuf>,
 }
 
 impl Spawner {
@@ -143,6 +146,12 @@ impl Spawner {
             self.socket.to_string_lossy().into_owned(),
         ));
         envs.push((env::ACTOR.into(), req.id.to_string()));
+        if let Some(dir) = &self.stacks_dir {
+            envs.push((
+                "ACTOR_TUI_STACKS_DIR".into(),
+                dir.to_string_lossy().into_owned(),
+            ));
+        }
         envs.push((env::NAME.into(), req.name.clone()));
         let spec = SpawnSpec {
             program: &req.program,

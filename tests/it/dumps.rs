@@ -47,22 +47,39 @@ fn wait_output(run: &mut Run, actor: &str, text: &str) {
 }
 
 #[test]
-fn d01_python_holding_the_gil_in_c_is_read_by_py_spy_at_its_line() {
+fn d01_python_holding_the_gil_in_c_answers_through_faulthandler_or_py_spy_at_its_line() {
     if !tools_or_skip("d01") {
         return;
     }
+    // With the bundled client: its faulthandler, armed for the root's signal, writes the
+    // stacks from its C handler although the GIL is held.
     let script = "import actor_tui, ctypes\nactor_tui.connect()\nprint('ready', flush=True)\nctypes.PyDLL(None).sleep(60)\n";
     let mut run = Run::start("python3", &["-c", script]);
     wait_output(&mut run, "1", "ready");
     let d = dump(&mut run, "1");
     let text = d["text"].as_str().expect("text");
-    assert_eq!(d["step"], "py-spy", "{text}");
+    assert_eq!(d["step"], "faulthandler", "{text}");
     assert!(
         text.contains("no answer within"),
         "the cooperative step timed out: {text}"
     );
     assert!(
-        text.contains("(<string>:4)"),
+        text.contains("line 4 in <module>"),
+        "the main thread at the sleep line: {text}"
+    );
+    run.send(json!({"cmd": "quit"}));
+    run.finish();
+
+    // Without any client (`-I` ignores the root's PYTHONPATH): py-spy reads its memory.
+    let bare = "import ctypes\nprint('ready', flush=True)\nctypes.PyDLL(None).sleep(60)\n";
+    let mut run = Run::start("python3", &["-I", "-c", bare]);
+    wait_output(&mut run, "1", "ready");
+    let d = dump(&mut run, "1");
+    let text = d["text"].as_str().expect("text");
+    assert_eq!(d["step"], "py-spy", "{text}");
+    assert!(text.contains("not connected"), "{text}");
+    assert!(
+        text.contains("(<string>:3)"),
         "the main thread at the sleep line: {text}"
     );
     run.send(json!({"cmd": "quit"}));
