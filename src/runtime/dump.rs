@@ -106,6 +106,7 @@ impl Report {
                 !t.is_empty()
                     && !t.contains("pid ")
                     && !t.starts_with("Process ")
+                    && !t.starts_with("PID ")
                     && !t.starts_with("Python v")
                     && !t.starts_with("actor ")
             })
@@ -170,6 +171,12 @@ pub fn headline(signature: &str) -> &str {
     signature
         .lines()
         .find(|l| l.contains(".py:") || l.contains(".rs:"))
+        // A native frame of the program itself (a Rust path), not of libc.
+        .or_else(|| {
+            signature.lines().find(|l| {
+                l.trim_start().starts_with('#') && l.contains("::") && !l.contains("std::")
+            })
+        })
         .or_else(|| signature.lines().find(|l| l.contains(" in ")))
         .or_else(|| lines.next())
         .unwrap_or("")
@@ -339,6 +346,13 @@ mod tests {
         assert_eq!(groups.len(), 2);
         assert_eq!(groups[0].actors, vec![ActorId(2), ActorId(4)]);
         assert_eq!(headline(&groups[0].signature), "get (queue.py:171)");
+        // Native stacks: the program's own frame, not libc's.
+        assert_eq!(
+            headline(
+                "TID _:\n#0  _ __futex_abstimed_wait_common\n#3  _ deadlock::lock_a_then_b::h_"
+            ),
+            "#3  _ deadlock::lock_a_then_b::h_"
+        );
     }
 }
 

@@ -461,6 +461,19 @@ impl Engine {
                     rx
                 });
                 let reaped = self.procs.get(&actor).map(|p| p.reaped.clone());
+                let mut facts = facts;
+                if let Some(p) = self.procs.get(&actor) {
+                    let last = p.last_output.load(Ordering::Relaxed);
+                    let ago = super::spawn::now_ms().saturating_sub(last);
+                    facts.push((
+                        "last output".into(),
+                        if last == 0 {
+                            "none yet".into()
+                        } else {
+                            format!("{:.1} s ago", ago as f64 / 1000.0)
+                        },
+                    ));
+                }
                 let inputs = self.inputs_tx.clone();
                 let tools = self.tools.clone();
                 tokio::spawn(async move {

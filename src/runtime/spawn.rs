@@ -26,6 +26,15 @@ pub struct Output {
     eof: tokio::sync::oneshot::Sender<()>,
     /// Bytes read so far (the hang watch's sign of life).
     count: Arc<std::sync::atomic::AtomicU64>,
+    /// When output last came, in ms since the Unix epoch (0: never), for dumps.
+    last: Arc<std::sync::atomic::AtomicU64>,
+}
+
+/// Now, in ms since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
 impl Output {
@@ -39,6 +48,7 @@ impl Output {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         self.count.fetch_add(n as u64, Ordering::Relaxed);
+                        self.last.store(now_ms(), Ordering::Relaxed);
                         if !self.events.output(self.actor, &buf[..n]).await {
                             break;
                         }
@@ -62,6 +72,8 @@ pub struct Proc {
     pub pty: Option<Arc<PtyMaster>>,
     /// Bytes of output read from its terminal so far.
     pub output_bytes: Arc<std::sync::atomic::AtomicU64>,
+    /// When it last wrote to its terminal (ms since the Unix epoch, 0: never).
+    pub last_output: Arc<std::sync::atomic::AtomicU64>,
     /// Keystrokes for the PTY, written in order by one task (started on first use), and how
     /// many bytes of them the program has not taken yet.
     stdin: Option<(
@@ -169,12 +181,14 @@ impl Spawner {
         // Output reader: straight to the front end, so output never waits on the engine.
         let (eof_tx, eof_rx) = tokio::sync::oneshot::channel::<()>();
         let count = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let last = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let output = Output {
             actor: req.id,
             master: master.clone(),
             events: self.events.clone(),
             eof: eof_tx,
             count: count.clone(),
+            last: last.clone(),
         };
 
         // Waiter: reap, then give the output a moment to drain so `actor_exited` comes
@@ -209,6 +223,7 @@ impl Spawner {
                 reaped,
                 pty: Some(master),
                 output_bytes: count,
+                last_output: last,
                 stdin: None,
             },
             output,

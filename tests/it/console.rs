@@ -39,7 +39,14 @@ impl Console {
             program.into(),
         ];
         argv.extend(args.iter().map(|a| (*a).to_owned()));
-        let env = vec![("TERM".to_owned(), "xterm-256color".to_owned())];
+        let env = vec![
+            ("TERM".to_owned(), "xterm-256color".to_owned()),
+            // Snapshots stay in the test's directory, not the user's state.
+            (
+                "XDG_STATE_HOME".to_owned(),
+                dir.path().join("state").to_string_lossy().into_owned(),
+            ),
+        ];
         let term = rt
             .block_on(async {
                 Mirror::spawn(&SpawnSpec {
@@ -482,4 +489,36 @@ fn c13_an_attached_console_observes_drives_with_d_and_detaches_with_q() {
     root.continue_all();
     let (code, _) = root.finish();
     assert_eq!(code, 0);
+}
+
+#[test]
+fn c14_t_snapshots_the_whole_tree_in_the_dump_tab_and_z_freezes_it() {
+    let con = Console::start(&example("deadlock"), &[]);
+    con.wait("the program", |c| c.contains("deadlocked"));
+    con.keys("\x1b");
+    // The whole tree at once: the deadlocked threads' frames, read from outside.
+    con.keys("T");
+    let s = con.wait("the snapshot in the dump tab", |c| {
+        c.contains("snapshot of 1 actors") && c.contains("native")
+    });
+    assert!(s.contains("Dump"), "{s}");
+    // Saved under the state directory the test gave it.
+    let saved = con._dir.path().join("state/actor-tui/snapshots");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_dir(&saved).is_ok_and(|mut d| d.next().is_some()) {
+        assert!(
+            Instant::now() < deadline,
+            "no snapshot in {}",
+            saved.display()
+        );
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    con.keys("Z");
+    con.wait_text("FROZEN");
+    con.keys("Z");
+    con.wait("resumed", |c| !c.contains("FROZEN"));
+    con.keys(F10);
+    con.wait_text("Quit actor-tui");
+    con.keys("y");
+    assert_ne!(con.finish(), -1);
 }

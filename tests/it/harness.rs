@@ -88,7 +88,9 @@ impl Run {
             .args(args)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
-            .stderr(Stdio::inherit());
+            .stderr(Stdio::inherit())
+            // Snapshots and other state stay in the test's directory, not the user's.
+            .env("XDG_STATE_HOME", dir.path().join("state"));
         configure(&mut cmd);
         Self::from_command(cmd, socket, Some(dir))
     }
