@@ -241,6 +241,27 @@ mod tests {
                 text: "snapshot of 1 actors".into(),
                 path: Some("/state/snapshots/s.txt".into()),
             },
+            RuntimeEvent::QueueReordered {
+                actor: ActorId(3),
+                task: 1,
+                how: "promote".into(),
+                order: vec![crate::runtime::event::Waiter {
+                    actor: ActorId(3),
+                    task: 1,
+                }],
+            },
+            RuntimeEvent::RequestSkipped {
+                actor: ActorId(4),
+                task: 1,
+                location: "w.py:9".into(),
+                why: "continue_all".into(),
+            },
+            RuntimeEvent::Hung {
+                actor: ActorId(2),
+                hung: true,
+                still_ms: 31000,
+            },
+            RuntimeEvent::Frozen { frozen: true },
             RuntimeEvent::Completions {
                 actor: ActorId(2),
                 line: "p a".into(),
@@ -312,6 +333,22 @@ mod tests {
                 RuntimeCommand::Drive { take_over: true },
             ),
             (r#"{"cmd":"observe"}"#, RuntimeCommand::Observe),
+            (
+                r#"{"cmd":"promote","actor":"3","task":1}"#,
+                RuntimeCommand::Promote {
+                    actor: ActorId(3),
+                    task: 1,
+                },
+            ),
+            (
+                r#"{"cmd":"continue_all","location":"w.py:9"}"#,
+                RuntimeCommand::ContinueAll {
+                    location: Some("w.py:9".into()),
+                    actor: None,
+                },
+            ),
+            (r#"{"cmd":"resume"}"#, RuntimeCommand::Thaw),
+            (r#"{"cmd":"dump_all"}"#, RuntimeCommand::DumpAll),
             (
                 r#"{"cmd":"dump","actor":"2"}"#,
                 RuntimeCommand::Dump { actor: ActorId(2) },

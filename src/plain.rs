@@ -112,6 +112,13 @@ fn describe(ev: &RuntimeEvent) -> Option<String> {
                 format!("[actor {actor}] moves again")
             }
         }
+        RuntimeEvent::QueueReordered { actor, how, .. } => format!("[lock] {how} {actor}"),
+        RuntimeEvent::RequestSkipped {
+            actor,
+            location,
+            why,
+            ..
+        } => format!("[lock] actor {actor} at {location} goes on without a session ({why})"),
         RuntimeEvent::Frozen { frozen } => {
             format!("[tree] {}", if *frozen { "frozen" } else { "resumed" })
         }

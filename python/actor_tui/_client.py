@@ -380,7 +380,9 @@ class Client:
                         ch.session = session
                         self._sessions[session.thread] = session
                 elif kind == "lock_refused":
-                    warn("debug lock refused at %s: %s" % (location, msg.get("error")))
+                    # Skipped by the user: the pause just goes on, no warning.
+                    if not msg.get("skipped"):
+                        warn("debug lock refused at %s: %s" % (location, msg.get("error")))
                     return None
                 elif kind == "closed":
                     warn("lost the actor-tui root while waiting for the debug lock at %s; continuing"

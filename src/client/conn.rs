@@ -20,6 +20,8 @@ use super::{CANCELLED_EXIT_CODE, ChildExit, ClientError, lock_ok, registry};
 pub(crate) enum LockMsg {
     Granted(u64),
     Refused(String),
+    /// The user let this pause go on without a session.
+    Skipped(String),
     Input(String),
     Revoked,
 }
@@ -299,8 +301,17 @@ impl Client {
             ToActor::LockGranted { task, epoch } => {
                 self.route_lock(task, LockMsg::Granted(epoch), false)
             }
-            ToActor::LockRefused { task, error } => {
-                self.route_lock(task, LockMsg::Refused(error), true)
+            ToActor::LockRefused {
+                task,
+                error,
+                skipped,
+            } => {
+                let msg = if skipped {
+                    LockMsg::Skipped(error)
+                } else {
+                    LockMsg::Refused(error)
+                };
+                self.route_lock(task, msg, true)
             }
             ToActor::ReplInput { task, data, .. } => {
                 self.route_lock(task, LockMsg::Input(data), false)

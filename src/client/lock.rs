@@ -55,6 +55,10 @@ pub(crate) fn request(
                 client.drop_lock_route(task, &mb);
                 return Err(PauseError::Refused(e));
             }
+            Some(LockMsg::Skipped(why)) => {
+                client.drop_lock_route(task, &mb);
+                return Err(PauseError::Skipped(why));
+            }
             // Input or revocation cannot precede a grant; ignore anything out of order.
             Some(_) => continue,
             None => {

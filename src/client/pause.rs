@@ -26,6 +26,9 @@ pub const QUIT_EXIT_CODE: i32 = 113;
 pub enum PauseError {
     #[error("the root refused the debug lock: {0}")]
     Refused(String),
+    /// The user skipped this pause from the console (not an error: `pause!` returns `Ok`).
+    #[error("the pause was skipped: {0}")]
+    Skipped(String),
     #[error("the connection to the root closed")]
     Disconnected,
     #[error("no actor-tui root and no terminal: pause skipped")]
@@ -219,6 +222,10 @@ fn remote_session(client: &Arc<Client>, task: u64, ctx: PauseCtx) -> Result<(), 
         ctx.location.clone(),
     ) {
         Ok(grant) => run_session(grant, &ctx),
+        Err(PauseError::Skipped(why)) => {
+            tracing::info!(why = %why, "pause skipped by the user");
+            Ok(())
+        }
         Err(PauseError::Refused(e)) => {
             tracing::warn!(error = %e, "debug lock refused");
             eprintln!("actor-tui: pause at {} refused: {e}", ctx.location);

@@ -338,6 +338,40 @@ impl ConsoleState {
                     h.suspect = None;
                 }
             }
+            RuntimeEvent::QueueReordered {
+                actor, how, order, ..
+            } => {
+                // The queue in the order given; requests not named keep their place after.
+                let mut rest = std::mem::take(&mut self.queue);
+                for w in &order {
+                    if let Some(i) = rest
+                        .iter()
+                        .position(|r| r.actor == w.actor && r.task == w.task)
+                    {
+                        self.queue.push(rest.remove(i));
+                    }
+                }
+                self.queue.extend(rest);
+                self.note(now, format!("queue: {how} {actor}"));
+            }
+            RuntimeEvent::RequestSkipped {
+                actor,
+                task,
+                location,
+                why,
+            } => {
+                if let Some(i) = self
+                    .queue
+                    .iter()
+                    .position(|r| r.actor == actor && r.task == task)
+                {
+                    self.queue.remove(i);
+                }
+                self.note(
+                    now,
+                    format!("{actor} at {location} goes on without a session ({why})"),
+                );
+            }
             RuntimeEvent::LockDropped { actor, task, .. }
             | RuntimeEvent::LockRefused { actor, task, .. } => {
                 // A refusal concerns the newest request with that key.

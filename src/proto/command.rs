@@ -27,6 +27,22 @@ pub enum RuntimeCommand {
     /// Resume a frozen tree (SIGCONT).
     #[serde(rename = "resume")]
     Thaw,
+    /// Move a waiting request to the front of the queue: it is granted next.
+    Promote { actor: ActorId, task: u64 },
+    /// Move a waiting request to the back of the queue.
+    Defer { actor: ActorId, task: u64 },
+    /// Let a waiting request go on without a session (its task continues).
+    Skip { actor: ActorId, task: u64 },
+    /// Skip every waiter paused at `location` (an exact location or its tail, such as
+    /// `worker.py:42`), or every waiter of `actor`.
+    ContinueAll {
+        #[serde(default)]
+        location: Option<String>,
+        #[serde(default)]
+        actor: Option<ActorId>,
+    },
+    /// From now on, skip every pause at `location` (and the waiters there now).
+    AutoContinue { location: String },
     /// Cancel an actor's subtree; `force` skips waiting for debugging actors.
     Cancel {
         actor: ActorId,

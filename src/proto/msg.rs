@@ -281,7 +281,14 @@ pub enum ToActor {
     /// `epoch`.
     LockGranted { task: u64, epoch: u64 },
     /// The request was refused (for example: the task already holds or waits for the lock).
-    LockRefused { task: u64, error: String },
+    /// `skipped`: not an error: the user chose to let this pause go on without a session
+    /// (skip, continue all, auto-continue); the client resumes the task as if continued.
+    LockRefused {
+        task: u64,
+        error: String,
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        skipped: bool,
+    },
     /// The lock was taken away from the task (force-release); end the session.
     LockRevoked { task: u64, epoch: u64 },
     /// One chunk of user input for the session; usually one line ending in `\n`.

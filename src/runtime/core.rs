@@ -167,6 +167,17 @@ struct Snapshot {
     entries: Vec<super::dump::Entry>,
 }
 
+/// Auto-continued locations at most (each is a string the user typed).
+pub const MAX_AUTO_CONTINUE: usize = 256;
+
+/// A request's location matches what the user named: the same, or ending with it at a path
+/// boundary (`worker.py:42` names `/src/app/worker.py:42`).
+pub fn location_matches(location: &str, named: &str) -> bool {
+    location == named
+        || (location.ends_with(named)
+            && location[..location.len() - named.len()].ends_with(['/', '\\']))
+}
+
 /// Still this long while others depend on it, an actor is marked possibly hung.
 pub const HANG_AFTER: Duration = Duration::from_secs(30);
 
@@ -307,6 +318,8 @@ pub struct Core {
     frozen: bool,
     /// Who has been still for how long (possibly hung), and when to snapshot a still tree.
     hang: HangWatch,
+    /// Locations whose pauses go on by themselves, with how many did.
+    auto_continue: HashMap<String, u64>,
     now: Instant,
     out: Vec<Effect>,
 }
@@ -336,6 +349,7 @@ impl Core {
             last_snapshot: None,
             frozen: false,
             hang: HangWatch::new(HANG_AFTER, None),
+            auto_continue: HashMap::new(),
             now,
             out: Vec::new(),
         }
@@ -836,6 +850,7 @@ impl Core {
                                 "too many lock requests: at most {} a second from one connection",
                                 bounds::LOCK_REQUESTS_PER_SEC
                             ),
+                            skipped: false,
                         },
                     );
                     self.notice(
@@ -859,6 +874,30 @@ impl Core {
                 });
                 if self.quitting {
                     self.refuse(actor, task, "actor-tui is quitting".into());
+                    return;
+                }
+                let auto = self
+                    .auto_continue
+                    .iter_mut()
+                    .find(|(l, _)| location_matches(&location, l));
+                if let Some((named, count)) = auto {
+                    *count += 1;
+                    let (named, count) = (named.clone(), *count);
+                    self.send_to_actor(
+                        actor,
+                        ToActor::LockRefused {
+                            task,
+                            error: format!("skipped by the user (auto_continue {named})"),
+                            skipped: true,
+                        },
+                    );
+                    self.event(RuntimeEvent::RequestSkipped {
+                        actor,
+                        task,
+                        location,
+                        why: "auto_continue".into(),
+                    });
+                    self.notice(None, format!("location {named}: {count} auto-continued"));
                     return;
                 }
                 let req = LockRequest {
@@ -993,6 +1032,7 @@ impl Core {
             ToActor::LockRefused {
                 task,
                 error: error.clone(),
+                skipped: false,
             },
         );
         self.event(RuntimeEvent::LockRefused { actor, task, error });
@@ -1170,6 +1210,7 @@ impl Core {
                     ToActor::LockRefused {
                         task: d.request.key.task,
                         error: "request dropped: the actor is being cancelled".into(),
+                        skipped: false,
                     },
                 );
             }
@@ -1523,6 +1564,81 @@ impl Core {
             );
             self.dump_all();
         }
+    }
+
+    // ---- the queue, as the user arranges it ----
+
+    fn queue_order(&self) -> Vec<super::event::Waiter> {
+        self.lock
+            .queue()
+            .map(|r| super::event::Waiter {
+                actor: r.key.actor,
+                task: r.key.task,
+            })
+            .collect()
+    }
+
+    fn reorder(&mut self, actor: ActorId, task: u64, front: bool) {
+        let key = LockKey { actor, task };
+        let done = if front {
+            self.lock.promote(&key)
+        } else {
+            self.lock.defer(&key)
+        };
+        match done {
+            Ok(()) => {
+                let order = self.queue_order();
+                self.event(RuntimeEvent::QueueReordered {
+                    actor,
+                    task,
+                    how: if front { "promote" } else { "defer" }.into(),
+                    order,
+                });
+            }
+            Err(e) => self.notice(Some(actor), format!("reorder: {e}")),
+        }
+    }
+
+    /// Lets one waiter go on without a session; false if it is not waiting.
+    fn skip(&mut self, key: &LockKey, why: &str) -> bool {
+        let Ok(req) = self.lock.take(key) else {
+            return false;
+        };
+        self.send_to_actor(
+            key.actor,
+            ToActor::LockRefused {
+                task: key.task,
+                error: format!("skipped by the user ({why})"),
+                skipped: true,
+            },
+        );
+        self.event(RuntimeEvent::RequestSkipped {
+            actor: key.actor,
+            task: key.task,
+            location: req.location,
+            why: why.into(),
+        });
+        true
+    }
+
+    /// Skips every waiter at `location` (exact, or ending with it) or of `actor`.
+    fn skip_matching(
+        &mut self,
+        location: Option<&str>,
+        actor: Option<ActorId>,
+        why: &str,
+    ) -> usize {
+        let keys: Vec<LockKey> = self
+            .lock
+            .queue()
+            .filter(|r| match (location, actor) {
+                (Some(l), _) => location_matches(&r.location, l),
+                (None, Some(a)) => r.key.actor == a,
+                (None, None) => false,
+            })
+            .map(|r| r.key.clone())
+            .collect();
+        keys.iter().filter(|k| self.skip(k, why)).count()
     }
 
     // ---- freezing ----
@@ -1880,6 +1996,32 @@ impl Core {
                 self.start_dump(actor);
             }
             RuntimeCommand::DumpAll => self.dump_all(),
+            RuntimeCommand::Promote { actor, task } => self.reorder(actor, task, true),
+            RuntimeCommand::Defer { actor, task } => self.reorder(actor, task, false),
+            RuntimeCommand::Skip { actor, task } => {
+                if !self.skip(&LockKey { actor, task }, "skip") {
+                    self.notice(Some(actor), format!("skip: task {task} of actor {actor} is not waiting"));
+                }
+            }
+            RuntimeCommand::ContinueAll { location, actor } => {
+                let n = self.skip_matching(location.as_deref(), actor, "continue_all");
+                let what = match (&location, actor) {
+                    (Some(l), _) => format!("at {l}"),
+                    (None, Some(a)) => format!("of actor {a}"),
+                    (None, None) => "(say a location or an actor)".into(),
+                };
+                self.notice(None, format!("continue all: {n} waiting pauses {what} go on"));
+            }
+            RuntimeCommand::AutoContinue { location } => {
+                let n = self.skip_matching(Some(&location), None, "auto_continue");
+                self.notice(
+                    None,
+                    format!("auto-continue {location}: every pause there goes on from now ({n} waiting now)"),
+                );
+                if self.auto_continue.len() < MAX_AUTO_CONTINUE {
+                    self.auto_continue.insert(location, 0);
+                }
+            }
             RuntimeCommand::Freeze => self.freeze(true),
             RuntimeCommand::Thaw => self.freeze(false),
             RuntimeCommand::Cancel { actor, force } => self.cancel_subtree(actor, force),
@@ -2912,5 +3054,13 @@ mod tests {
                 .any(|e| matches!(e, Effect::Signal { sig: Sig::Cont, .. }))
         );
         assert!(events(&out).contains(&&RuntimeEvent::Frozen { frozen: false }));
+    }
+
+    #[test]
+    fn a_named_location_matches_itself_or_a_path_tail() {
+        assert!(location_matches("/src/app/worker.py:42", "worker.py:42"));
+        assert!(location_matches("worker.py:42", "worker.py:42"));
+        assert!(!location_matches("/src/app/myworker.py:42", "worker.py:42"));
+        assert!(!location_matches("/src/app/worker.py:421", "worker.py:42"));
     }
 }

@@ -104,6 +104,22 @@ pub enum RuntimeEvent {
         #[serde(default)]
         step: Option<String>,
     },
+    /// The user reordered the queue (`how`: `promote` or `defer`); `order` is the whole
+    /// queue after it, in grant order.
+    QueueReordered {
+        actor: ActorId,
+        task: u64,
+        how: String,
+        order: Vec<Waiter>,
+    },
+    /// A waiting request was let go on without a session (`why`: `skip`, `continue_all` or
+    /// `auto_continue`); it left the queue.
+    RequestSkipped {
+        actor: ActorId,
+        task: u64,
+        location: String,
+        why: String,
+    },
     /// An actor is possibly hung (`hung`: no CPU, output or frame for `still_ms` while
     /// others depend on it), or moves again. Shown, never acted on.
     Hung {
@@ -163,6 +179,13 @@ pub enum RuntimeEvent {
 /// What a front end asks of the engine: defined with the wire contract, because an attached
 /// viewer sends these in `command` frames (see `proto::command`).
 pub use crate::proto::RuntimeCommand;
+
+/// A waiting request, as `queue_reordered` lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Waiter {
+    pub actor: ActorId,
+    pub task: u64,
+}
 
 /// What an attached viewer may do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]

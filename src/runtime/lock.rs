@@ -101,7 +101,12 @@ pub enum LockError {
     StaleEpoch { quoted: u64, current: u64 },
     #[error("actor {actor} already has {limit} requests waiting for the debug lock")]
     TooManyWaiting { actor: ActorId, limit: usize },
+    #[error("task {task} of actor {actor} is not waiting for the debug lock")]
+    NotQueued { actor: ActorId, task: u64 },
 }
+
+/// Where arrival numbers start: promoted waiters get numbers below every other one.
+const FIRST_SEQ: u64 = 1 << 62;
 
 /// The lock: holder, FIFO queue and the epoch counter. Every operation costs O(log n) in
 /// the queue's length (or O(k log n) for an actor with k waiters), so a peer queueing
@@ -109,9 +114,11 @@ pub enum LockError {
 #[derive(Debug)]
 pub struct LockTable {
     holder: Option<Grant>,
-    /// Waiters by arrival number: iteration order is grant order.
+    /// Waiters by arrival number: iteration order is grant order. New requests count up
+    /// from [`FIRST_SEQ`], promoted ones count down below it.
     queue: BTreeMap<u64, LockRequest>,
     next_seq: u64,
+    front_seq: u64,
     /// Index for duplicate checks.
     by_key: HashMap<LockKey, u64>,
     /// Arrival numbers of each actor's waiters, for the per-actor cap and fast removal.
@@ -136,7 +143,8 @@ impl LockTable {
         Self {
             holder: None,
             queue: BTreeMap::new(),
-            next_seq: 0,
+            next_seq: FIRST_SEQ,
+            front_seq: FIRST_SEQ - 1,
             by_key: HashMap::new(),
             by_actor: HashMap::new(),
             max_per_actor,
@@ -217,7 +225,46 @@ impl LockTable {
         })
     }
 
-    /// Takes waiter `seq` out of the queue and the indexes.
+    /// Moves a waiter to the front of the queue (it is granted next). O(log n).
+    pub fn promote(&mut self, key: &LockKey) -> Result<(), LockError> {
+        let seq = self.front_seq;
+        self.front_seq -= 1;
+        self.requeue(key, seq)
+    }
+
+    /// Moves a waiter to the back of the queue. O(log n).
+    pub fn defer(&mut self, key: &LockKey) -> Result<(), LockError> {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.requeue(key, seq)
+    }
+
+    fn requeue(&mut self, key: &LockKey, seq: u64) -> Result<(), LockError> {
+        let old = self.by_key.get(key).copied().ok_or(LockError::NotQueued {
+            actor: key.actor,
+            task: key.task,
+        })?;
+        let req = self.unqueue(old).ok_or(LockError::NotQueued {
+            actor: key.actor,
+            task: key.task,
+        })?;
+        self.by_key.insert(req.key.clone(), seq);
+        self.by_actor.entry(req.key.actor).or_default().insert(seq);
+        self.queue.insert(seq, req);
+        Ok(())
+    }
+
+    /// Takes a waiter out of the queue without granting it (the user skips it). O(log n).
+    pub fn take(&mut self, key: &LockKey) -> Result<LockRequest, LockError> {
+        let not = LockError::NotQueued {
+            actor: key.actor,
+            task: key.task,
+        };
+        let seq = self.by_key.get(key).copied().ok_or(not.clone())?;
+        self.unqueue(seq).ok_or(not)
+    }
+
+    /// Takes a waiter out of the queue and the indexes.
     fn unqueue(&mut self, seq: u64) -> Option<LockRequest> {
         let req = self.queue.remove(&seq)?;
         self.by_key.remove(&req.key);
@@ -614,5 +661,41 @@ mod tests {
             prop_assert_eq!(seen.len(), released_epochs.len());
             prop_assert_eq!(released_epochs.len() + usize::from(open.is_some()), granted_epochs.len());
         }
+    }
+
+    #[test]
+    fn promote_defer_and_take_reorder_the_queue_but_never_the_grant() {
+        let mut t = LockTable::new();
+        let k = |n: &str| LockKey {
+            actor: id(n),
+            task: 1,
+        };
+        let req = |n: &str| LockRequest {
+            key: k(n),
+            task_name: "main".into(),
+            reason: Reason::Pause,
+            location: format!("{n}.rs:1"),
+        };
+        for n in ["h", "a", "b", "c"] {
+            t.request(req(n)).expect("request");
+        }
+        let order = |t: &LockTable| t.queue().map(|r| r.key.actor).collect::<Vec<_>>();
+        assert_eq!(order(&t), vec![id("a"), id("b"), id("c")]);
+        t.promote(&k("c")).expect("promote");
+        t.defer(&k("a")).expect("defer");
+        assert_eq!(order(&t), vec![id("c"), id("b"), id("a")]);
+        assert_eq!(t.take(&k("b")).expect("take").key, k("b"));
+        assert!(t.take(&k("b")).is_err(), "once");
+        assert!(t.promote(&k("h")).is_err(), "the holder is not queued");
+        // The next grant is the promoted one; the holder was not disturbed.
+        let h = t.holder().expect("holder").clone();
+        let tr = t
+            .release(&h.request.key, h.epoch, ReleaseCause::Continue)
+            .expect("release");
+        assert_eq!(tr.granted.expect("granted").request.key, k("c"));
+        // A request that comes later goes behind everything, promoted or not.
+        t.request(req("d")).expect("request");
+        t.promote(&k("d")).expect("promote again");
+        assert_eq!(order(&t), vec![id("d"), id("a")]);
     }
 }

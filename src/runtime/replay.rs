@@ -140,8 +140,28 @@ impl Replay {
                     self.holder = None;
                 }
             }
-            RuntimeEvent::LockDropped { actor, task, .. } => {
+            RuntimeEvent::LockDropped { actor, task, .. }
+            | RuntimeEvent::RequestSkipped { actor, task, .. } => {
                 self.queue.retain(|_, (a, t, _)| !(a == actor && t == task));
+            }
+            RuntimeEvent::QueueReordered { order, .. } => {
+                // Renumber the queue in the new order (the replay sends it in this order).
+                let mut old: Vec<(ActorId, u64, RuntimeEvent)> =
+                    std::mem::take(&mut self.queue).into_values().collect();
+                for w in order {
+                    if let Some(i) = old
+                        .iter()
+                        .position(|(a, t, _)| *a == w.actor && *t == w.task)
+                    {
+                        let entry = old.remove(i);
+                        let seq = self.next();
+                        self.queue.insert(seq, entry);
+                    }
+                }
+                for entry in old {
+                    let seq = self.next();
+                    self.queue.insert(seq, entry);
+                }
             }
             RuntimeEvent::LockMoved { actor, .. } => {
                 if let Some(h) = self.holder.as_mut().filter(|h| h.actor == *actor) {

@@ -595,7 +595,7 @@ fn h05_lock_request_flood_is_capped_and_fields_truncated() {
     }
     let refused = peer.recv_until("the cap", |m| matches!(m, ToActor::LockRefused { .. }));
     match refused {
-        ToActor::LockRefused { task, error } => {
+        ToActor::LockRefused { task, error, .. } => {
             assert_eq!(task, 65, "64 wait, the 65th is refused");
             assert!(error.contains("64 requests waiting"), "{error}");
         }

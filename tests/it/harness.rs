@@ -350,11 +350,29 @@ pub fn check_invariants(events: &[Value]) {
                     waiting.remove(i);
                 }
             }
-            "lock_dropped" => {
+            "lock_dropped" | "request_skipped" => {
                 let k = key(e);
                 if let Some(i) = waiting.iter().position(|w| *w == k) {
                     waiting.remove(i);
                 }
+            }
+            // Request order, unless the user reordered: then the order the event gives.
+            "queue_reordered" => {
+                let order: Vec<(String, u64)> = e["order"]
+                    .as_array()
+                    .map(|o| o.iter().map(key).collect())
+                    .unwrap_or_default();
+                let mut sorted_before: Vec<_> = waiting.iter().cloned().collect();
+                let mut sorted_after = order.clone();
+                sorted_before.sort();
+                sorted_after.sort();
+                assert_eq!(
+                    sorted_before,
+                    sorted_after,
+                    "a reorder lost or made a request:\n{}",
+                    dump()
+                );
+                waiting = order.into();
             }
             "lock_granted" => {
                 assert!(holder.is_none(), "two REPLs open at once:\n{}", dump());

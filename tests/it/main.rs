@@ -9,5 +9,6 @@ mod hardening;
 mod harness;
 mod protocol;
 mod python;
+mod queue;
 mod remote;
 mod scenarios;

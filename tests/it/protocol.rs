@@ -160,6 +160,7 @@ fn golden_frames() {
             proto::frame_bytes(&ToActor::LockRefused {
                 task: 7,
                 error: "e".into(),
+                skipped: false,
             })
             .expect("encode"),
             "0000002183a474797065ac6c6f636b5f72656675736564a47461736b07a56572726f72a165",

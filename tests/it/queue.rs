@@ -1,0 +1,96 @@
+//! The queue you can act on (issue 13, first part): promote, skip, continue all at a
+//! location, auto-continue, on twenty real Rust pausers queued at one line.
+
+use serde_json::json;
+
+use crate::harness::{BIN, Run, count};
+
+#[test]
+fn q01_promote_skip_and_continue_all_on_twenty_identical_pausers() {
+    let mut run = Run::start(BIN, &["__demo", "bench_top", "20", "1"]);
+    let mut requests = Vec::new();
+    while requests.len() < 20 {
+        let e = run.wait_event("lock_requested");
+        requests.push((
+            e["actor"].as_str().expect("actor").to_owned(),
+            e["location"].as_str().expect("loc").to_owned(),
+        ));
+    }
+    let first = run.seen_or_wait("the first grant", |e| e["event"] == "lock_granted");
+    let holder = first["actor"].as_str().expect("actor").to_owned();
+    let waiters: Vec<String> = requests
+        .iter()
+        .map(|r| r.0.clone())
+        .filter(|a| *a != holder)
+        .collect();
+    // Promote the last waiter: it is granted next.
+    let last = waiters.last().expect("waiters").clone();
+    run.send(json!({"cmd": "promote", "actor": last, "task": 1}));
+    let re = run.wait_event("queue_reordered");
+    assert_eq!(re["order"][0]["actor"], last.as_str());
+    // Skip another: it goes on without a session and its process ends well.
+    let skipped = waiters[0].clone();
+    run.send(json!({"cmd": "skip", "actor": skipped, "task": 1}));
+    run.wait_for("skipped", |e| {
+        e["event"] == "request_skipped" && e["actor"] == skipped.as_str() && e["why"] == "skip"
+    });
+    run.wait_for("the skipped pauser exits 0", |e| {
+        e["event"] == "actor_exited" && e["actor"] == skipped.as_str() && e["code"] == 0
+    });
+    run.seen_or_wait("the holder's prompt", |e| {
+        e["event"] == "repl_ready" && e["actor"] == holder.as_str()
+    });
+    run.input("c\n");
+    let next = run.wait_event("lock_granted");
+    assert_eq!(
+        next["actor"],
+        last.as_str(),
+        "the promoted waiter came next"
+    );
+    // Every other waiter is at the same line: one command lets them all go on.
+    let location = &requests[0].1;
+    let tail = location.rsplit('/').next().expect("tail").to_owned();
+    run.send(json!({"cmd": "continue_all", "location": tail}));
+    run.wait_notice("continue all: 17 waiting pauses");
+    run.seen_or_wait("the promoted one's prompt", |e| {
+        e["event"] == "repl_ready" && e["actor"] == last.as_str()
+    });
+    run.input("c\n");
+    let (code, events) = run.finish();
+    assert_eq!(code, 0);
+    assert_eq!(count(&events, "lock_granted"), 2);
+    assert_eq!(count(&events, "request_skipped"), 18);
+    assert!(!events.iter().any(|e| e["event"] == "actor_exited"
+        && e["code"] != 0
+        && e["code"] != serde_json::Value::Null));
+}
+
+#[test]
+fn q02_auto_continue_lets_every_later_pause_at_a_location_go_on() {
+    let mut run = Run::start(BIN, &["__demo", "bench_top", "6", "3"]);
+    let first = run.wait_event("lock_granted");
+    let location = run
+        .events
+        .iter()
+        .find(|e| e["event"] == "lock_requested")
+        .expect("request")["location"]
+        .as_str()
+        .expect("loc")
+        .to_owned();
+    run.send(json!({"cmd": "auto_continue", "location": location}));
+    run.wait_notice("auto-continue");
+    run.seen_or_wait("the holder's prompt", |e| {
+        e["event"] == "repl_ready" && e["actor"] == first["actor"]
+    });
+    run.input("c\n");
+    // Every one of the remaining 17 pauses (6 actors × 3, minus the one that held) goes on.
+    let (code, events) = run.finish();
+    assert_eq!(code, 0);
+    assert_eq!(count(&events, "lock_granted"), 1);
+    assert_eq!(count(&events, "request_skipped"), 17);
+    assert!(
+        events
+            .iter()
+            .any(|e| crate::harness::is_notice(e, "auto-continued"))
+    );
+}
