@@ -73,6 +73,20 @@ pub enum Action {
     DumpAll,
     /// Freeze the whole tree, or resume it.
     Freeze,
+    /// Act on the selected waiter of the lock pane.
+    Queue(QueueOp),
+}
+
+/// What the lock pane's keys do to its selected waiter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueOp {
+    Promote,
+    Defer,
+    Skip,
+    /// Skip every waiter at its location.
+    ContinueHere,
+    /// Skip every pause at its location, from now on.
+    AutoContinueHere,
 }
 
 /// What a terminal sends for `k`: characters as UTF-8, Ctrl-letter as the control byte
@@ -187,6 +201,11 @@ fn map_key(k: KeyEvent, mode: Mode, overlay: OverlayKind) -> Action {
             KeyCode::Char('D') => Action::Drive,
             KeyCode::Char('T') => Action::DumpAll,
             KeyCode::Char('Z') => Action::Freeze,
+            KeyCode::Char('p') => Action::Queue(QueueOp::Promote),
+            KeyCode::Char('d') => Action::Queue(QueueOp::Defer),
+            KeyCode::Char('s') => Action::Queue(QueueOp::Skip),
+            KeyCode::Char('C') => Action::Queue(QueueOp::ContinueHere),
+            KeyCode::Char('A') => Action::Queue(QueueOp::AutoContinueHere),
             KeyCode::Up | KeyCode::Char('k') => Action::Move(-1),
             KeyCode::Down | KeyCode::Char('j') => Action::Move(1),
             KeyCode::Left | KeyCode::Char('h') => Action::Collapse,

@@ -418,10 +418,20 @@ impl Model {
             Action::Edit(key) => {
                 self.ui.input.input(key);
             }
+            Action::Move(d) if self.ui.focus == Pane::Lock => {
+                let last = self.state.queue.len().saturating_sub(1);
+                let cur = self.ui.queue_sel.min(last);
+                self.ui.queue_sel = if d < 0 {
+                    cur.saturating_sub(d.unsigned_abs() as usize)
+                } else {
+                    (cur + d as usize).min(last)
+                };
+            }
             Action::Move(d) => {
                 self.ui.focus = Pane::Tree;
                 self.move_selection(d);
             }
+            Action::Queue(op) => self.queue_op(op),
             Action::Collapse | Action::Expand => {
                 let collapse = action == Action::Collapse;
                 if let Some(id) = self.ui.selected
@@ -517,6 +527,40 @@ impl Model {
             return;
         }
         self.out.push(cmd);
+    }
+
+    fn queue_op(&mut self, op: super::input::QueueOp) {
+        use super::input::QueueOp;
+        if self.ui.focus != Pane::Lock {
+            self.flash("Tab to the lock pane, pick a waiter with j/k, then p d s C A".into());
+            return;
+        }
+        let Some(r) = self
+            .state
+            .queue
+            .get(
+                self.ui
+                    .queue_sel
+                    .min(self.state.queue.len().saturating_sub(1)),
+            )
+            .cloned()
+        else {
+            self.flash("nobody waits for the lock".into());
+            return;
+        };
+        let (actor, task) = (r.actor, r.task);
+        self.send(match op {
+            QueueOp::Promote => RuntimeCommand::Promote { actor, task },
+            QueueOp::Defer => RuntimeCommand::Defer { actor, task },
+            QueueOp::Skip => RuntimeCommand::Skip { actor, task },
+            QueueOp::ContinueHere => RuntimeCommand::ContinueAll {
+                location: Some(r.location.clone()),
+                actor: None,
+            },
+            QueueOp::AutoContinueHere => RuntimeCommand::AutoContinue {
+                location: r.location.clone(),
+            },
+        });
     }
 
     /// This console is attached to a run elsewhere and does not drive it.

@@ -25,6 +25,8 @@ pub struct UiState {
     pub terminal: Option<ActorId>,
     pub tab: BottomTab,
     pub dump_scroll: u16,
+    /// The waiter the queue keys act on (an index into the queue).
+    pub queue_sel: usize,
     /// The Dump tab shows the latest tree-wide snapshot (`T`) instead of the selected
     /// actor's dump (`F5`).
     pub show_snapshot: bool,
@@ -84,6 +86,7 @@ impl UiState {
             terminal: None,
             tab: BottomTab::Output,
             dump_scroll: 0,
+            queue_sel: 0,
             show_snapshot: false,
             output_scroll: 0,
             repl_scroll: 0,
@@ -162,6 +165,8 @@ pub fn model<'a>(s: &'a ConsoleState, ui: &'a UiState, now: Instant) -> ScreenMo
             .iter()
             .map(|r| entry(s, r, now.saturating_duration_since(r.since)))
             .collect(),
+        selected: (ui.focus == Pane::Lock && !s.queue.is_empty())
+            .then(|| ui.queue_sel.min(s.queue.len() - 1)),
     };
     let selected = ui.selected.and_then(|id| s.actor(id));
     let terminal = ui.terminal.and_then(|id| s.actor(id));

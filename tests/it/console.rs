@@ -522,3 +522,41 @@ fn c14_t_snapshots_the_whole_tree_in_the_dump_tab_and_z_freezes_it() {
     con.keys("y");
     assert_ne!(con.finish(), -1);
 }
+
+#[test]
+fn c15_the_lock_pane_keys_promote_a_waiter_and_auto_continue_the_rest() {
+    let con = Console::start(BIN, &["__demo", "bench_top", "3", "1"]);
+    let s = con.wait("two waiting", |c| c.contains("Lock · 2 waiting"));
+    // Which waiter is second in the queue now.
+    let second = s
+        .lines()
+        .find_map(|l| l.split("│2. ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("second waiter")
+        .to_owned();
+    con.keys("\x1b");
+    // Tab cycles the panes; the lock pane shows its selection once it has the focus.
+    let mut focused = false;
+    for _ in 0..4 {
+        con.keys("\t");
+        if con
+            .wait_within(Duration::from_secs(2), |c| c.contains("▸1."))
+            .is_some()
+        {
+            focused = true;
+            break;
+        }
+    }
+    assert!(focused, "{}", con.contents());
+    con.keys("j");
+    con.wait("the second waiter selected", |c| c.contains("▸2."));
+    con.keys("p");
+    con.wait("promoted to the front", |c| {
+        c.lines().any(|l| l.contains(&format!("1. {second} ")))
+    });
+    con.keys("A");
+    con.wait("every waiter gone", |c| c.contains("Lock · 0 waiting"));
+    con.keys("i");
+    con.keys("c\r");
+    assert_eq!(con.finish(), 0);
+}

@@ -77,6 +77,8 @@ pub struct LockModel {
     pub holder: Option<LockEntry>,
     pub warning: Option<String>,
     pub queue: Vec<LockEntry>,
+    /// The waiter the queue keys act on (shown while the lock pane has the focus).
+    pub selected: Option<usize>,
 }
 
 /// The REPL pane: the holder's session, or (nobody holds) the selected actor's output.
@@ -480,8 +482,16 @@ fn draw_lock(frame: &mut Frame<'_>, area: Rect, m: &LockModel, focused: bool, th
         ));
     }
     for (i, w) in m.queue.iter().enumerate() {
+        let mark = if m.selected == Some(i) { "▸" } else { "" };
         lines.push(Line::from(vec![
-            Span::raw(format!("{}. ", i + 1)),
+            Span::styled(
+                format!("{mark}{}. ", i + 1),
+                if mark.is_empty() {
+                    Style::default()
+                } else {
+                    theme.fg(Color::Yellow).add_modifier(Modifier::REVERSED)
+                },
+            ),
             Span::styled(
                 format!("{} {}", w.actor, w.name),
                 Style::default().add_modifier(Modifier::BOLD),
@@ -692,18 +702,13 @@ pub const KEYS: &[KeyHelp] = &[
         Some("quit"),
     ),
     key(
-        "D",
-        "(nav, attached) ask to drive, or give driving up",
+        "T / Z / D",
+        "(nav) snapshot all actors · freeze/resume · drive (attached)",
         None,
     ),
     key(
-        "T",
-        "(nav) dump every actor at once: one snapshot, saved",
-        None,
-    ),
-    key(
-        "Z",
-        "(nav) freeze the whole tree (SIGSTOP), again to resume",
+        "p d s C A",
+        "(lock pane) promote, defer, skip, continue or auto-continue",
         None,
     ),
     key("Esc", "leave the REPL input for navigation", None),

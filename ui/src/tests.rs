@@ -83,6 +83,7 @@ fn model<'a>(f: &'a Fixture, overlay: Overlay, tab: BottomTab) -> ScreenModel<'a
             selected: Some(1),
         },
         lock: LockModel {
+            selected: None,
             holder: Some(entry(
                 "2",
                 "worker-a",
@@ -190,6 +191,7 @@ fn no_color_uses_no_colours() {
 fn lock_pane_marks_a_stale_holder() {
     let mut term = Terminal::new(TestBackend::new(40, 12)).expect("terminal");
     let m = LockModel {
+        selected: None,
         holder: Some(entry("7", "hung", "main", "pause", "src/x.rs:1:1", 42)),
         warning: Some("suspect: no sign of life for 42s".into()),
         queue: vec![entry("8", "waiter", "main", "pause", "src/y.rs:2:2", 40)],
