@@ -172,6 +172,7 @@ fn request(s: &mut UnixStream, task: u64, location: &str) {
             task_name: format!("t{task}"),
             reason: Reason::Pause,
             location: location.to_owned(),
+            peek: None,
         },
     )
     .expect("request");

@@ -58,6 +58,7 @@ fn render_1000() {
                     task_name: "main".into(),
                     reason: Reason::Pause,
                     location: "src/worker.rs:10:5".into(),
+                    peek: None,
                 },
                 now,
             );

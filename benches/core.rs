@@ -13,6 +13,7 @@ fn codec(c: &mut Criterion) {
         task_name: "main".into(),
         reason: Reason::Pause,
         location: "src/main.rs:10:5".into(),
+        peek: None,
     };
     let output = ToRoot::ReplOutput {
         task: 7,

@@ -65,6 +65,7 @@ fn corpus() -> Vec<Vec<u8>> {
             task_name: "main".into(),
             reason: Reason::Crash,
             location: "x.rs:1".into(),
+            peek: None,
         },
         ToRoot::LockRelease {
             task: 1,

@@ -75,6 +75,7 @@ async fn actor<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, n: usize, go: Arc<Ba
             task_name: "main".into(),
             reason: Reason::Pause,
             location: format!("load.rs:{n}"),
+            peek: None,
         },
     )
     .await

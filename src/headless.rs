@@ -184,6 +184,7 @@ mod tests {
                 task_name: "main".into(),
                 reason: Reason::Crash,
                 location: "a.rs:1".into(),
+                peek: None,
             },
             RuntimeEvent::LockGranted {
                 actor: ActorId(2),

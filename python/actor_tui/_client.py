@@ -350,7 +350,7 @@ class Client:
         self.send_quietly({"type": "repl_where", "task": session.task, "epoch": session.epoch,
                            "task_name": task_name, "location": location})
 
-    def request_lock(self, task, task_name, reason, location, meanwhile=None):
+    def request_lock(self, task, task_name, reason, location, meanwhile=None, peek=None):
         """Asks for the lock and waits as long as the queue takes. Returns the Session, or
         None (after a warning on stderr) if the root refused or went away. `meanwhile()`
         runs right after the request is sent: work the session needs (building the
@@ -363,8 +363,11 @@ class Client:
         token = _shield.enter()
         session = None
         try:
-            self.send({"type": "lock_request", "task": task, "task_name": task_name,
-                       "reason": reason, "location": location})
+            msg = {"type": "lock_request", "task": task, "task_name": task_name,
+                   "reason": reason, "location": location}
+            if peek:
+                msg["peek"] = peek[:8192]
+            self.send(msg)
             if meanwhile is not None:
                 try:
                     meanwhile()

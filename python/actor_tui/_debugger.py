@@ -635,7 +635,8 @@ def set_trace(*, header=None, commands=None):
         # first prompt of a process after a handoff is as quick as a later one.
         task, task_name = current_task()
         location = _location(frame)
-        session = client.request_lock(task, task_name, "pause", location, meanwhile=lambda: _prepare(frame))
+        session = client.request_lock(task, task_name, "pause", location,
+                                      meanwhile=lambda: _prepare(frame), peek=_peek(frame))
         if session is None:
             return
     p = _thread_pdb()
@@ -982,6 +983,34 @@ def _add_pytest_plugin(config_module):
 
 
 _installed = False
+
+
+def _peek(frame):
+    """What the console shows of this pause while it waits: pdb's `where` (the innermost
+    frames) and the frame's locals, each cut short. Never raises."""
+    try:
+        import reprlib
+        import traceback
+
+        lines = ["where:"]
+        for entry in traceback.format_stack(frame)[-8:]:
+            lines.extend("  " + l for l in entry.rstrip("\n").split("\n"))
+        short = reprlib.Repr()
+        short.maxstring = short.maxother = 120
+        local = sorted(frame.f_locals.items())
+        if local:
+            lines.append("locals:")
+            for name, value in local[:30]:
+                if name.startswith("__") and name.endswith("__"):
+                    continue
+                try:
+                    text = short.repr(value)
+                except Exception:
+                    text = "<unprintable>"
+                lines.append("  %s = %s" % (name, text))
+        return "\n".join(lines)
+    except Exception:
+        return None
 
 
 def install(connect=None):

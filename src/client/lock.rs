@@ -28,6 +28,7 @@ pub(crate) fn request(
     task_name: String,
     reason: Reason,
     location: String,
+    peek: Option<String>,
 ) -> Result<Grant, PauseError> {
     let mb = client.lock_route(task);
     let sent = client.send(&ToRoot::LockRequest {
@@ -35,6 +36,7 @@ pub(crate) fn request(
         task_name,
         reason,
         location,
+        peek,
     });
     if let Err(e) = sent {
         client.drop_lock_route(task, &mb);
@@ -121,6 +123,7 @@ pub fn acquire_lock(reason: Reason, location: &str) -> Result<LockGuard, PauseEr
         registry::task_name(task),
         reason,
         location.into(),
+        None,
     )?;
     Ok(LockGuard { grant })
 }

@@ -212,6 +212,31 @@ pub(super) fn session(task: u64, ctx: PauseCtx) -> Result<(), PauseError> {
     }
 }
 
+/// What the console shows of this pause while it waits: the captured values and the top of
+/// the stack, bounded (the root cuts it to 8 KiB anyway).
+fn peek_of(ctx: &PauseCtx) -> String {
+    let mut out = String::new();
+    if let Some(m) = &ctx.message {
+        out.push_str(&format!("panic: {m}\n"));
+    }
+    if !ctx.values.is_empty() {
+        out.push_str("values:\n");
+        for (name, value) in ctx.values.iter().take(32) {
+            let v: String = value.chars().take(200).collect();
+            out.push_str(&format!("  {name} = {v}\n"));
+        }
+    }
+    let bt = ctx.backtrace.to_string();
+    if !bt.trim().is_empty() && !bt.contains("disabled backtrace") {
+        out.push_str("stack:\n");
+        for line in bt.lines().take(40) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
 fn remote_session(client: &Arc<Client>, task: u64, ctx: PauseCtx) -> Result<(), PauseError> {
     registry::set_state(task, TaskState::Queued(ctx.location.clone()));
     let result = match lock::request(
@@ -220,6 +245,7 @@ fn remote_session(client: &Arc<Client>, task: u64, ctx: PauseCtx) -> Result<(), 
         ctx.task_name.clone(),
         ctx.reason,
         ctx.location.clone(),
+        Some(peek_of(&ctx)),
     ) {
         Ok(grant) => run_session(grant, &ctx),
         Err(PauseError::Skipped(why)) => {

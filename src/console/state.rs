@@ -75,6 +75,8 @@ pub struct Request {
     pub reason: Reason,
     pub location: String,
     pub since: Instant,
+    /// What the actor showed of its pause, to look at while it waits.
+    pub peek: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -263,6 +265,7 @@ impl ConsoleState {
                 task_name,
                 reason,
                 location,
+                peek,
             } => {
                 if reason == Reason::Crash
                     && let Some(a) = self.actor_mut(actor)
@@ -276,6 +279,7 @@ impl ConsoleState {
                     reason,
                     location,
                     since: now,
+                    peek,
                 });
             }
             RuntimeEvent::LockGranted { actor, task, epoch } => {
@@ -292,6 +296,7 @@ impl ConsoleState {
                         reason: Reason::Pause,
                         location: String::new(),
                         since: now,
+                        peek: None,
                     },
                 };
                 self.holder = Some(Holder {
@@ -759,6 +764,7 @@ mod tests {
             task_name: "main".into(),
             reason,
             location: "x.rs:1".into(),
+            peek: None,
         }
     }
 

@@ -631,6 +631,7 @@ mod tests {
                     task_name: "main".into(),
                     reason: Reason::Pause,
                     location: "leaf.rs:9".into(),
+                    peek: None,
                 },
                 RuntimeEvent::LockGranted {
                     actor: ActorId(3),

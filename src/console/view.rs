@@ -217,20 +217,38 @@ pub fn model<'a>(s: &'a ConsoleState, ui: &'a UiState, now: Instant) -> ScreenMo
             },
         },
     };
-    let bottom = BottomModel {
-        tab: ui.tab,
-        title: selected.map_or_else(String::new, |a| {
-            format!("· {} {} · pid {}", a.id, a.name, a.pid)
-        }),
-        output: selected
-            .and_then(|a| a.output.as_ref())
-            .map(vt100::Parser::screen),
-        dump: if ui.show_snapshot {
-            s.snapshot.as_deref()
-        } else {
-            selected.and_then(|a| a.dump.as_deref())
+    // A waiter picked in the lock pane: its peek, without taking the lock.
+    let peeked = (ui.focus == Pane::Lock && !s.queue.is_empty())
+        .then(|| &s.queue[ui.queue_sel.min(s.queue.len() - 1)])
+        .filter(|r| r.peek.is_some());
+    let bottom = match peeked {
+        Some(r) => BottomModel {
+            tab: BottomTab::Dump,
+            title: format!(
+                "· peek of {} {} · waiting at {}",
+                r.actor,
+                s.actor(r.actor).map(|a| a.name.as_str()).unwrap_or(""),
+                r.location
+            ),
+            output: None,
+            dump: r.peek.as_deref(),
+            dump_scroll: ui.dump_scroll,
         },
-        dump_scroll: ui.dump_scroll,
+        None => BottomModel {
+            tab: ui.tab,
+            title: selected.map_or_else(String::new, |a| {
+                format!("· {} {} · pid {}", a.id, a.name, a.pid)
+            }),
+            output: selected
+                .and_then(|a| a.output.as_ref())
+                .map(vt100::Parser::screen),
+            dump: if ui.show_snapshot {
+                s.snapshot.as_deref()
+            } else {
+                selected.and_then(|a| a.dump.as_deref())
+            },
+            dump_scroll: ui.dump_scroll,
+        },
     };
     let fresh = |t: &Instant| now.saturating_duration_since(*t) < Duration::from_secs(8);
     let message = ui

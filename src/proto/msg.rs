@@ -196,6 +196,10 @@ pub enum ToRoot {
         task_name: String,
         reason: Reason,
         location: String,
+        /// A small look at the pause, shown while the request waits (captured values and
+        /// the stack: Rust; `where` and the frame's locals: Python). Cut to 8 KiB.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peek: Option<String>,
     },
     /// Give the lock back. `epoch` is the one from `lock_granted`; a stale epoch is ignored.
     LockRelease {

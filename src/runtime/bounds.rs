@@ -17,6 +17,9 @@ pub const LOCK_REQUESTS_PER_SEC: u32 = 100;
 /// character boundary and marked.
 pub const MAX_FIELD: usize = 4096;
 
+/// A lock request's peek (values, stack, locals) is cut to this.
+pub const MAX_PEEK: usize = 8192;
+
 /// Largest single `input` command. Bigger pastes are refused with a notice (the session
 /// keeps running); nobody types 8 MiB into a debugger on purpose.
 pub const MAX_INPUT: usize = 8 << 20;

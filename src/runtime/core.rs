@@ -833,6 +833,7 @@ impl Core {
                 task_name,
                 reason,
                 location,
+                peek,
             } => {
                 let now = self.now;
                 let admitted = self
@@ -865,12 +866,14 @@ impl Core {
                 // Bounded before anything keeps them (the queue, events, the console).
                 let task_name = bounds::truncate(task_name, bounds::MAX_FIELD);
                 let location = bounds::truncate(location, bounds::MAX_FIELD);
+                let peek = peek.map(|p| bounds::truncate(p, bounds::MAX_PEEK));
                 self.event(RuntimeEvent::LockRequested {
                     actor,
                     task,
                     task_name: task_name.clone(),
                     reason,
                     location: location.clone(),
+                    peek,
                 });
                 if self.quitting {
                     self.refuse(actor, task, "actor-tui is quitting".into());
@@ -2263,6 +2266,7 @@ mod tests {
                     task_name: "main".into(),
                     reason: Reason::Pause,
                     location: "x.rs:1".into(),
+                    peek: None,
                 },
             })
         }
@@ -2979,6 +2983,7 @@ mod tests {
                     task_name: "t".into(),
                     reason: Reason::Pause,
                     location: "x".into(),
+                    peek: None,
                 },
             });
             for e in &out {
@@ -3002,6 +3007,7 @@ mod tests {
                 task_name: "t".into(),
                 reason: Reason::Pause,
                 location: "x".into(),
+                peek: None,
             },
         });
         assert!(
@@ -3021,6 +3027,7 @@ mod tests {
                 task_name: "main".into(),
                 reason: Reason::Pause,
                 location: "x".into(),
+                peek: None,
             },
         });
         assert!(

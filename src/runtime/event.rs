@@ -33,6 +33,10 @@ pub enum RuntimeEvent {
         task_name: String,
         reason: Reason,
         location: String,
+        /// What the actor showed of its pause (values, stack, locals), to look at while it
+        /// waits; absent if it sent none.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        peek: Option<String>,
     },
     LockGranted {
         actor: ActorId,

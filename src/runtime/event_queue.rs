@@ -71,8 +71,9 @@ fn control_size(ev: &RuntimeEvent) -> usize {
         RuntimeEvent::LockRequested {
             task_name,
             location,
+            peek,
             ..
-        } => task_name.len() + location.len(),
+        } => task_name.len() + location.len() + peek.as_ref().map_or(0, String::len),
         RuntimeEvent::Notice { message, .. } => message.len(),
         RuntimeEvent::Completions { matches, .. } => matches.iter().map(String::len).sum(),
         _ => 0,

@@ -342,6 +342,7 @@ mod tests {
             task_name: "main".into(),
             reason: Reason::Pause,
             location: "x.py:1".into(),
+            peek: None,
         }
     }
 

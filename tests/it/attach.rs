@@ -207,6 +207,7 @@ fn at03_frames_out_of_role_drop_that_connection_only() {
                     task_name: "t".into(),
                     reason: actor_tui::proto::Reason::Pause,
                     location: "x".into(),
+                    peek: None,
                 },
             ],
             "a viewer may send only commands",

@@ -548,6 +548,10 @@ fn c15_the_lock_pane_keys_promote_a_waiter_and_auto_continue_the_rest() {
         }
     }
     assert!(focused, "{}", con.contents());
+    // Picking a waiter shows its peek, without taking the lock.
+    con.wait("the waiter's peek", |c| {
+        c.contains("peek of") && c.contains("round = 0")
+    });
     con.keys("j");
     con.wait("the second waiter selected", |c| c.contains("▸2."));
     con.keys("p");

@@ -125,6 +125,7 @@ impl Peer {
             task_name: format!("t{task}"),
             reason: Reason::Pause,
             location,
+            peek: None,
         });
     }
 }

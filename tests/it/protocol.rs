@@ -34,6 +34,7 @@ fn golden_frames() {
                 task_name: "main".into(),
                 reason: Reason::Crash,
                 location: "a.rs:1:2".into(),
+                peek: None,
             })
             .expect("encode"),
             "0000004785a474797065ac6c6f636b5f72657175657374a47461736b07a97461736b5f6e616d65a46d61696ea6726561736f6ea56372617368a86c6f636174696f6ea8612e72733a313a32",

@@ -94,3 +94,40 @@ fn q02_auto_continue_lets_every_later_pause_at_a_location_go_on() {
             .any(|e| crate::harness::is_notice(e, "auto-continued"))
     );
 }
+
+#[test]
+fn q03_waiting_requests_carry_a_peek_of_their_pause() {
+    // Rust: the values `pause!` captured.
+    let mut run = Run::start(BIN, &["__demo", "bench_top", "2", "1"]);
+    for _ in 0..2 {
+        let e = run.wait_event("lock_requested");
+        let peek = e["peek"].as_str().unwrap_or_else(|| panic!("no peek: {e}"));
+        assert!(peek.contains("round = 0"), "{peek}");
+    }
+    run.seen_or_wait("the first prompt", |e| e["event"] == "repl_ready");
+    run.input("c\n");
+    run.continue_all();
+    run.finish();
+    // Python: pdb's `where` and the frame's locals.
+    let path = format!(
+        "{}/examples/python/multiproc.py",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let mut run = Run::start("python3", &[path.as_str(), "fork"]);
+    for _ in 0..3 {
+        let e = run.wait_event("lock_requested");
+        let peek = e["peek"].as_str().unwrap_or_else(|| panic!("no peek: {e}"));
+        assert!(
+            peek.contains("where:") && peek.contains("multiproc.py"),
+            "{peek}"
+        );
+        assert!(
+            peek.contains("locals:") && peek.contains("share = "),
+            "{peek}"
+        );
+    }
+    run.seen_or_wait("the first prompt", |e| e["event"] == "repl_ready");
+    run.input("c\n");
+    run.continue_all();
+    run.finish();
+}
