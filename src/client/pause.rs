@@ -212,8 +212,10 @@ pub(super) fn session(task: u64, ctx: PauseCtx) -> Result<(), PauseError> {
     }
 }
 
-/// What the console shows of this pause while it waits: the captured values and the top of
-/// the stack, bounded (the root cuts it to 8 KiB anyway).
+/// What the console shows of this pause while it waits: the panic message and the captured
+/// values, bounded (the root cuts it to 8 KiB anyway). Not the backtrace: symbolizing it
+/// costs hundreds of milliseconds in a debug build, and the request must not wait for that
+/// (it would reorder who asked first, and slow every handoff).
 fn peek_of(ctx: &PauseCtx) -> String {
     let mut out = String::new();
     if let Some(m) = &ctx.message {
@@ -226,14 +228,7 @@ fn peek_of(ctx: &PauseCtx) -> String {
             out.push_str(&format!("  {name} = {v}\n"));
         }
     }
-    let bt = ctx.backtrace.to_string();
-    if !bt.trim().is_empty() && !bt.contains("disabled backtrace") {
-        out.push_str("stack:\n");
-        for line in bt.lines().take(40) {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
+    out.push_str(&format!("at {} (task {})\n", ctx.location, ctx.task_name));
     out
 }
 
