@@ -59,13 +59,9 @@ pub fn default_name() -> String {
         .ok()
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| nix::unistd::geteuid().to_string());
-    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_default();
-    if host.is_empty() {
-        user
-    } else {
-        format!("{user}@{host}")
+    match crate::runtime::procs::hostname() {
+        Some(host) => format!("{user}@{host}"),
+        None => user,
     }
 }
 
@@ -274,14 +270,13 @@ where
             loop {
                 match proto::read_frame::<_, ToViewer>(&mut rd).await {
                     Ok(Some(ToViewer::Event { event })) => {
-                        let last = matches!(event, RuntimeEvent::Exit { .. });
-                        let code = match &event {
+                        let exit = match &event {
                             RuntimeEvent::Exit { code } => Some(*code),
                             _ => None,
                         };
                         forward(&ev_tx, event).await;
-                        if last {
-                            return code.unwrap_or(0);
+                        if let Some(code) = exit {
+                            return code;
                         }
                     }
                     Ok(Some(ToViewer::Error { message })) => {

@@ -33,24 +33,18 @@ pub async fn run(mut rt: Runtime) -> i32 {
         eprintln!("actor-tui: cannot install signal handlers: {e}");
     }
     // A closed stdin (CI, `< /dev/null`) is not a request to quit: the run goes on.
-    let reader = tokio::spawn(read_commands(commands));
+    let reader = tokio::spawn(read_commands(commands, None));
     let mut out = tokio::io::stdout();
     let mut code = None;
     while let Some(ev) = rt.events.recv().await {
-        let last = matches!(ev, RuntimeEvent::Exit { .. });
         if let RuntimeEvent::Exit { code: c } = ev {
             code = Some(c);
         }
-        let mut line = event_json(&ev).to_string();
-        line.push('\n');
-        if out.write_all(line.as_bytes()).await.is_err() {
-            // Nobody reads our stdout any more; keep draining so the run still ends cleanly.
-            continue;
-        }
-        // Flushing per event keeps a driving script in lock-step with the tree.
-        let _ = out.flush().await;
+        // A failed write: nobody reads our stdout any more; keep draining so the run still
+        // ends cleanly.
+        write_event(&mut out, &ev).await;
         // `exit` is the last line, even if an escaped daemon still holds a PTY open.
-        if last {
+        if code.is_some() {
             break;
         }
     }
@@ -66,58 +60,19 @@ pub async fn run(mut rt: Runtime) -> i32 {
 /// only closes this viewer's connection; the run goes on. Returns the run's exit code if it
 /// ended while attached, 0 after a detach, 1 if the link to the root was lost.
 pub async fn run_attached(mut rt: Runtime) -> i32 {
-    use tokio::signal::unix::{SignalKind, signal};
-    let commands = rt.commands.clone();
     let (detach_tx, mut detach_rx) = mpsc::channel::<()>(1);
-    let reader = tokio::spawn(async move {
-        let mut lines = BufReader::new(tokio::io::stdin()).lines();
-        let mut err = tokio::io::stderr();
-        while let Ok(Some(line)) = lines.next_line().await {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let detach = serde_json::from_str::<Value>(&line)
-                .ok()
-                .is_some_and(|v| v.get("cmd").and_then(Value::as_str) == Some("detach"));
-            if detach {
-                let _ = detach_tx.send(()).await;
-                return;
-            }
-            match parse_command(&line) {
-                Ok(cmd) => {
-                    if commands.send(cmd).await.is_err() {
-                        return;
-                    }
-                }
-                Err(e) => {
-                    let msg =
-                        json!({"event": "command_error", "line": line, "error": e.to_string()});
-                    let _ = err.write_all(format!("{msg}\n").as_bytes()).await;
-                }
-            }
-        }
-    });
-    let mut sigs = [
-        SignalKind::interrupt(),
-        SignalKind::terminate(),
-        SignalKind::hangup(),
-    ]
-    .map(signal);
+    let reader = tokio::spawn(read_commands(rt.commands.clone(), Some(detach_tx)));
+    let signalled = any_signal();
+    tokio::pin!(signalled);
     let mut out = tokio::io::stdout();
     let code = loop {
-        let [a, b, c] = &mut sigs;
         let ev = tokio::select! {
             ev = rt.events.recv() => ev,
             Some(()) = detach_rx.recv() => break 0,
-            Some(()) = async { match a { Ok(s) => s.recv().await, Err(_) => None } } => break 0,
-            Some(()) = async { match b { Ok(s) => s.recv().await, Err(_) => None } } => break 0,
-            Some(()) = async { match c { Ok(s) => s.recv().await, Err(_) => None } } => break 0,
+            () = &mut signalled => break 0,
         };
         let Some(ev) = ev else { break 1 };
-        let mut line = event_json(&ev).to_string();
-        line.push('\n');
-        let _ = out.write_all(line.as_bytes()).await;
-        let _ = out.flush().await;
+        write_event(&mut out, &ev).await;
         if let RuntimeEvent::Exit { code } = ev {
             break code;
         }
@@ -127,7 +82,38 @@ pub async fn run_attached(mut rt: Runtime) -> i32 {
     code
 }
 
-async fn read_commands(commands: mpsc::Sender<RuntimeCommand>) {
+/// SIGINT, SIGTERM or SIGHUP (whichever can be listened for).
+async fn any_signal() {
+    use tokio::signal::unix::{Signal, SignalKind, signal};
+    async fn next(s: &mut Option<Signal>) {
+        match s {
+            Some(s) => {
+                s.recv().await;
+            }
+            None => std::future::pending().await,
+        }
+    }
+    let mut int = signal(SignalKind::interrupt()).ok();
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut hup = signal(SignalKind::hangup()).ok();
+    tokio::select! {
+        () = next(&mut int) => {}
+        () = next(&mut term) => {}
+        () = next(&mut hup) => {}
+    }
+}
+
+/// One event as a JSON line, flushed at once (a driving script stays in lock-step with the
+/// tree). False if stdout is gone.
+async fn write_event(out: &mut tokio::io::Stdout, ev: &RuntimeEvent) -> bool {
+    let mut line = event_json(ev).to_string();
+    line.push('\n');
+    out.write_all(line.as_bytes()).await.is_ok() && out.flush().await.is_ok()
+}
+
+/// Command lines from stdin to the engine; a bad line is reported on stderr and skipped.
+/// With `detach`, `{"cmd":"detach"}` says so and ends the reading (an attached viewer's).
+async fn read_commands(commands: mpsc::Sender<RuntimeCommand>, detach: Option<mpsc::Sender<()>>) {
     let mut lines = BufReader::new(tokio::io::stdin()).lines();
     let mut err = tokio::io::stderr();
     // Keep our sender alive after stdin ends: dropping it would tell the engine to quit.
@@ -135,6 +121,14 @@ async fn read_commands(commands: mpsc::Sender<RuntimeCommand>) {
     while let Ok(Some(line)) = lines.next_line().await {
         if line.trim().is_empty() {
             continue;
+        }
+        if let Some(tx) = &detach
+            && serde_json::from_str::<Value>(&line)
+                .ok()
+                .is_some_and(|v| v.get("cmd").and_then(Value::as_str) == Some("detach"))
+        {
+            let _ = tx.send(()).await;
+            return;
         }
         match parse_command(&line) {
             Ok(cmd) => {

@@ -1305,12 +1305,7 @@ impl Core {
         if self.first == Some(actor) {
             self.first_code = Some(exit.status_code());
             // The program is over: whatever it left running is torn down, gently.
-            let live: Vec<ActorId> = self
-                .tree
-                .iter()
-                .filter(|n| n.is_live())
-                .map(|n| n.id)
-                .collect();
+            let live = self.tree.live_ids();
             for id in live {
                 self.cancel_subtree(id, false);
             }
@@ -1661,12 +1656,7 @@ impl Core {
             return;
         }
         self.frozen = on;
-        let live: Vec<ActorId> = self
-            .tree
-            .iter()
-            .filter(|n| n.is_live())
-            .map(|n| n.id)
-            .collect();
+        let live = self.tree.live_ids();
         for id in live {
             self.signal(id, if on { Sig::Stop } else { Sig::Cont });
         }
@@ -1809,12 +1799,7 @@ impl Core {
             self.notice(None, "dump all: a snapshot is being taken already".into());
             return;
         }
-        let live: Vec<ActorId> = self
-            .tree
-            .iter()
-            .filter(|n| n.exited.is_none() && (n.spawned || n.connected))
-            .map(|n| n.id)
-            .collect();
+        let live = self.tree.live_ids();
         self.snapshot = Some(Snapshot::default());
         for actor in live {
             if let Some(req) = self.start_dump(actor)

@@ -58,10 +58,6 @@ impl HangWatch {
         }
     }
 
-    pub fn is_marked(&self, actor: ActorId) -> bool {
-        self.actors.get(&actor).is_some_and(|s| s.marked)
-    }
-
     /// One round of samples (every live actor); `holder_with_waiters` is the lock holder if
     /// requests wait behind it.
     pub fn observe(
@@ -162,7 +158,6 @@ mod tests {
         );
         let v = w.observe(at(6), &[sample(1, 10), sample(2, 50)], Some(ActorId(1)));
         assert_eq!(v.hung, vec![(ActorId(1), Duration::from_secs(6))]);
-        assert!(w.is_marked(ActorId(1)) && !w.is_marked(ActorId(2)));
         // Marked once, not again.
         assert!(
             w.observe(at(7), &[sample(1, 10), sample(2, 60)], Some(ActorId(1)))

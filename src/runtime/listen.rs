@@ -81,9 +81,7 @@ pub async fn listen(
     let advertised = match advertise {
         Some(a) => a.to_owned(),
         None if bound.ip().is_unspecified() => {
-            let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|h| h.trim().to_owned())
-                .unwrap_or_else(|_| "localhost".into());
+            let host = super::procs::hostname().unwrap_or_else(|| "localhost".into());
             format!("{host}:{}", bound.port())
         }
         None => bound.to_string(),

@@ -57,6 +57,14 @@ pub fn become_subreaper() {
 
 /// (parent pid, state letter, process group) from `/proc/PID/stat`: the one place the
 /// root parses that file.
+/// This host's name (`/proc/sys/kernel/hostname`), if it has one.
+pub fn hostname() -> Option<String> {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+}
+
 /// The signal the bundled Python client arms faulthandler for (see python/actor_tui/_dump.py).
 pub fn stacks_signal() -> libc::c_int {
     libc::SIGRTMIN() + 5

@@ -245,6 +245,15 @@ impl ActorTree {
     pub fn any_live(&self) -> bool {
         self.nodes.values().any(ActorNode::is_live)
     }
+
+    /// Ids of every live actor, in id order (parents before children).
+    pub fn live_ids(&self) -> Vec<ActorId> {
+        self.nodes
+            .values()
+            .filter(|n| n.is_live())
+            .map(|n| n.id)
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -57,14 +57,6 @@ impl Viewers {
         self.driver
     }
 
-    pub fn len(&self) -> usize {
-        self.list.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
-    }
-
     fn change(&self, conn: ConnId, role: ViewerRole) -> Change {
         let v = self.list.get(&conn);
         Change {
@@ -290,7 +282,7 @@ mod tests {
         assert_eq!(gone[0].role, ViewerRole::Gone);
         assert_eq!(v.driver(), None);
         assert!(v.detach(2).is_empty(), "twice is nothing");
-        assert_eq!(v.len(), 1);
+        assert!(v.get(1).is_some() && v.get(2).is_none());
     }
 
     #[test]
