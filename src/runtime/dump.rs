@@ -119,19 +119,24 @@ impl Report {
 /// Hex addresses and long numbers (thread ids, pids) become `_`.
 fn normalize(line: &str) -> String {
     let mut out = String::with_capacity(line.len());
-    for word in line.split_inclusive(|c: char| c.is_whitespace() || c == '(' || c == ')') {
-        let core = word.trim_end_matches(|c: char| c.is_whitespace() || c == '(' || c == ')');
-        let tail = &word[core.len()..];
+    for word in line.split_inclusive(char::is_whitespace) {
+        // The token inside its punctuation: `(tid 7417]` -> `7417`, `0x7f..:` -> `0x7f..`.
+        let start = word.len()
+            - word
+                .trim_start_matches(|c: char| !c.is_ascii_alphanumeric())
+                .len();
+        let end = word
+            .trim_end_matches(|c: char| !c.is_ascii_alphanumeric())
+            .len()
+            .max(start);
+        let core = &word[start..end];
         let hexish = core.len() > 2
             && core.starts_with("0x")
             && core[2..].bytes().all(|b| b.is_ascii_hexdigit());
         let long_number = core.len() >= 4 && core.bytes().all(|b| b.is_ascii_digit());
-        if hexish || long_number {
-            out.push('_');
-        } else {
-            out.push_str(core);
-        }
-        out.push_str(tail);
+        out.push_str(&word[..start]);
+        out.push_str(if hexish || long_number { "_" } else { core });
+        out.push_str(&word[end..]);
     }
     out
 }
@@ -145,10 +150,6 @@ pub struct Group {
 
 /// Groups actors by stack signature, biggest group first; actors without stacks are left
 /// out (the snapshot lists them with the step that answered).
-pub fn merge(reports: &[(ActorId, &Report)]) -> Vec<Group> {
-    group(reports.iter().map(|(id, r)| (*id, r.signature())))
-}
-
 fn group(items: impl Iterator<Item = (ActorId, Option<String>)>) -> Vec<Group> {
     let mut groups: Vec<Group> = Vec::new();
     for (id, sig) in items {
@@ -342,10 +343,20 @@ mod tests {
             },
             vec![],
         );
-        let groups = merge(&[(ActorId(2), &a), (ActorId(3), &c), (ActorId(4), &b)]);
+        let groups = group(
+            [(ActorId(2), &a), (ActorId(3), &c), (ActorId(4), &b)]
+                .into_iter()
+                .map(|(id, r)| (id, r.signature())),
+        );
         assert_eq!(groups.len(), 2);
         assert_eq!(groups[0].actors, vec![ActorId(2), ActorId(4)]);
         assert_eq!(headline(&groups[0].signature), "get (queue.py:171)");
+        // Rust's cooperative dump names threads by id in brackets: still the same stack.
+        assert_eq!(
+            normalize("#2 bg [thread tid 7417] waiting at a.rs:5"),
+            normalize("#2 bg [thread tid 9031] waiting at a.rs:5")
+        );
+        assert_eq!(normalize("Thread 0x7F00AA (idle):"), "Thread _ (idle):");
         // Native stacks: the program's own frame, not libc's.
         assert_eq!(
             headline(
