@@ -256,7 +256,13 @@ impl std::fmt::Debug for Poke {
 /// signal handler, without the GIL, so it answers when the interpreter cannot).
 async fn faulthandler(poke: Poke) -> Tool {
     let name = "faulthandler";
-    let len = |p: &std::path::Path| std::fs::metadata(p).map_or(0, |m| m.len());
+    // Not through a link: the file must be the one the client made in our directory.
+    let len = |p: &std::path::Path| {
+        std::fs::symlink_metadata(p)
+            .ok()
+            .filter(|m| m.is_file())
+            .map_or(0, |m| m.len())
+    };
     let before = len(&poke.file);
     if let Err(e) = (poke.send)() {
         return Tool {
@@ -278,20 +284,28 @@ async fn faulthandler(poke: Poke) -> Tool {
             break;
         }
     }
-    let result = match std::fs::read(&poke.file) {
-        Ok(all) if all.len() as u64 > before => {
-            let start = usize::try_from(before).unwrap_or(0).min(all.len());
-            let mut text = String::from_utf8_lossy(&all[start..]).into_owned();
-            if text.len() > TOOL_OUTPUT_MAX {
-                let cut = crate::proto::floor_char_boundary(&text, TOOL_OUTPUT_MAX);
-                text.truncate(cut);
-            }
-            Ok(text)
-        }
+    let result = match read_appended(&poke.file, before) {
+        Ok(text) if !text.is_empty() => Ok(text),
         Ok(_) => Err("no answer to the signal within 1 s (stopped, or not armed)".into()),
         Err(e) => Err(format!("cannot read {}: {e}", poke.file.display())),
     };
     Tool { name, result }
+}
+
+/// What was written to `path` past `offset`, at most [`TOOL_OUTPUT_MAX`] bytes of it: a
+/// process cannot make the root hold more by writing a huge file, nor point it elsewhere
+/// with a symlink.
+fn read_appended(path: &std::path::Path, offset: u64) -> std::io::Result<String> {
+    use std::io::{Read, Seek};
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC | libc::O_NONBLOCK)
+        .open(path)?;
+    f.seek(std::io::SeekFrom::Start(offset))?;
+    let mut buf = Vec::new();
+    f.take(TOOL_OUTPUT_MAX as u64).read_to_end(&mut buf)?;
+    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
 /// `facts` under the name the ladder uses (kept apart so it reads as a step).
@@ -311,7 +325,13 @@ pub fn save_snapshot(
     use std::io::Write as _;
     use std::os::unix::fs::OpenOptionsExt;
     if let Some(parent) = dir.parent() {
-        std::fs::create_dir_all(parent).map_err(|e| format!("{}: {e}", parent.display()))?;
+        use std::os::unix::fs::DirBuilderExt;
+        // As the log's directory is made: private from the start.
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(parent)
+            .map_err(|e| format!("{}: {e}", parent.display()))?;
     }
     let private = super::private_dir::PrivateDir::open_or_create(dir).map_err(|e| e.to_string())?;
     let stamp = std::time::SystemTime::now()
