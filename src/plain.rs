@@ -135,6 +135,8 @@ fn describe(ev: &RuntimeEvent) -> Option<String> {
             format!("[actor {actor}] waits for input on its terminal: /stdin {actor} TEXT")
         }
         RuntimeEvent::InputDone { .. } => return None,
+        // The user's own terminal echoed what was typed; leases change nothing to read.
+        RuntimeEvent::ReplInput { .. } | RuntimeEvent::LockLeased { .. } => return None,
         // Every step moves it: too chatty for a line log; the session's own text says where.
         RuntimeEvent::LockMoved { .. } => return None,
         RuntimeEvent::TeardownWaiting { actor } => {

@@ -31,6 +31,10 @@ COMPLETE_TIMEOUT = 2.0
 CANCEL_EXIT = 143
 QUIT_EXIT = 113
 
+# A lease for each open session goes to the root this often (PROTOCOL.md 6.3); the root
+# marks a holder suspect after three missed ones.
+LEASE_EVERY = 1.0
+
 
 def warn(text):
     """One line on the process's own stderr (its output pane under actor-tui)."""
@@ -132,6 +136,9 @@ class Client:
         self._channels = {}  # task id -> _Channel, from lock_request to the session's end
         self._sessions = {}  # thread ident -> Session that thread holds
         self._reader = threading.Thread(target=self._read_loop, name="actor-tui-reader", daemon=True)
+        # Started with the first session: leases every open session while any is open.
+        self._leaser = None
+        self._lease_wake = threading.Event()
         # The program ended with a session still open (stepped off the end of the script):
         # release it properly instead of leaving it to the root's disconnect handling.
         atexit.register(self._end_all_sessions)
@@ -203,11 +210,13 @@ class Client:
                 raise Disconnected()
 
     def send_quietly(self, msg):
-        """Best effort: for frames whose loss changes nothing (the root is gone)."""
+        """Best effort: for frames whose loss changes nothing (the root is gone). False if
+        the root is gone."""
         try:
             self.send(msg)
+            return True
         except Disconnected:
-            pass
+            return False
 
     # ---- the reader thread ---------------------------------------------------------------
 
@@ -382,6 +391,7 @@ class Client:
                     with self._lock:
                         ch.session = session
                         self._sessions[session.thread] = session
+                    self._start_leasing()
                 elif kind == "lock_refused":
                     # Skipped by the user: the pause just goes on, no warning.
                     if not msg.get("skipped"):
@@ -405,6 +415,24 @@ class Client:
                     if self._channels.get(task) is ch:
                         del self._channels[task]
                 _shield.leave(token)
+
+    def _start_leasing(self):
+        if self._leaser is None:
+            self._leaser = threading.Thread(target=self._lease_loop, name="actor-tui-lease", daemon=True)
+            self._leaser.start()
+        self._lease_wake.set()
+
+    def _lease_loop(self):
+        # Runs only on the GIL like any thread: if program code holds it for good (a C call
+        # that never returns), the leases stop, which is what the root should hear.
+        while not self.closed:
+            self._lease_wake.wait(LEASE_EVERY)
+            self._lease_wake.clear()
+            with self._lock:
+                held = [(s.task, s.epoch) for s in self._sessions.values() if not (s.over or s.ended)]
+            for task, epoch in held:
+                if not self.send_quietly({"type": "lease", "task": task, "epoch": epoch}):
+                    return
 
     def _abandon(self, task, ch):
         with self._lock:

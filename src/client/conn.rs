@@ -53,6 +53,8 @@ pub struct Client {
     completions: Mutex<HashMap<u64, Vec<String>>>,
     /// Set when the program handles cancellation itself (see [`Client::on_cancel`]).
     cancel_hook: Mutex<Option<Box<dyn Fn() + Send + Sync>>>,
+    /// The grants held now, leased to the root by one thread.
+    pub(crate) leases: Arc<super::lease::Leases>,
 }
 
 impl std::fmt::Debug for Client {
@@ -165,6 +167,7 @@ impl Client {
             cancelled: AtomicBool::new(false),
             completions: Mutex::new(HashMap::new()),
             cancel_hook: Mutex::new(None),
+            leases: Arc::default(),
         });
         let weak = Arc::downgrade(&client);
         std::thread::Builder::new()

@@ -45,6 +45,7 @@ pub(crate) fn request(
     loop {
         match mb.recv() {
             Some(LockMsg::Granted(epoch)) => {
+                client.leases.start(client, task, epoch);
                 return Ok(Grant {
                     client: client.clone(),
                     task,
@@ -93,6 +94,7 @@ impl Grant {
     pub fn forget(&mut self) {
         if !self.done {
             self.done = true;
+            self.client.leases.end(self.task);
             self.client.drop_lock_route(self.task, &self.mb);
         }
     }

@@ -8,6 +8,7 @@
 
 mod conn;
 mod crash;
+mod lease;
 mod lock;
 mod mailbox;
 mod pause;

@@ -91,6 +91,9 @@ pub struct Holder {
     /// The engine's verdict that the holder looks stuck: (why, time since its last frame
     /// as of `at`, `at`). Cleared by `lock_healthy`.
     pub suspect: Option<(&'static str, Duration, Instant)>,
+    /// It sends leases: the engine's verdict is the signal, the console does not guess
+    /// from its silence.
+    pub leased: bool,
 }
 
 #[derive(Debug)]
@@ -306,6 +309,7 @@ impl ConsoleState {
                     last_sign: now,
                     waiting: false,
                     suspect: None,
+                    leased: false,
                 });
                 self.stale = None;
                 let name = self
@@ -341,6 +345,19 @@ impl ConsoleState {
             RuntimeEvent::LockHealthy { epoch, .. } => {
                 if let Some(h) = self.holder.as_mut().filter(|h| h.epoch == epoch) {
                     h.suspect = None;
+                }
+            }
+            RuntimeEvent::LockLeased { epoch, .. } => {
+                if let Some(h) = self.holder.as_mut().filter(|h| h.epoch == epoch) {
+                    h.leased = true;
+                }
+            }
+            RuntimeEvent::ReplInput { actor, data, .. } => {
+                if let Some(h) = self.holder.as_mut().filter(|h| h.request.actor == actor) {
+                    h.waiting = false;
+                }
+                if let Some(p) = self.actor_mut(actor).and_then(|a| a.repl.as_mut()) {
+                    p.process(&crlf(&data));
                 }
             }
             RuntimeEvent::QueueReordered {
@@ -572,16 +589,14 @@ impl ConsoleState {
         }
     }
 
-    /// Records a line the user sent to the holder: echo it in the session, keep it in that
-    /// actor's history. Returns the holder's id.
+    /// Records a line the user sent to the holder in that actor's history (the session
+    /// shows it when the `repl_input` event comes, as it does for lines another front end
+    /// sent). Returns the holder's id.
     pub fn sent_line(&mut self, line: &str) -> Option<ActorId> {
         let h = self.holder.as_mut()?;
         h.waiting = false;
         let actor = h.request.actor;
         if let Some(a) = self.actor_mut(actor) {
-            if let Some(p) = &mut a.repl {
-                p.process(&crlf(&format!("{line}\n")));
-            }
             if !line.trim().is_empty() && a.history.last().map(String::as_str) != Some(line) {
                 a.history.push(line.to_owned());
             }
@@ -644,7 +659,7 @@ impl ConsoleState {
                 ));
             }
             let quiet = now.saturating_duration_since(h.last_sign);
-            if !h.waiting && quiet >= SUSPECT_AFTER {
+            if !h.leased && !h.waiting && quiet >= SUSPECT_AFTER {
                 return Some(format!(
                     "suspect: no sign of life for {}s (F8 releases)",
                     quiet.as_secs()

@@ -214,6 +214,10 @@ pub enum ToRoot {
     },
     /// Text the holder's debugger printed.
     ReplOutput { task: u64, epoch: u64, data: String },
+    /// The holder's session is still open and its process alive: sent every second or so
+    /// while the grant lasts (PROTOCOL.md 6.3). A holder that stops sending them is marked
+    /// suspect; a client that never sends one is judged by the older rules.
+    Lease { task: u64, epoch: u64 },
     /// The holder's debugger waits for one line of input; `prompt` is shown before it.
     ReplWaiting {
         task: u64,

@@ -966,6 +966,18 @@ impl Core {
                 let message = bounds::truncate(message, bounds::MAX_FIELD);
                 self.notice(Some(actor), message);
             }
+            ToRoot::Lease { task, epoch } => {
+                // Only the current grant's lease counts; a stale one (after force-release)
+                // says nothing about the new holder.
+                let current = self.is_current(actor, task, epoch);
+                let first = match &mut self.holder_watch {
+                    Some((e, w)) if *e == epoch && current => w.lease(self.now),
+                    _ => false,
+                };
+                if first {
+                    self.event(RuntimeEvent::LockLeased { actor, task, epoch });
+                }
+            }
             ToRoot::ReplOutput { task, epoch, data } => {
                 if self.is_current(actor, task, epoch) {
                     self.event(RuntimeEvent::ReplOutput { actor, task, data });
@@ -1656,6 +1668,9 @@ impl Core {
             return;
         }
         self.frozen = on;
+        if !on && let Some((_, w)) = &mut self.holder_watch {
+            w.resumed(self.now);
+        }
         let live = self.tree.live_ids();
         for id in live {
             self.signal(id, if on { Sig::Stop } else { Sig::Cont });
@@ -1949,6 +1964,13 @@ impl Core {
                     {
                         w.input(self.now);
                     }
+                    // Every front end (and the transcript) sees what was typed, whoever
+                    // typed it.
+                    self.event(RuntimeEvent::ReplInput {
+                        actor,
+                        task: g.request.key.task,
+                        data: data.clone(),
+                    });
                     self.out.push(Effect::SendInput {
                         conn,
                         actor,
@@ -1977,7 +1999,28 @@ impl Core {
                 None => self.notice(None, "complete: nobody holds the debug lock".into()),
             },
             RuntimeCommand::ForceRelease => match self.lock.force_release() {
-                Some(tr) => self.apply(tr),
+                Some(tr) => {
+                    let old = tr.released.as_ref().map(|r| r.grant.request.key.clone());
+                    let connected = old
+                        .as_ref()
+                        .is_some_and(|k| self.actor_conn.contains_key(&k.actor));
+                    self.apply(tr);
+                    // Say what becomes of the old holder, so the user knows what was done.
+                    if let Some(k) = old {
+                        let fate = if connected {
+                            "was told its lock is revoked: its debugger continues the program                              (both clients do), and a later pause asks again"
+                        } else {
+                            "is not connected, so nothing was told"
+                        };
+                        self.notice(
+                            Some(k.actor),
+                            format!(
+                                "force release: actor {} (task {}) {fate}; the queue keeps its order",
+                                k.actor, k.task
+                            ),
+                        );
+                    }
+                }
                 None => self.notice(None, "force release: the lock is free".into()),
             },
             RuntimeCommand::Dump { actor } => {

@@ -84,7 +84,20 @@ pub enum RuntimeEvent {
         task: u64,
         epoch: u64,
     },
+    /// The holder sends leases (PROTOCOL.md 6.3): from now on its liveness is judged by
+    /// them (`lock_suspect` with why `lease_lapsed` when they stop), not by its silence.
+    LockLeased {
+        actor: ActorId,
+        task: u64,
+        epoch: u64,
+    },
     ReplOutput {
+        actor: ActorId,
+        task: u64,
+        data: String,
+    },
+    /// A line sent into the holder's session (by whichever front end drives).
+    ReplInput {
         actor: ActorId,
         task: u64,
         data: String,

@@ -43,7 +43,9 @@ struct Holder {
     granted: RuntimeEvent,
     moved: Option<RuntimeEvent>,
     suspect: Option<RuntimeEvent>,
-    transcript: VecDeque<(u64, String)>,
+    leased: Option<RuntimeEvent>,
+    /// `repl_output` and `repl_input` events of the session, oldest first.
+    transcript: VecDeque<RuntimeEvent>,
     transcript_bytes: usize,
     ready: Option<RuntimeEvent>,
 }
@@ -130,6 +132,7 @@ impl Replay {
                     granted: ev.clone(),
                     moved: None,
                     suspect: None,
+                    leased: None,
                     transcript: VecDeque::new(),
                     transcript_bytes: 0,
                     ready: None,
@@ -178,13 +181,23 @@ impl Replay {
                     h.suspect = None;
                 }
             }
-            RuntimeEvent::ReplOutput { actor, task, data } => {
+            RuntimeEvent::LockLeased { epoch, .. } => {
+                if let Some(h) = self.holder.as_mut().filter(|h| h.epoch == *epoch) {
+                    h.leased = Some(ev.clone());
+                }
+            }
+            RuntimeEvent::ReplOutput { actor, data, .. }
+            | RuntimeEvent::ReplInput { actor, data, .. } => {
                 if let Some(h) = self.holder.as_mut().filter(|h| h.actor == *actor) {
                     h.ready = None;
-                    h.transcript.push_back((*task, data.clone()));
+                    h.transcript.push_back(ev.clone());
                     h.transcript_bytes += data.len();
                     while h.transcript_bytes > TRANSCRIPT_BYTES && h.transcript.len() > 1 {
-                        if let Some((_, old)) = h.transcript.pop_front() {
+                        if let Some(
+                            RuntimeEvent::ReplOutput { data: old, .. }
+                            | RuntimeEvent::ReplInput { data: old, .. },
+                        ) = h.transcript.pop_front()
+                        {
                             h.transcript_bytes -= old.len();
                         }
                     }
@@ -301,13 +314,8 @@ impl Replay {
             out.push(h.requested.clone());
             out.push(h.granted.clone());
             out.extend(h.moved.clone());
-            for (task, data) in &h.transcript {
-                out.push(RuntimeEvent::ReplOutput {
-                    actor: h.actor,
-                    task: *task,
-                    data: data.clone(),
-                });
-            }
+            out.extend(h.leased.clone());
+            out.extend(h.transcript.iter().cloned());
             out.extend(h.ready.clone());
             out.extend(h.suspect.clone());
         }

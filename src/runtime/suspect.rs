@@ -9,6 +9,10 @@ use std::time::{Duration, Instant};
 /// Input sent to the holder and not answered by any frame for this long makes it suspect.
 pub const SILENT_AFTER: Duration = Duration::from_secs(5);
 
+/// A holder that has sent a lease (every second, PROTOCOL.md 6.3) and sends none for this
+/// long is suspect. Three missed beats: one late beat on a busy machine is not a verdict.
+pub const LEASE_LAPSE: Duration = Duration::from_secs(3);
+
 /// Why a holder is suspect.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -19,6 +23,8 @@ pub enum Why {
     Gone,
     /// Input went unanswered for [`SILENT_AFTER`].
     Silent,
+    /// It sends leases, and none came for [`LEASE_LAPSE`].
+    LeaseLapsed,
 }
 
 impl Why {
@@ -27,6 +33,7 @@ impl Why {
             Self::Stopped => "stopped",
             Self::Gone => "gone",
             Self::Silent => "silent",
+            Self::LeaseLapsed => "lease_lapsed",
         }
     }
 }
@@ -46,6 +53,10 @@ pub enum Verdict {
 pub struct HolderWatch {
     last_sign: Instant,
     unanswered_since: Option<Instant>,
+    /// The last lease, once the holder has sent one: from then on the lease is the signal,
+    /// and unanswered input alone is no longer a reason (a step may run for minutes while
+    /// the process is plainly alive).
+    last_lease: Option<Instant>,
     reported: Option<Why>,
 }
 
@@ -54,7 +65,22 @@ impl HolderWatch {
         Self {
             last_sign: now,
             unanswered_since: None,
+            last_lease: None,
             reported: None,
+        }
+    }
+
+    /// A lease from the holder. True for the first one of the grant (the holder supports
+    /// leases: front ends stop guessing from its silence).
+    pub fn lease(&mut self, now: Instant) -> bool {
+        self.last_sign = now;
+        self.last_lease.replace(now).is_none()
+    }
+
+    /// The tree was stopped and resumed: a lease missed while stopped is not a lapse.
+    pub fn resumed(&mut self, now: Instant) {
+        if self.last_lease.is_some() {
+            self.last_lease = Some(now);
         }
     }
 
@@ -75,8 +101,15 @@ impl HolderWatch {
             None | Some('Z' | 'X') => Some(Why::Gone),
             Some('T' | 't') => Some(Why::Stopped),
             _ if self
-                .unanswered_since
-                .is_some_and(|t| now.saturating_duration_since(t) >= SILENT_AFTER) =>
+                .last_lease
+                .is_some_and(|t| now.saturating_duration_since(t) >= LEASE_LAPSE) =>
+            {
+                Some(Why::LeaseLapsed)
+            }
+            _ if self.last_lease.is_none()
+                && self
+                    .unanswered_since
+                    .is_some_and(|t| now.saturating_duration_since(t) >= SILENT_AFTER) =>
             {
                 Some(Why::Silent)
             }
@@ -140,6 +173,36 @@ mod tests {
             w.check(t + Duration::from_secs(607), Some('S')),
             Some(Verdict::Healthy)
         );
+    }
+
+    #[test]
+    fn a_leasing_holder_is_judged_by_its_leases_not_by_unanswered_input() {
+        let t = Instant::now();
+        let s = Duration::from_secs;
+        let mut w = HolderWatch::new(t);
+        assert!(w.lease(t + s(1)), "the first lease says the holder leases");
+        assert!(!w.lease(t + s(2)));
+        // A long step: input unanswered for a minute, leases still coming.
+        w.input(t + s(2));
+        for i in 3..60 {
+            w.lease(t + s(i));
+            assert_eq!(w.check(t + s(i), Some('R')), None, "at {i} s");
+        }
+        // The leases stop (the process is wedged): suspect after LEASE_LAPSE, once.
+        assert_eq!(w.check(t + s(61), Some('S')), None);
+        assert_eq!(
+            w.check(t + s(62), Some('S')),
+            Some(Verdict::Suspect {
+                why: Why::LeaseLapsed,
+                since: s(3)
+            })
+        );
+        assert_eq!(w.check(t + s(63), Some('S')), None);
+        w.lease(t + s(64));
+        assert_eq!(w.check(t + s(64), Some('S')), Some(Verdict::Healthy));
+        // Stopped on purpose and resumed: the gap is not a lapse.
+        w.resumed(t + s(100));
+        assert_eq!(w.check(t + s(101), Some('S')), None);
     }
 
     #[test]

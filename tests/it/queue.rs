@@ -131,3 +131,53 @@ fn q03_waiting_requests_carry_a_peek_of_their_pause() {
     run.continue_all();
     run.finish();
 }
+
+#[test]
+fn q04_holders_lease_their_grant_and_a_lapsed_lease_is_suspect_not_released() {
+    // Rust: the holder leases its grant.
+    let mut run = Run::start(BIN, &["__demo", "bench_top", "1", "1"]);
+    let g = run.wait_event("lock_granted");
+    run.wait_for("the Rust holder's lease", |e| {
+        e["event"] == "lock_leased" && e["epoch"] == g["epoch"]
+    });
+    run.seen_or_wait("the prompt", |e| e["event"] == "repl_ready");
+    run.input("c\n");
+    run.finish();
+
+    // Python: a long step that lets the process run is not suspect (the leases go on);
+    // a step that holds the GIL for good stops the leases, and the holder is suspect.
+    let dir = crate::harness::tempdir();
+    let script = dir.path().join("lease.py");
+    std::fs::write(&script, "x = 1\nbreakpoint()\nprint('after', x)\n").expect("script");
+    let mut run = Run::start("python3", &[script.to_str().expect("path")]);
+    let g = run.wait_event("lock_granted");
+    let (actor, epoch) = (g["actor"].clone(), g["epoch"].clone());
+    run.seen_or_wait("the Python holder's lease", |e| {
+        e["event"] == "lock_leased" && e["epoch"] == epoch
+    });
+    run.seen_or_wait("the prompt", |e| e["event"] == "repl_ready");
+    // Longer than the 5 s the old "unanswered input" rule allowed.
+    run.input("!import time; time.sleep(5.5)\n");
+    run.wait_for("the prompt after the sleep", |e| {
+        e["event"] == "repl_ready" || e["event"] == "lock_suspect"
+    });
+    assert!(
+        !run.events.iter().any(|e| e["event"] == "lock_suspect"),
+        "a leasing holder running a step was marked suspect:\n{}",
+        run.log()
+    );
+    // A C loop that never lets go of the GIL: the lease thread cannot run.
+    run.input("!sum(range(10**13))\n");
+    let s = run.wait_event("lock_suspect");
+    assert_eq!(s["why"], "lease_lapsed", "{s}");
+    assert_eq!(s["actor"], actor);
+    assert!(s["since_ms"].as_u64().expect("since") >= 3000, "{s}");
+    // Suspect is a warning: the lock stays until the user says so.
+    assert!(!run.events.iter().any(|e| e["event"] == "lock_released"));
+    run.send(json!({"cmd": "force_release"}));
+    let r = run.wait_event("lock_released");
+    assert_eq!(r["cause"], "force");
+    run.wait_notice("was told its lock is revoked");
+    run.send(json!({"cmd": "quit"}));
+    run.finish();
+}
