@@ -596,10 +596,11 @@ impl ConsoleState {
         let h = self.holder.as_mut()?;
         h.waiting = false;
         let actor = h.request.actor;
-        if let Some(a) = self.actor_mut(actor) {
-            if !line.trim().is_empty() && a.history.last().map(String::as_str) != Some(line) {
-                a.history.push(line.to_owned());
-            }
+        if let Some(a) = self.actor_mut(actor)
+            && !line.trim().is_empty()
+            && a.history.last().map(String::as_str) != Some(line)
+        {
+            a.history.push(line.to_owned());
         }
         Some(actor)
     }
