@@ -52,6 +52,14 @@ struct Cli {
     /// itself (saved under the state directory; its path is printed).
     #[arg(long, value_name = "SECS")]
     dump_on_hang: Option<u64>,
+    /// Write each REPL session's transcript, and the run's report (report.html), into DIR
+    /// (made 0700 if missing; refused unless it is ours and private). Default: a directory
+    /// per run under $XDG_STATE_HOME/actor-tui/transcripts.
+    #[arg(long, value_name = "DIR", conflicts_with = "no_transcripts")]
+    transcript_dir: Option<PathBuf>,
+    /// Keep transcripts in memory only (the console's session list); write no files.
+    #[arg(long)]
+    no_transcripts: bool,
     /// The program to run as the first actor, and its arguments; `demo` runs the built-in
     /// demo tree.
     #[arg(required = true, trailing_var_arg = true, allow_hyphen_values = true)]
@@ -184,6 +192,11 @@ fn run(cli: Cli) -> Result<i32, Box<dyn std::error::Error>> {
     cfg.grace = Duration::from_millis(cli.grace_ms);
     // Snapshots go next to the log (the same state directory), not to a --log-file's.
     cfg.state_dir = state_dir();
+    cfg.transcripts = match (&cli.transcript_dir, cli.no_transcripts) {
+        (_, true) => runtime::Transcripts::Off,
+        (Some(d), false) => runtime::Transcripts::Dir(d.clone()),
+        (None, false) => runtime::Transcripts::Default,
+    };
     cfg.hang_after = Duration::from_secs(cli.hang_after.max(1));
     cfg.dump_on_hang = cli.dump_on_hang.map(|s| Duration::from_secs(s.max(1)));
     cfg.listen = cli.listen.clone();

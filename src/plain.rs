@@ -155,6 +155,20 @@ fn describe(ev: &RuntimeEvent) -> Option<String> {
         RuntimeEvent::Listening {
             address, ticket, ..
         } => format!("[listening] {address}; actor ticket: {ticket}"),
+        RuntimeEvent::SessionEnded {
+            session,
+            actor,
+            waited_ms,
+            held_ms,
+            path,
+            ..
+        } => format!(
+            "[session {session}] actor {actor}: waited {waited_ms} ms, held {held_ms} ms{}",
+            path.as_ref()
+                .map(|p| format!("; transcript {p}"))
+                .unwrap_or_default()
+        ),
+        RuntimeEvent::Report { path } => format!("[report] {path}"),
         RuntimeEvent::Exit { code } => format!("[exit] code {code}"),
     })
 }

@@ -2,7 +2,7 @@
 //! terminals, the lock holder and queue, dumps, messages. Pure: no terminal, and time comes
 //! in as an argument, so every rule here is unit-tested.
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use actor_tui_ui::ActorStatus;
@@ -11,6 +11,7 @@ use crate::proto::{ActorId, Exit, ExitReason, Reason};
 use crate::runtime::RuntimeEvent;
 use crate::runtime::event::ViewerRole;
 use crate::runtime::lock::ReleaseCause;
+use crate::runtime::sessions::SessionLog;
 
 /// Lines of scrollback kept per actor terminal. Bounded so a flooding actor cannot grow the
 /// console's memory: 2,000 lines of 120 columns is about 5 MB of cells at most.
@@ -124,7 +125,21 @@ pub struct ConsoleState {
     pub snapshot: Option<String>,
     /// The tree is frozen (`Z`): every actor stopped.
     pub frozen: bool,
+    /// Every REPL session seen, with its text (the session list, the timeline).
+    pub sessions: SessionLog,
+    /// When the first event came: the run's time zero as far as this console knows.
+    start: Option<Instant>,
+    /// Transcript files of ended sessions, by epoch.
+    pub transcript_paths: HashMap<u64, String>,
+    /// Sessions that ended before this console attached (from the replay): summary lines.
+    pub earlier_sessions: Vec<String>,
+    /// Pauses let go without a session, by why (`skip`, `auto_continue worker.py:42`, ...).
+    pub skipped: BTreeMap<String, u64>,
 }
+
+/// Text of ended sessions the console keeps in memory (the oldest lose theirs first; the
+/// files on disk keep everything).
+pub const SESSION_TEXT_BUDGET: usize = 64 << 20;
 
 /// Actors whose output emulator is kept while they are off screen (the ones just shown).
 const LIVE_MAX: usize = 4;
@@ -183,6 +198,11 @@ impl ConsoleState {
             me: None,
             snapshot: None,
             frozen: false,
+            sessions: SessionLog::new(SESSION_TEXT_BUDGET),
+            start: None,
+            transcript_paths: HashMap::new(),
+            earlier_sessions: Vec::new(),
+            skipped: BTreeMap::new(),
             output_size,
             repl_size,
         }
@@ -208,9 +228,41 @@ impl ConsoleState {
         }
     }
 
+    /// Time since the first event: the run's clock for sessions and the timeline.
+    pub fn run_time(&self, now: Instant) -> Duration {
+        self.start
+            .map_or(Duration::ZERO, |s| now.saturating_duration_since(s))
+    }
+
     /// Applies one runtime event.
     pub fn apply(&mut self, ev: RuntimeEvent, now: Instant) {
+        let start = *self.start.get_or_insert(now);
+        self.sessions
+            .apply(&ev, now.saturating_duration_since(start));
         match ev {
+            RuntimeEvent::SessionEnded {
+                session,
+                actor,
+                epoch,
+                actor_name,
+                location,
+                waited_ms,
+                held_ms,
+                path,
+                ..
+            } => {
+                let known = self.sessions.sessions().any(|s| s.epoch == epoch);
+                if let Some(p) = &path {
+                    self.transcript_paths.insert(epoch, p.clone());
+                }
+                if !known && self.earlier_sessions.len() < 256 {
+                    self.earlier_sessions.push(format!(
+                        "#{session} {actor} {actor_name} at {location}: waited {waited_ms} ms, held {held_ms} ms{}",
+                        path.map(|p| format!(" ({p})")).unwrap_or_default()
+                    ));
+                }
+            }
+            RuntimeEvent::Report { path } => self.note(now, format!("report written: {path}")),
             RuntimeEvent::ActorStarted {
                 actor,
                 name,
@@ -388,6 +440,10 @@ impl ConsoleState {
                     .position(|r| r.actor == actor && r.task == task)
                 {
                     self.queue.remove(i);
+                }
+                // Counted by why, so the lock pane can say "auto_continue X: 37".
+                if self.skipped.len() < 256 || self.skipped.contains_key(&why) {
+                    *self.skipped.entry(why.clone()).or_default() += 1;
                 }
                 self.note(
                     now,

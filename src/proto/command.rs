@@ -43,6 +43,9 @@ pub enum RuntimeCommand {
     },
     /// From now on, skip every pause at `location` (and the waiters there now).
     AutoContinue { location: String },
+    /// Write the run's report (lock timeline and sessions, HTML) now; it is also written
+    /// when the run ends.
+    Report,
     /// Cancel an actor's subtree; `force` skips waiting for debugging actors.
     Cancel {
         actor: ActorId,

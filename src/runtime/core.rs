@@ -15,6 +15,7 @@ use super::event::{RuntimeCommand, RuntimeEvent, ViewerRole};
 use super::hang::{HangWatch, Sample};
 use super::lock::{LockKey, LockRequest, LockTable, ReleaseCause, Transition};
 use super::server::RemotePeer;
+use super::sessions::{Session, SessionLog};
 use super::suspect::{HolderWatch, Verdict};
 use super::tree::{ActorTree, CancelState};
 use super::viewers::{self, Viewers};
@@ -184,6 +185,24 @@ pub const HANG_AFTER: Duration = Duration::from_secs(30);
 /// Remote hosts that get a node of their own in the tree.
 pub const MAX_HOSTS: usize = 256;
 
+/// The file name of a session's transcript: its number, the actor, and the actor's name
+/// cut to what is safe in a file name.
+pub fn transcript_file(s: &Session) -> String {
+    let name: String = s
+        .actor_name
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .take(40)
+        .collect();
+    format!("session-{:04}-actor{}-{name}.txt", s.n, s.actor)
+}
+
 /// What the shell must do.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Effect {
@@ -259,6 +278,17 @@ pub enum Effect {
         text: String,
         json: String,
     },
+    /// Write a session's transcript as `file` in the run's transcript directory (if there
+    /// is one), then emit `ended` (a `session_ended` event) with the path filled in.
+    SaveTranscript {
+        file: String,
+        text: String,
+        ended: RuntimeEvent,
+    },
+    /// Write the run's report (`report.html`) in the transcript directory.
+    SaveReport {
+        html: String,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -320,6 +350,10 @@ pub struct Core {
     hang: HangWatch,
     /// Locations whose pauses go on by themselves, with how many did.
     auto_continue: HashMap<String, u64>,
+    /// Every session of the run: the open one's text until it is written out, and the
+    /// summaries for the report.
+    sessions: SessionLog,
+    started: Instant,
     now: Instant,
     out: Vec<Effect>,
 }
@@ -350,6 +384,8 @@ impl Core {
             frozen: false,
             hang: HangWatch::new(HANG_AFTER, None),
             auto_continue: HashMap::new(),
+            sessions: SessionLog::new(0),
+            started: now,
             now,
             out: Vec::new(),
         }
@@ -538,7 +574,55 @@ impl Core {
     // ---- effects ----
 
     fn event(&mut self, ev: RuntimeEvent) {
+        let ended = self
+            .sessions
+            .apply(&ev, self.now.saturating_duration_since(self.started));
         self.out.push(Effect::Event(ev));
+        if let Some(n) = ended {
+            self.session_ended(n);
+        }
+    }
+
+    /// A session ended: its transcript goes to a file, then `session_ended` says where.
+    fn session_ended(&mut self, n: u64) {
+        let Some(s) = self.sessions.get(n) else {
+            return;
+        };
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let ended = RuntimeEvent::SessionEnded {
+            session: s.n,
+            actor: s.actor,
+            task: s.task,
+            epoch: s.epoch,
+            actor_name: s.actor_name.clone(),
+            task_name: s.task_name.clone(),
+            reason: s.reason,
+            location: s.location.clone(),
+            requested_ms: ms(s.requested),
+            waited_ms: ms(s.waited()),
+            held_ms: ms(s.held(Duration::ZERO)),
+            cause: s.cause.unwrap_or(ReleaseCause::Continue),
+            lines_in: s.lines_in,
+            path: None,
+        };
+        self.out.push(Effect::SaveTranscript {
+            file: transcript_file(s),
+            text: s.transcript(),
+            ended,
+        });
+        self.sessions.evict(n);
+    }
+
+    /// Sessions the run has had (kept ones).
+    pub fn sessions_held(&self) -> usize {
+        self.sessions.len()
+    }
+
+    /// The run's report so far (HTML): the lock timeline and every session.
+    pub fn report_html(&self) -> String {
+        let now = self.now.saturating_duration_since(self.started);
+        self.sessions
+            .report_html("actor-tui: the run's debug sessions", now, transcript_file)
     }
 
     fn after(&mut self, delay: Duration, input: Input) {
@@ -2052,6 +2136,10 @@ impl Core {
                 if self.auto_continue.len() < MAX_AUTO_CONTINUE {
                     self.auto_continue.insert(location, 0);
                 }
+            }
+            RuntimeCommand::Report => {
+                let html = self.report_html();
+                self.out.push(Effect::SaveReport { html });
             }
             RuntimeCommand::Freeze => self.freeze(true),
             RuntimeCommand::Thaw => self.freeze(false),

@@ -21,6 +21,7 @@ use super::core::{ConnId, Core, EXIT_DEADLINE, Effect, INPUT_CHUNK, Input, Sig, 
 use super::event::{RuntimeCommand, RuntimeEvent};
 use super::event_queue::EventSender;
 use super::inspect;
+use super::private_dir::PrivateDir;
 use super::procs::{self, PidFd};
 use super::server::{ConnEvent, PeerSendError, PeerTx};
 use super::spawn::{Output, Proc, Spawner};
@@ -63,6 +64,9 @@ pub(super) struct Engine {
     dumps: HashMap<u64, tokio::sync::oneshot::Sender<String>>,
     /// Where tree-wide snapshots are saved (`STATE/snapshots`), if there is a state dir.
     snapshot_dir: Option<PathBuf>,
+    /// This run's transcript directory: (path, whether its parent may be made, the
+    /// directory once verified). Made at the first session's end, not before.
+    transcripts: Option<(PathBuf, bool, Option<PrivateDir>)>,
     /// Outside tools (py-spy, gdb) run a few at a time: a tree-wide dump of a frozen tree of
     /// hundreds must not start hundreds of debuggers at once.
     tools: Arc<tokio::sync::Semaphore>,
@@ -127,6 +131,17 @@ impl Engine {
             unstarted: HashMap::new(),
             dumps: HashMap::new(),
             snapshot_dir: cfg.state_dir.as_ref().map(|d| d.join("snapshots")),
+            transcripts: match &cfg.transcripts {
+                super::Transcripts::Off => None,
+                super::Transcripts::Dir(d) => Some((d.clone(), false, None)),
+                super::Transcripts::Default => cfg.state_dir.as_ref().map(|d| {
+                    let stamp = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_secs());
+                    let run = format!("run-{stamp}-{}", std::process::id());
+                    (d.join("transcripts").join(run), true, None)
+                }),
+            },
             tools: Arc::new(tokio::sync::Semaphore::new(inspect::TOOLS_AT_ONCE)),
         }
     }
@@ -214,6 +229,13 @@ impl Engine {
         let killed = procs::sweep(&self.core.managed_pids(), Duration::from_secs(2)).await;
         if killed > 0 {
             tracing::info!(killed, "killed leftover processes of the tree");
+        }
+        // The run's report, with every session in it, next to the transcripts.
+        if self.transcripts.is_some() && self.core.sessions_held() > 0 {
+            let html = self.core.report_html();
+            if let Some(path) = self.write_transcript("report.html", html.as_bytes(), true) {
+                self.events.control(RuntimeEvent::Report { path });
+            }
         }
         cleanup();
         let code = self.core.exit_code();
@@ -506,6 +528,22 @@ impl Engine {
                     path: path.map(|p| p.display().to_string()),
                 });
             }
+            Effect::SaveTranscript {
+                file,
+                text,
+                mut ended,
+            } => {
+                let path = self.write_transcript(&file, text.as_bytes(), false);
+                if let RuntimeEvent::SessionEnded { path: p, .. } = &mut ended {
+                    *p = path;
+                }
+                self.events.control(ended);
+            }
+            Effect::SaveReport { html } => {
+                if let Some(path) = self.write_transcript("report.html", html.as_bytes(), true) {
+                    self.events.control(RuntimeEvent::Report { path });
+                }
+            }
             Effect::Close { conn } => {
                 self.events.detach(conn);
                 // Dropping the sender and the hangup ends the connection's tasks once the
@@ -535,6 +573,49 @@ impl Engine {
                         tracing::debug!(%actor, error = %e, "resize failed");
                     }
                 }
+            }
+        }
+    }
+
+    /// Writes a file into this run's transcript directory, making and checking it first;
+    /// the path, or `None` (with a notice, once) if it cannot be written.
+    fn write_transcript(&mut self, name: &str, body: &[u8], replace: bool) -> Option<String> {
+        let (path, make_parent, made) = self.transcripts.as_mut()?;
+        if made.is_none() {
+            let dir = (|| {
+                if *make_parent && let Some(parent) = path.parent() {
+                    use std::os::unix::fs::DirBuilderExt;
+                    // Private from the start, as the log's directory is made.
+                    std::fs::DirBuilder::new()
+                        .recursive(true)
+                        .mode(0o700)
+                        .create(parent)
+                        .map_err(|e| format!("{}: {e}", parent.display()))?;
+                }
+                PrivateDir::open_or_create(path).map_err(|e| e.to_string())
+            })();
+            match dir {
+                Ok(d) => *made = Some(d),
+                Err(e) => {
+                    self.transcripts = None;
+                    self.events.control(RuntimeEvent::Notice {
+                        actor: None,
+                        message: format!("transcripts are not written: {e}"),
+                    });
+                    return None;
+                }
+            }
+        }
+        let dir = made.as_ref()?;
+        match dir.write_file(name, body, replace) {
+            Ok(p) => Some(p.display().to_string()),
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot write a transcript");
+                self.events.control(RuntimeEvent::Notice {
+                    actor: None,
+                    message: format!("cannot write {name}: {e}"),
+                });
+                None
             }
         }
     }

@@ -137,6 +137,26 @@ pub enum RuntimeEvent {
         location: String,
         why: String,
     },
+    /// A REPL session ended; `path` is its transcript file, if one was written. Times are
+    /// milliseconds since the run started.
+    SessionEnded {
+        session: u64,
+        actor: ActorId,
+        task: u64,
+        epoch: u64,
+        actor_name: String,
+        task_name: String,
+        reason: Reason,
+        location: String,
+        requested_ms: u64,
+        waited_ms: u64,
+        held_ms: u64,
+        cause: ReleaseCause,
+        lines_in: u64,
+        path: Option<String>,
+    },
+    /// The run's report (timeline and sessions, HTML) was written to `path`.
+    Report { path: String },
     /// An actor is possibly hung (`hung`: no CPU, output or frame for `still_ms` while
     /// others depend on it), or moves again. Shown, never acted on.
     Hung {

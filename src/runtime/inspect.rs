@@ -322,8 +322,6 @@ pub fn save_snapshot(
     text: &str,
     json: &str,
 ) -> Result<std::path::PathBuf, String> {
-    use std::io::Write as _;
-    use std::os::unix::fs::OpenOptionsExt;
     if let Some(parent) = dir.parent() {
         use std::os::unix::fs::DirBuilderExt;
         // As the log's directory is made: private from the start.
@@ -338,18 +336,10 @@ pub fn save_snapshot(
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());
     let base = format!("snapshot-{stamp}-{}", std::process::id());
-    let write = |name: String, body: &str| -> Result<std::path::PathBuf, String> {
-        let path = private.path().join(name);
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-            .open(&path)
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        f.write_all(body.as_bytes())
-            .map_err(|e| format!("{}: {e}", path.display()))?;
-        Ok(path)
+    let write = |name: String, body: &str| {
+        private
+            .write_file(&name, body.as_bytes(), false)
+            .map_err(|e| e.to_string())
     };
     write(format!("{base}.json"), json)?;
     write(format!("{base}.txt"), text)

@@ -18,6 +18,7 @@ pub mod pty;
 pub mod python;
 pub mod replay;
 pub mod server;
+pub mod sessions;
 mod spawn;
 pub mod suspect;
 pub mod tree;
@@ -62,6 +63,21 @@ pub struct RuntimeConfig {
     /// actor-tui's state directory (`$XDG_STATE_HOME/actor-tui`): tree-wide snapshots go
     /// into its `snapshots/`. `None`: snapshots are shown, not saved.
     pub state_dir: Option<PathBuf>,
+    /// Where this run's session transcripts and report go. `Default` is
+    /// `STATE/transcripts/run-STAMP-PID` (nothing is written without a state directory).
+    pub transcripts: Transcripts,
+}
+
+/// Where transcripts go (`--transcript-dir`, `--no-transcripts`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Transcripts {
+    /// Under the state directory, one directory per run.
+    #[default]
+    Default,
+    /// This directory (made 0700 if it does not exist; refused if it is not private).
+    Dir(PathBuf),
+    /// Kept in memory for the console only.
+    Off,
 }
 
 impl RuntimeConfig {
@@ -79,6 +95,7 @@ impl RuntimeConfig {
             advertise: None,
             link_timeout: crate::remote::LINK_TIMEOUT,
             state_dir: None,
+            transcripts: Transcripts::Default,
             hang_after: core::HANG_AFTER,
             dump_on_hang: None,
         }

@@ -107,6 +107,29 @@ impl PrivateDir {
     pub fn path(&self) -> &Path {
         &self.path
     }
+
+    /// Writes `body` as the file `name` in this directory, mode 0600, through no symlink.
+    /// A new file must not exist yet; with `replace`, a file of ours is truncated and
+    /// rewritten (the report, written again at the end of the run).
+    pub fn write_file(&self, name: &str, body: &[u8], replace: bool) -> std::io::Result<PathBuf> {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = self.path.join(name);
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC);
+        if replace {
+            opts.create(true).truncate(true);
+        } else {
+            opts.create_new(true);
+        }
+        let mut f = opts
+            .open(&path)
+            .map_err(|e| std::io::Error::new(e.kind(), format!("{}: {e}", path.display())))?;
+        f.write_all(body)?;
+        Ok(path)
+    }
 }
 
 /// What [`check_socket_path`] found at a socket path.

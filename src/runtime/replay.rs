@@ -64,7 +64,12 @@ pub struct Replay {
     frozen: bool,
     /// (written, actor) for every actor with a tail, least recent first.
     by_write: BTreeSet<(u64, ActorId)>,
+    /// The latest `session_ended` events, so a late viewer's session list has them.
+    ended: VecDeque<RuntimeEvent>,
 }
+
+/// Ended sessions a late viewer is told of.
+const ENDED_SESSIONS: usize = 256;
 
 impl Replay {
     pub fn new() -> Self {
@@ -181,6 +186,12 @@ impl Replay {
                     h.suspect = None;
                 }
             }
+            RuntimeEvent::SessionEnded { .. } => {
+                self.ended.push_back(ev.clone());
+                if self.ended.len() > ENDED_SESSIONS {
+                    self.ended.pop_front();
+                }
+            }
             RuntimeEvent::LockLeased { epoch, .. } => {
                 if let Some(h) = self.holder.as_mut().filter(|h| h.epoch == *epoch) {
                     h.leased = Some(ev.clone());
@@ -244,6 +255,7 @@ impl Replay {
             | RuntimeEvent::Notice { .. }
             | RuntimeEvent::Listening { .. }
             | RuntimeEvent::Snapshot { .. }
+            | RuntimeEvent::Report { .. }
             | RuntimeEvent::Exit { .. } => {}
         }
     }
@@ -283,8 +295,8 @@ impl Replay {
     }
 
     /// The run as events, in an order that rebuilds it: actors (parents first), their
-    /// recent output, exits, terminal waits, the lock (holder, its session, the queue in
-    /// order), viewers.
+    /// recent output, ended sessions, exits, terminal waits, the lock (holder, its session,
+    /// the queue in order), viewers.
     pub fn snapshot(&self) -> Vec<RuntimeEvent> {
         let mut out = Vec::new();
         for a in self.actors.values() {
@@ -299,6 +311,7 @@ impl Replay {
                 });
             }
         }
+        out.extend(self.ended.iter().cloned());
         for (id, a) in &self.actors {
             out.extend(a.exited.clone());
             if a.wants_input {

@@ -181,3 +181,66 @@ fn q04_holders_lease_their_grant_and_a_lapsed_lease_is_suspect_not_released() {
     run.send(json!({"cmd": "quit"}));
     run.finish();
 }
+
+#[test]
+fn q05_every_session_is_kept_as_a_transcript_and_the_run_gets_a_report() {
+    let mut run = Run::start(BIN, &["__demo", "bench_top", "2", "1"]);
+    let mut typed = Vec::new();
+    for _ in 0..2 {
+        let g = run.wait_event("lock_granted");
+        run.wait_for("the prompt", |e| {
+            e["event"] == "repl_ready" && e["actor"] == g["actor"]
+        });
+        run.input("p round\n");
+        run.wait_for("the answer", |e| {
+            e["event"] == "repl_output"
+                && e["data"].as_str().is_some_and(|d| d.contains("round = 0"))
+        });
+        run.input("c\n");
+        let ended = run.wait_event("session_ended");
+        assert_eq!(ended["actor"], g["actor"]);
+        assert_eq!(ended["epoch"], g["epoch"]);
+        assert_eq!(ended["cause"], "continue");
+        assert_eq!(ended["lines_in"], 2);
+        typed.push(ended);
+    }
+    // The files live in the run's state directory, which outlives the run here.
+    let _dir = run.keep_dir();
+    let (code, events) = run.finish();
+    assert_eq!(code, 0);
+    for ended in &typed {
+        let path = ended["path"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no path: {ended}"));
+        let text = std::fs::read_to_string(path).expect("transcript");
+        // Exactly what the session showed: the prompt, the typed line, the answer.
+        assert!(
+            text.contains("(actor-tui) p round\nround = 0\n(actor-tui) c\n"),
+            "{text}"
+        );
+        assert!(
+            text.starts_with(&format!("# actor-tui session {}", ended["session"])),
+            "{text}"
+        );
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path).expect("meta").permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "{path}");
+    }
+    let report = events
+        .iter()
+        .find(|e| e["event"] == "report")
+        .expect("a report at the end");
+    let html = std::fs::read_to_string(report["path"].as_str().expect("path")).expect("report");
+    assert!(
+        html.contains("2 sessions") && html.contains("<svg"),
+        "{html}"
+    );
+    for ended in &typed {
+        let file = std::path::Path::new(ended["path"].as_str().expect("path"))
+            .file_name()
+            .expect("name")
+            .to_string_lossy()
+            .into_owned();
+        assert!(html.contains(&file), "{file} not linked from the report");
+    }
+}
