@@ -17,6 +17,7 @@ pub fn run_role(role: &str) -> i32 {
         "top" => top(),
         "worker" => worker(),
         "crasher" => crasher(),
+        "crash_top" => crash_top(),
         // Used by the handoff benchmark (`cargo bench --bench handoff`).
         "bench_top" => bench_top(),
         "bench_pauser" => bench_pauser(),
@@ -110,6 +111,20 @@ fn crasher() -> i32 {
     // A real out-of-bounds panic: opens a post-mortem session, then the process fails.
     let value = readings[index.min(7)];
     println!("never printed: {value}");
+    0
+}
+
+/// `__demo crash_top N`: N crashers at once, all failing at the same line (for crash
+/// admission rules).
+fn crash_top() -> i32 {
+    let n = arg(3, 4);
+    let handles: Vec<_> = (0..n)
+        .filter_map(|i| client::spawn_self(&format!("crasher-{i}"), &[ROLE_FLAG, "crasher"]).ok())
+        .collect();
+    // Each crasher fails; the top ends well once all of them have ended.
+    for h in &handles {
+        let _ = h.wait();
+    }
     0
 }
 

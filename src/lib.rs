@@ -41,6 +41,8 @@ mod sync;
 #[cfg(feature = "runtime")]
 pub mod attach;
 #[cfg(feature = "runtime")]
+pub mod config;
+#[cfg(feature = "runtime")]
 pub mod console;
 #[cfg(feature = "runtime")]
 pub mod headless;

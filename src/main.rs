@@ -24,9 +24,15 @@ struct Cli {
     /// Socket path (default: a per-run path under $XDG_RUNTIME_DIR/actor-tui).
     #[arg(long)]
     socket: Option<PathBuf>,
-    /// Grace period in ms between Cancel, SIGTERM and SIGKILL during teardown.
-    #[arg(long, default_value_t = 2000)]
-    grace_ms: u64,
+    /// Grace period in ms between Cancel, SIGTERM and SIGKILL during teardown (default
+    /// 2000, or the config file's `grace_ms`).
+    #[arg(long)]
+    grace_ms: Option<u64>,
+    /// Read this config file alone (default: $XDG_CONFIG_HOME/actor-tui/actor-tui.toml,
+    /// then the nearest actor-tui.toml from the working directory up). `actor-tui config`
+    /// prints the configuration in force.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
     /// Log file (default: $XDG_STATE_HOME/actor-tui/actor-tui.log).
     #[arg(long)]
     log_file: Option<PathBuf>,
@@ -45,9 +51,10 @@ struct Cli {
     #[arg(long, default_value_t = 5000)]
     link_timeout_ms: u64,
     /// An actor with no CPU, output or frame for this many seconds while others depend on
-    /// it is marked possibly hung (shown, never acted on).
-    #[arg(long, default_value_t = 30, value_name = "SECS")]
-    hang_after: u64,
+    /// it is marked possibly hung (shown, never acted on). Default 30, or the config's
+    /// `hang_after_s`.
+    #[arg(long, value_name = "SECS")]
+    hang_after: Option<u64>,
     /// When the whole tree has been still this many seconds, take a tree-wide snapshot by
     /// itself (saved under the state directory; its path is printed).
     #[arg(long, value_name = "SECS")]
@@ -146,6 +153,9 @@ fn main() {
             let cli = AttachCli::parse_from(&argv[1..]);
             std::process::exit(attach(cli));
         }
+        Some("config") => {
+            std::process::exit(print_config(&argv[2..]));
+        }
         Some("ls") => {
             LsCli::parse_from(&argv[1..]);
             std::process::exit(ls());
@@ -173,7 +183,32 @@ fn main() {
     std::process::exit(code);
 }
 
+/// `actor-tui config [--config FILE]`: the configuration in force, as TOML.
+fn print_config(args: &[String]) -> i32 {
+    let explicit = match args {
+        [] => None,
+        [flag, file] if flag == "--config" => Some(PathBuf::from(file)),
+        _ => {
+            eprintln!("usage: actor-tui config [--config FILE]");
+            return 2;
+        }
+    };
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    match actor_tui::config::Config::load(explicit.as_deref(), &cwd) {
+        Ok(c) => {
+            print!("{}", c.to_toml());
+            0
+        }
+        Err(e) => {
+            eprintln!("actor-tui: {e}");
+            2
+        }
+    }
+}
+
 fn run(cli: Cli) -> Result<i32, Box<dyn std::error::Error>> {
+    let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("."));
+    let conf = actor_tui::config::Config::load(cli.config.as_deref(), &cwd)?;
     let (program, args, name) = if cli.command.len() == 1 && cli.command[0] == "demo" {
         let exe = std::env::current_exe()?;
         (
@@ -189,20 +224,36 @@ fn run(cli: Cli) -> Result<i32, Box<dyn std::error::Error>> {
     let mut cfg = RuntimeConfig::new(program, args);
     cfg.name = name;
     cfg.socket = cli.socket.clone();
-    cfg.grace = Duration::from_millis(cli.grace_ms);
+    cfg.grace = Duration::from_millis(cli.grace_ms.unwrap_or(conf.grace_ms));
+    cfg.rules = conf.admission_rules();
     // Snapshots go next to the log (the same state directory), not to a --log-file's.
     cfg.state_dir = state_dir();
-    cfg.transcripts = match (&cli.transcript_dir, cli.no_transcripts) {
+    let dir = cli
+        .transcript_dir
+        .clone()
+        .or_else(|| conf.transcript_dir.clone());
+    cfg.transcripts = match (dir, cli.no_transcripts || !conf.transcripts) {
         (_, true) => runtime::Transcripts::Off,
-        (Some(d), false) => runtime::Transcripts::Dir(d.clone()),
+        (Some(d), false) => runtime::Transcripts::Dir(d),
         (None, false) => runtime::Transcripts::Default,
     };
-    cfg.hang_after = Duration::from_secs(cli.hang_after.max(1));
+    cfg.hang_after = Duration::from_secs(cli.hang_after.unwrap_or(conf.hang_after_s).max(1));
     cfg.dump_on_hang = cli.dump_on_hang.map(|s| Duration::from_secs(s.max(1)));
     cfg.listen = cli.listen.clone();
     cfg.advertise = cli.advertise.clone();
     cfg.link_timeout = Duration::from_millis(cli.link_timeout_ms.max(1000));
-    let console = !cli.headless && !cli.plain;
+    use actor_tui::config::FrontEnd;
+    let front = match (cli.headless, cli.plain) {
+        (true, _) => FrontEnd::Headless,
+        (_, true) => FrontEnd::Plain,
+        _ => conf.front_end,
+    };
+    let console = front == FrontEnd::Console;
+    let opts = actor_tui::console::Options {
+        keys: actor_tui::console::keymap(&conf.keys),
+        scrollback: Some(conf.scrollback),
+        mono: conf.theme == actor_tui::config::ThemeName::Mono,
+    };
     if console && let Ok((cols, rows)) = crossterm::terminal::size() {
         // Start actors at the size their output pane will have, not at 80x24.
         let (out, _) = actor_tui::console::pane_sizes(cols, rows);
@@ -214,12 +265,10 @@ fn run(cli: Cli) -> Result<i32, Box<dyn std::error::Error>> {
         .build()?;
     let result = rt.block_on(async move {
         let runtime = runtime::start(cfg).await?;
-        let code = if cli.headless {
-            actor_tui::headless::run(runtime).await
-        } else if cli.plain {
-            plain::run(runtime).await
-        } else {
-            actor_tui::console::run(runtime).await
+        let code = match front {
+            FrontEnd::Headless => actor_tui::headless::run(runtime).await,
+            FrontEnd::Plain => plain::run(runtime).await,
+            FrontEnd::Console => actor_tui::console::run_with(runtime, opts).await,
         };
         Ok::<_, Box<dyn std::error::Error>>(code)
     });

@@ -169,6 +169,15 @@ fn describe(ev: &RuntimeEvent) -> Option<String> {
                 .unwrap_or_default()
         ),
         RuntimeEvent::Report { path } => format!("[report] {path}"),
+        RuntimeEvent::Rules { rules, crashes, .. } => format!(
+            "[rules] {}; {} crashes listed",
+            rules
+                .iter()
+                .map(|r| format!("{} ({} let go)", r.rule, r.skipped))
+                .collect::<Vec<_>>()
+                .join(", "),
+            crashes.len()
+        ),
         RuntimeEvent::Exit { code } => format!("[exit] code {code}"),
     })
 }

@@ -393,7 +393,9 @@ def _interaction(p, frame, traceback, run):
     if session is None:
         task, task_name = current_task()
         task_name = st.task_name or task_name
-        session = client.request_lock(task, task_name, st.reason, location)
+        # A crash's peek is its traceback: what the crash list keeps if a rule skips it.
+        peek = st.crash_text if st.reason == "crash" and st.crash_text else _peek(frame)
+        session = client.request_lock(task, task_name, st.reason, location, peek=peek)
         if session is None:
             st.io.detach()
             st.reason, st.where, st.crash_text, st.task_name = "pause", None, None, None

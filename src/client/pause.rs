@@ -213,13 +213,19 @@ pub(super) fn session(task: u64, ctx: PauseCtx) -> Result<(), PauseError> {
 }
 
 /// What the console shows of this pause while it waits: the panic message and the captured
-/// values, bounded (the root cuts it to 8 KiB anyway). Not the backtrace: symbolizing it
-/// costs hundreds of milliseconds in a debug build, and the request must not wait for that
-/// (it would reorder who asked first, and slow every handoff).
+/// values, bounded (the root cuts it to 8 KiB anyway). A pause's backtrace is left out:
+/// symbolizing it costs hundreds of milliseconds in a debug build, and the request must
+/// not wait for that (it would reorder who asked first, and slow every handoff). A crash's
+/// is in: the crash list keeps it when a rule lets the crash go on without a session, and
+/// its banner would symbolize it anyway.
 fn peek_of(ctx: &PauseCtx) -> String {
     let mut out = String::new();
     if let Some(m) = &ctx.message {
         out.push_str(&format!("panic: {m}\n"));
+    }
+    if ctx.reason == Reason::Crash {
+        out.push_str("backtrace:\n");
+        out.push_str(&repl::filter_backtrace(&ctx.backtrace));
     }
     if !ctx.values.is_empty() {
         out.push_str("values:\n");

@@ -22,7 +22,7 @@ pub struct FeedState {
 /// Feeds `data` to the emulator of one actor's terminal.
 pub fn feed(parser: &mut vt100::Parser, state: &mut FeedState, data: &[u8]) {
     let (rows, _) = parser.screen().size();
-    let keep = usize::from(rows) + crate::console::state::SCROLLBACK + 1;
+    let keep = usize::from(rows) + crate::console::state::scrollback() + 1;
     // Only from the bottom row does every line feed scroll a line off the top.
     let at_bottom = parser.screen().cursor_position().0 + 1 == rows;
     let shortcut = !state.mid_sequence && !state.scroll_region && at_bottom;

@@ -75,6 +75,82 @@ pub enum Action {
     Freeze,
     /// Act on the selected waiter of the lock pane.
     Queue(QueueOp),
+    /// The list of past sessions (open one read-only).
+    Sessions,
+    /// The crash list and the admission rules, in the Dump tab.
+    Crashes,
+    /// Search the focused pane's text (`/`; `n`/`N` for the next and previous match).
+    Search,
+    SearchNext,
+    SearchPrev,
+    /// Open the focused pane's text in `$EDITOR`.
+    Editor,
+}
+
+/// Keys bound in the config file (`[keys]`), over the defaults: an F-key in any mode but
+/// the actor's terminal, a character in navigation mode.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Keymap {
+    bound: std::collections::HashMap<KeyCode, Action>,
+    /// `key = action` as the help overlay lists them.
+    pub listed: Vec<(String, String)>,
+}
+
+impl Keymap {
+    /// From the config's `key -> action name` table (names checked when it was read; an
+    /// unknown one here binds nothing).
+    pub fn from_names<'a>(pairs: impl IntoIterator<Item = (&'a String, &'a String)>) -> Self {
+        let mut m = Self::default();
+        for (key, name) in pairs {
+            let code = match key.strip_prefix('F').and_then(|n| n.parse::<u8>().ok()) {
+                Some(n) => KeyCode::F(n),
+                None => match key.chars().next() {
+                    Some(c) => KeyCode::Char(c),
+                    None => continue,
+                },
+            };
+            let Some(action) = action_named(name) else {
+                continue;
+            };
+            m.bound.insert(code, action);
+            m.listed.push((key.clone(), name.clone()));
+        }
+        m
+    }
+
+    fn get(&self, code: KeyCode, mode: Mode) -> Option<Action> {
+        let a = self.bound.get(&code)?;
+        match (code, mode) {
+            (KeyCode::F(_), Mode::Input | Mode::Nav) | (_, Mode::Nav) => Some(a.clone()),
+            _ => None,
+        }
+    }
+}
+
+/// The action a config file's name stands for (see `config::KEY_ACTIONS`).
+pub fn action_named(name: &str) -> Option<Action> {
+    Some(match name {
+        "help" => Action::Help,
+        "dump" => Action::Dump,
+        "dump_all" => Action::DumpAll,
+        "interrupt" => Action::Interrupt,
+        "force_release" => Action::ForceRelease,
+        "cancel" => Action::Cancel,
+        "quit" => Action::Quit,
+        "drive" => Action::Drive,
+        "freeze" => Action::Freeze,
+        "promote" => Action::Queue(QueueOp::Promote),
+        "defer" => Action::Queue(QueueOp::Defer),
+        "skip" => Action::Queue(QueueOp::Skip),
+        "continue_here" => Action::Queue(QueueOp::ContinueHere),
+        "auto_continue_here" => Action::Queue(QueueOp::AutoContinueHere),
+        "sessions" => Action::Sessions,
+        "crashes" => Action::Crashes,
+        "search" => Action::Search,
+        "editor" => Action::Editor,
+        "none" => Action::None,
+        _ => return None,
+    })
 }
 
 /// What the lock pane's keys do to its selected waiter.
@@ -133,10 +209,23 @@ fn global(code: KeyCode) -> Option<Action> {
     })
 }
 
-/// The action for one terminal event.
+/// The action for one terminal event, with the default bindings.
+#[cfg(test)]
 pub fn map(ev: &Event, mode: Mode, overlay: OverlayKind) -> Action {
+    map_with(ev, mode, overlay, &Keymap::default())
+}
+
+/// The action for one terminal event, the config's bindings first.
+pub fn map_with(ev: &Event, mode: Mode, overlay: OverlayKind, keys: &Keymap) -> Action {
     match ev {
-        Event::Key(k) if k.kind != KeyEventKind::Release => map_key(*k, mode, overlay),
+        Event::Key(k) if k.kind != KeyEventKind::Release => {
+            if overlay == OverlayKind::None
+                && let Some(a) = keys.get(k.code, mode)
+            {
+                return a;
+            }
+            map_key(*k, mode, overlay)
+        }
         Event::Mouse(m) => match m.kind {
             MouseEventKind::Down(MouseButton::Left) => Action::Click {
                 x: m.column,
@@ -206,6 +295,14 @@ fn map_key(k: KeyEvent, mode: Mode, overlay: OverlayKind) -> Action {
             KeyCode::Char('s') => Action::Queue(QueueOp::Skip),
             KeyCode::Char('C') => Action::Queue(QueueOp::ContinueHere),
             KeyCode::Char('A') => Action::Queue(QueueOp::AutoContinueHere),
+            KeyCode::Char('H') => Action::Sessions,
+            // Leaves a past session (or search results) for the live view.
+            KeyCode::Esc => Action::ToNav,
+            KeyCode::Char('K') => Action::Crashes,
+            KeyCode::Char('/') => Action::Search,
+            KeyCode::Char('n') => Action::SearchNext,
+            KeyCode::Char('N') => Action::SearchPrev,
+            KeyCode::Char('E') => Action::Editor,
             KeyCode::Up | KeyCode::Char('k') => Action::Move(-1),
             KeyCode::Down | KeyCode::Char('j') => Action::Move(1),
             KeyCode::Left | KeyCode::Char('h') => Action::Collapse,
@@ -299,6 +396,26 @@ mod tests {
                 );
             }
         }
+    }
+
+    #[test]
+    fn config_bindings_come_first_and_none_unbinds() {
+        let pairs = [
+            ("F4".to_owned(), "force_release".to_owned()),
+            ("q".to_owned(), "none".to_owned()),
+            ("g".to_owned(), "dump_all".to_owned()),
+        ];
+        let keys = Keymap::from_names(pairs.iter().map(|(a, b)| (a, b)));
+        let m = |code, mode| map_with(&key(code), mode, OverlayKind::None, &keys);
+        assert_eq!(m(KeyCode::F(4), Mode::Input), Action::ForceRelease);
+        assert_eq!(m(KeyCode::Char('q'), Mode::Nav), Action::None);
+        assert_eq!(m(KeyCode::Char('g'), Mode::Nav), Action::DumpAll);
+        // Characters still type in the input line.
+        assert!(matches!(
+            m(KeyCode::Char('g'), Mode::Input),
+            Action::Edit(_)
+        ));
+        assert_eq!(keys.listed.len(), 3);
     }
 
     #[test]

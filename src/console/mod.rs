@@ -7,6 +7,7 @@
 mod feed;
 mod input;
 pub mod outlog;
+mod search;
 pub mod state;
 mod term;
 pub mod update;
@@ -57,9 +58,33 @@ pub fn pane_sizes(cols: u16, rows: u16) -> ((u16, u16), (u16, u16)) {
     (a.output_size(), a.repl_size())
 }
 
+/// What the config file says of the console.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Key bindings over the defaults.
+    pub keys: input::Keymap,
+    /// Lines of scrollback per screen (default [`state::SCROLLBACK`]).
+    pub scrollback: Option<usize>,
+    /// No colours (as `NO_COLOR`).
+    pub mono: bool,
+}
+
+/// Bindings from the config file's `[keys]` table (names already checked when read).
+pub fn keymap<'a>(pairs: impl IntoIterator<Item = (&'a String, &'a String)>) -> input::Keymap {
+    input::Keymap::from_names(pairs)
+}
+
 /// Runs the console until the run ends; returns the exit code. The terminal is restored
 /// on every way out.
-pub async fn run(mut rt: Runtime) -> i32 {
+pub async fn run(rt: Runtime) -> i32 {
+    run_with(rt, Options::default()).await
+}
+
+/// [`run`] with the config file's console options.
+pub async fn run_with(mut rt: Runtime, opts: Options) -> i32 {
+    if let Some(n) = opts.scrollback {
+        state::set_scrollback(n);
+    }
     let mut guard = match term::TerminalGuard::enter() {
         Ok(g) => g,
         Err(e) => {
@@ -76,10 +101,11 @@ pub async fn run(mut rt: Runtime) -> i32 {
         model: Model::new(ConsoleState::new(out, repl), Instant::now()),
         frame_times: Vec::new(),
         theme: Theme {
-            color: std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
+            color: !opts.mono && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty()),
         },
         commands: rt.commands.clone(),
     };
+    c.model.ui.keys = opts.keys;
     c.model.state.me = rt.viewer;
     c.send(RuntimeCommand::Resize {
         rows: out.0,
@@ -109,7 +135,7 @@ pub async fn run(mut rt: Runtime) -> i32 {
             key = keys.next() => {
                 let cmds = match key {
                     Some(Ok(ev)) => {
-                        let action = input::map(&ev, c.model.ui.mode, c.model.overlay_kind());
+                        let action = input::map_with(&ev, c.model.ui.mode, c.model.overlay_kind(), &c.model.ui.keys);
                         if matches!(action, Action::Type(_)) {
                             typed_at = Some(Instant::now());
                         }
@@ -126,6 +152,16 @@ pub async fn run(mut rt: Runtime) -> i32 {
                     _ => c.model.quit(),
                 };
                 c.send_all(cmds);
+                if let Some(text) = c.model.ui.editor.take() {
+                    // The editor has the terminal to itself: no key reader, normal modes.
+                    drop(keys);
+                    let said = edit(&text).await;
+                    keys = EventStream::new();
+                    if let Err(e) = term::resume(&mut guard.terminal) {
+                        tracing::warn!(error = %e, "cannot take the terminal back");
+                    }
+                    c.model.flash(said);
+                }
                 due = Some(due.map_or(last_draw + KEY_FRAME, |d| d.min(last_draw + KEY_FRAME)));
             }
             // Before runtime events: under a flood they are always ready, and a frame that
@@ -233,6 +269,46 @@ impl Console {
     }
 }
 
+/// Opens `text` in `$VISUAL` / `$EDITOR` (else `vi`) with the terminal restored to normal,
+/// and waits for it. The file is 0600 in a fresh private directory, removed afterwards.
+/// Returns what to tell the user.
+async fn edit(text: &str) -> String {
+    term::restore();
+    let editor = ["VISUAL", "EDITOR"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|e| !e.trim().is_empty()))
+        .unwrap_or_else(|| "vi".into());
+    let dir = match crate::runtime::private_dir::PrivateDir::fresh(
+        &std::env::temp_dir(),
+        "actor-tui-edit",
+    ) {
+        Ok(d) => d,
+        Err(e) => return format!("cannot open an editor: {e}"),
+    };
+    let said = match dir.write_file("pane.txt", text.as_bytes(), false) {
+        Err(e) => format!("cannot open an editor: {e}"),
+        Ok(path) => {
+            // Through the shell, as git runs it: EDITOR may carry arguments (`code -w`).
+            let status = tokio::process::Command::new("sh")
+                .arg("-c")
+                .arg(format!("{editor} \"$1\""))
+                .arg("sh")
+                .arg(&path)
+                .status()
+                .await;
+            // Ours, in a directory made for it: removed whatever the editor did.
+            let _ = std::fs::remove_file(&path);
+            match status {
+                Ok(s) if s.success() => format!("back from {editor}"),
+                Ok(s) => format!("{editor} ended with {s}"),
+                Err(e) => format!("cannot run {editor}: {e}"),
+            }
+        }
+    };
+    let _ = std::fs::remove_dir(dir.path());
+    said
+}
+
 /// Once the console is gone, the end of the run stays visible: the first program's last
 /// screen (what its output pane showed, as plain text) and how it ended are printed to the
 /// restored terminal, so a test summary or a late traceback is not lost with the alternate
@@ -276,7 +352,7 @@ pub fn draw_model<B: ratatui::backend::Backend>(
     theme: &Theme,
     now: Instant,
 ) -> Result<(), B::Error> {
-    view::apply_scroll(&mut model.state, &model.ui);
+    view::apply_scroll(&mut model.state, &mut model.ui);
     let mut areas = model.areas;
     terminal.draw(|frame| {
         let m = view::model(&model.state, &model.ui, now);

@@ -17,6 +17,21 @@ use crate::runtime::sessions::SessionLog;
 /// console's memory: 2,000 lines of 120 columns is about 5 MB of cells at most.
 pub const SCROLLBACK: usize = 2_000;
 
+/// The scrollback in force (`scrollback` in the config file), set once when the console
+/// starts; one setting for the whole process, read wherever an emulator is made.
+static SCROLLBACK_LINES: std::sync::atomic::AtomicUsize =
+    std::sync::atomic::AtomicUsize::new(SCROLLBACK);
+
+/// Lines of scrollback per actor terminal and REPL screen.
+pub fn scrollback() -> usize {
+    SCROLLBACK_LINES.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Sets [`scrollback`] (before the first event is applied).
+pub fn set_scrollback(lines: usize) {
+    SCROLLBACK_LINES.store(lines, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// A holder that shows no sign of life (no REPL output or prompt) for this long is marked
 /// suspect in the lock pane.
 pub const SUSPECT_AFTER: Duration = Duration::from_secs(5);
@@ -135,6 +150,10 @@ pub struct ConsoleState {
     pub earlier_sessions: Vec<String>,
     /// Pauses let go without a session, by why (`skip`, `auto_continue worker.py:42`, ...).
     pub skipped: BTreeMap<String, u64>,
+    /// The admission rules in force with their counts, and the crash list (the latest
+    /// `rules` event).
+    pub rules: Vec<crate::runtime::event::RuleInfo>,
+    pub crashes: Vec<crate::runtime::admission::Crash>,
 }
 
 /// Text of ended sessions the console keeps in memory (the oldest lose theirs first; the
@@ -203,6 +222,8 @@ impl ConsoleState {
             transcript_paths: HashMap::new(),
             earlier_sessions: Vec::new(),
             skipped: BTreeMap::new(),
+            rules: Vec::new(),
+            crashes: Vec::new(),
             output_size,
             repl_size,
         }
@@ -261,6 +282,10 @@ impl ConsoleState {
                         path.map(|p| format!(" ({p})")).unwrap_or_default()
                     ));
                 }
+            }
+            RuntimeEvent::Rules { rules, crashes, .. } => {
+                self.rules = rules;
+                self.crashes = crashes;
             }
             RuntimeEvent::Report { path } => self.note(now, format!("report written: {path}")),
             RuntimeEvent::ActorStarted {
@@ -466,7 +491,7 @@ impl ConsoleState {
                 let size = self.repl_size;
                 if let Some(a) = self.actor_mut(actor) {
                     a.repl
-                        .get_or_insert_with(|| vt100::Parser::new(size.0, size.1, SCROLLBACK))
+                        .get_or_insert_with(|| vt100::Parser::new(size.0, size.1, scrollback()))
                         .process(&crlf(&data));
                 }
             }
@@ -478,7 +503,7 @@ impl ConsoleState {
                 let size = self.repl_size;
                 if let Some(a) = self.actor_mut(actor) {
                     a.repl
-                        .get_or_insert_with(|| vt100::Parser::new(size.0, size.1, SCROLLBACK))
+                        .get_or_insert_with(|| vt100::Parser::new(size.0, size.1, scrollback()))
                         .process(prompt.as_bytes());
                 }
             }
@@ -661,6 +686,30 @@ impl ConsoleState {
         Some(actor)
     }
 
+    /// Lines of every actor's recent output that contain `query` (smartcase), by actor, at
+    /// most `limit` lines in all.
+    pub fn search_outputs(&self, query: &str, limit: usize) -> Vec<(String, Vec<String>)> {
+        let mut out = Vec::new();
+        let mut left = limit;
+        for a in self.actors.values() {
+            if left == 0 {
+                break;
+            }
+            let bytes: Vec<u8> = self.logs.chunks(a.id).flatten().copied().collect();
+            let lines = super::search::plain_lines(&bytes);
+            let hits: Vec<String> = super::search::matches(&lines, query)
+                .into_iter()
+                .take(left)
+                .map(|i| lines[i].clone())
+                .collect();
+            if !hits.is_empty() {
+                left -= hits.len();
+                out.push((format!("{} {}", a.id, a.name), hits));
+            }
+        }
+        out
+    }
+
     /// What the tree shows for an actor.
     pub fn status(&self, a: &Actor) -> ActorStatus {
         if let Some(exit) = a.exited {
@@ -770,7 +819,7 @@ impl ConsoleState {
             if a.output.is_none() {
                 // All of it at once, so a long log's head need not be parsed.
                 let kept = self.logs.chunks(id).collect::<Vec<_>>().concat();
-                let mut parser = vt100::Parser::new(size.0, size.1, SCROLLBACK);
+                let mut parser = vt100::Parser::new(size.0, size.1, scrollback());
                 let mut feed = super::feed::FeedState::default();
                 super::feed::feed(&mut parser, &mut feed, &kept);
                 a.output = Some(parser);

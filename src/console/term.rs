@@ -71,6 +71,20 @@ impl TerminalGuard {
     }
 }
 
+/// Takes the terminal back after [`restore`] (an editor ran): console modes again, and
+/// the next frame draws everything.
+pub fn resume(terminal: &mut Terminal<CrosstermBackend<Stdout>>) -> std::io::Result<()> {
+    enable_raw_mode()?;
+    ACTIVE.store(true, Ordering::SeqCst);
+    execute!(
+        std::io::stdout(),
+        EnterAlternateScreen,
+        EnableMouseCapture,
+        cursor::Hide
+    )?;
+    terminal.clear()
+}
+
 impl Drop for TerminalGuard {
     fn drop(&mut self) {
         restore();

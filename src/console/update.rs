@@ -197,10 +197,10 @@ impl Model {
         let add = |v: usize| (v as i64 + i64::from(lines)).max(0) as usize;
         match pane {
             Pane::Tree => self.move_selection(-lines.signum()),
-            Pane::Repl => self.ui.repl_scroll = add(self.ui.repl_scroll).min(state::SCROLLBACK),
+            Pane::Repl => self.ui.repl_scroll = add(self.ui.repl_scroll).min(state::scrollback()),
             Pane::Bottom => match self.ui.tab {
                 BottomTab::Output => {
-                    self.ui.output_scroll = add(self.ui.output_scroll).min(state::SCROLLBACK);
+                    self.ui.output_scroll = add(self.ui.output_scroll).min(state::scrollback());
                 }
                 // Dump text scrolls the other way: positive means further down the text.
                 BottomTab::Dump => {
@@ -210,6 +210,231 @@ impl Model {
                 }
             },
             Pane::Lock => {}
+        }
+    }
+
+    /// Shows the session before the one viewed (the latest ended one first); past the
+    /// oldest, back to the live pane. The Dump tab lists them all.
+    fn older_session(&mut self) {
+        let ended: Vec<u64> = self
+            .state
+            .sessions
+            .sessions()
+            .filter(|x| x.ended.is_some())
+            .map(|x| x.n)
+            .collect();
+        let next = match self.ui.viewing.as_ref().map(|(n, _)| *n) {
+            None => ended.last().copied(),
+            Some(n) => ended.iter().rev().find(|m| **m < n).copied(),
+        };
+        self.ui.repl_scroll = 0;
+        let Some(n) = next else {
+            self.ui.viewing = None;
+            self.flash(if ended.is_empty() {
+                "no session has ended yet".into()
+            } else {
+                "back to the live REPL".into()
+            });
+            return;
+        };
+        let Some(x) = self.state.sessions.get(n) else {
+            return;
+        };
+        let (rows, cols) = self.state.repl_size;
+        let mut p = vt100::Parser::new(rows, cols, state::scrollback());
+        let text = if x.evicted() {
+            let path = self.state.transcript_paths.get(&x.epoch);
+            format!(
+                "(this session's text is no longer kept in memory{})
+",
+                path.map(|p| format!("; it is in {p}")).unwrap_or_default()
+            )
+        } else {
+            x.transcript()
+        };
+        p.process(text.replace('\n', "\r\n").as_bytes());
+        self.ui.viewing = Some((n, super::view::Viewed(p)));
+        let mut list = String::new();
+        for x in self.state.sessions.sessions().rev() {
+            let now = self.state.run_time(self.now);
+            list.push_str(&format!(
+                "{} #{} {} {} · {} at {} · waited {} · held {} · {}{}
+",
+                if x.n == n { "▸" } else { " " },
+                x.n,
+                x.actor,
+                x.actor_name,
+                x.reason.as_str(),
+                x.location,
+                crate::runtime::sessions::secs(x.waited()),
+                crate::runtime::sessions::secs(x.held(now)),
+                x.cause.map_or("open", |c| c.as_str()),
+                self.state
+                    .transcript_paths
+                    .get(&x.epoch)
+                    .map(|p| format!(" · {p}"))
+                    .unwrap_or_default()
+            ));
+        }
+        for e in &self.state.earlier_sessions {
+            list.push_str(&format!(
+                "  {e}
+"
+            ));
+        }
+        self.ui.info = Some((
+            format!(
+                "{} sessions · H older · Esc back",
+                self.state.sessions.len()
+            ),
+            list,
+        ));
+        self.ui.tab = BottomTab::Dump;
+        self.ui.dump_scroll = 0;
+    }
+
+    /// The admission rules and the crash list, in the Dump tab.
+    fn show_crashes(&mut self) {
+        let mut text = String::from("rules:\n");
+        if self.state.rules.is_empty() {
+            text.push_str("  (none)\n");
+        }
+        for r in &self.state.rules {
+            text.push_str(&format!("  {} · let go {}\n", r.rule, r.skipped));
+        }
+        text.push_str(&format!(
+            "\ncrashes that went on without a post-mortem: {}\n",
+            self.state.crashes.len()
+        ));
+        for c in self.state.crashes.iter().rev() {
+            text.push_str(&format!(
+                "\n── {} at {} ({})\n{}\n",
+                c.actor, c.location, c.rule, c.text
+            ));
+        }
+        self.ui.info = Some(("rules and crash list".into(), text));
+        self.ui.tab = BottomTab::Dump;
+        self.ui.dump_scroll = 0;
+    }
+
+    /// The text of the focused pane (the REPL screen or session viewed, or the selected
+    /// actor's output), every line of its scrollback.
+    fn pane_text(&mut self, pane: Pane) -> Option<Vec<String>> {
+        if pane == Pane::Repl {
+            if let Some((_, v)) = &mut self.ui.viewing {
+                return Some(super::search::all_lines(&mut v.0));
+            }
+            let holder = self.state.holder.as_ref().map(|h| h.request.actor)?;
+            let p = self.state.actor_mut(holder)?.repl.as_mut()?;
+            return Some(super::search::all_lines(p));
+        }
+        if pane == Pane::Bottom
+            && let Some((_, text)) = &self.ui.info
+            && self.ui.tab == BottomTab::Dump
+        {
+            return Some(text.lines().map(str::to_owned).collect());
+        }
+        let id = self.ui.selected?;
+        self.state.show(&[id]);
+        let p = self.state.actor_mut(id)?.output.as_mut()?;
+        Some(super::search::all_lines(p))
+    }
+
+    fn search(&mut self, query: String) {
+        if query.is_empty() {
+            return;
+        }
+        let pane = self.ui.focus;
+        if matches!(pane, Pane::Tree | Pane::Lock) {
+            // Tree-wide: every actor's recent output, matches listed by actor.
+            let found = self.state.search_outputs(&query, 500);
+            let n: usize = found.iter().map(|(_, l)| l.len()).sum();
+            let mut text = String::new();
+            for (who, lines) in &found {
+                text.push_str(&format!("── {who}: {} lines\n", lines.len()));
+                for l in lines {
+                    text.push_str(&format!("  {l}\n"));
+                }
+            }
+            self.ui.info = Some((
+                format!("search {query:?}: {n} lines in {} actors", found.len()),
+                text,
+            ));
+            self.ui.tab = BottomTab::Dump;
+            self.ui.dump_scroll = 0;
+            self.flash(format!(
+                "{n} matching lines in {} actors (Dump tab)",
+                found.len()
+            ));
+            return;
+        }
+        let Some(lines) = self.pane_text(pane) else {
+            self.flash("nothing to search here".into());
+            return;
+        };
+        let hits = super::search::matches(&lines, &query);
+        if hits.is_empty() {
+            self.flash(format!("{query:?}: not found"));
+            return;
+        }
+        // The newest match first, as a terminal search from the bottom finds it.
+        let last = hits.len() - 1;
+        self.ui.search = Some((query, pane, hits, last));
+        self.show_match(lines.len());
+    }
+
+    fn step_search(&mut self, forward: bool) {
+        let Some((_, pane, hits, i)) = &mut self.ui.search else {
+            self.flash("no search yet: press /".into());
+            return;
+        };
+        *i = if forward {
+            (*i + 1) % hits.len()
+        } else {
+            (*i + hits.len() - 1) % hits.len()
+        };
+        let pane = *pane;
+        let total = self.pane_text(pane).map_or(0, |l| l.len());
+        self.show_match(total);
+    }
+
+    /// Scrolls the searched pane so the current match is in view, and says which it is.
+    fn show_match(&mut self, total: usize) {
+        let Some((query, pane, hits, i)) = self.ui.search.clone() else {
+            return;
+        };
+        let line = hits[i];
+        let rows = usize::from(match pane {
+            Pane::Repl => self.state.repl_size.0,
+            _ => self.state.output_size.0,
+        });
+        let depth = total.saturating_sub(rows);
+        let offset = super::search::offset_showing(depth, line);
+        match pane {
+            Pane::Repl => self.ui.repl_scroll = offset,
+            Pane::Bottom if self.ui.tab == BottomTab::Dump => {
+                self.ui.dump_scroll = u16::try_from(line).unwrap_or(u16::MAX);
+            }
+            _ => self.ui.output_scroll = offset,
+        }
+        self.flash(format!(
+            "{query:?}: match {} of {} (line {}) · n next, N previous",
+            i + 1,
+            hits.len(),
+            line + 1
+        ));
+    }
+
+    /// Asks the loop to open the focused pane's text in `$EDITOR`.
+    fn open_in_editor(&mut self) {
+        let pane = self.ui.focus;
+        match self.pane_text(pane) {
+            Some(lines) => {
+                let mut text = lines.join("\n");
+                text.push('\n');
+                self.ui.editor = Some(text);
+            }
+            None => self.flash("nothing to open here".into()),
         }
     }
 
@@ -333,6 +558,18 @@ impl Model {
                 self.ui.show_snapshot = true;
                 self.flash("dumping every actor…".into());
             }
+            Action::ToNav if self.ui.searching => {
+                self.ui.searching = false;
+                self.ui.input = new_input("");
+                self.ui.mode = Mode::Nav;
+            }
+            Action::ToNav if self.ui.mode == Mode::Nav && self.ui.viewing.is_some() => {
+                self.ui.viewing = None;
+                self.ui.repl_scroll = 0;
+            }
+            Action::ToNav if self.ui.mode == Mode::Nav && self.ui.info.is_some() => {
+                self.ui.info = None;
+            }
             Action::ToNav => self.ui.mode = Mode::Nav,
             Action::ToInput => {
                 self.ui.mode = Mode::Input;
@@ -345,6 +582,30 @@ impl Model {
                 }
                 None => self.flash("no actor selected".into()),
             },
+            Action::Submit if self.ui.searching => {
+                let query = self.ui.input.lines().join(" ");
+                self.ui.searching = false;
+                self.ui.input = new_input("");
+                self.ui.mode = Mode::Nav;
+                self.search(query);
+            }
+            Action::Search => {
+                self.ui.searching = true;
+                self.ui.mode = Mode::Input;
+                self.ui.input = new_input("");
+                let what = match self.ui.focus {
+                    Pane::Tree | Pane::Lock => "every actor's output",
+                    Pane::Repl => "the REPL pane",
+                    Pane::Bottom => "the selected actor's output",
+                };
+                self.flash(format!("search {what}: type, then Enter (Esc cancels)"));
+            }
+            Action::SearchNext | Action::SearchPrev => {
+                self.step_search(action == Action::SearchNext)
+            }
+            Action::Sessions => self.older_session(),
+            Action::Crashes => self.show_crashes(),
+            Action::Editor => self.open_in_editor(),
             Action::Submit => {
                 if self.observing() {
                     // The line stays: D, then Enter sends it.
@@ -558,7 +819,8 @@ impl Model {
                 actor: None,
             },
             QueueOp::AutoContinueHere => RuntimeCommand::AutoContinue {
-                location: r.location.clone(),
+                actor: None,
+                location: Some(r.location.clone()),
             },
         });
     }

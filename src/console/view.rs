@@ -38,6 +38,29 @@ pub struct UiState {
     pub history_pos: Option<usize>,
     /// A transient message for the status bar, newer than the state's.
     pub flash: Option<(Instant, String)>,
+    /// A past session shown read-only in the REPL pane: its number and its text on a
+    /// screen of its own.
+    pub viewing: Option<(u64, Viewed)>,
+    /// Text the Dump tab shows instead of a dump (the session list, the crash list,
+    /// tree-wide search results), with its title.
+    pub info: Option<(String, String)>,
+    /// The input line holds a search query (`/`), not a line for the session.
+    pub searching: bool,
+    /// The last search: query, the pane searched, the matching lines, which one is shown.
+    pub search: Option<(String, Pane, Vec<usize>, usize)>,
+    /// Text to open in `$EDITOR` at the next turn of the loop.
+    pub editor: Option<String>,
+    /// Key bindings from the config file.
+    pub keys: super::input::Keymap,
+}
+
+/// A past session's text on a vt100 screen (so it scrolls and searches like the live one).
+pub struct Viewed(pub vt100::Parser);
+
+impl std::fmt::Debug for Viewed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Viewed")
+    }
 }
 
 /// What a confirmation will do on `y`.
@@ -93,6 +116,12 @@ impl UiState {
             input: new_input(""),
             history_pos: None,
             flash: None,
+            viewing: None,
+            info: None,
+            searching: false,
+            search: None,
+            editor: None,
+            keys: super::input::Keymap::default(),
         }
     }
 }
@@ -118,7 +147,7 @@ fn entry(s: &ConsoleState, r: &Request, elapsed: Duration) -> LockEntry {
 
 /// Applies the scroll offsets to the screens about to be shown (vt100 keeps the view
 /// offset inside the parser).
-pub fn apply_scroll(s: &mut ConsoleState, ui: &UiState) {
+pub fn apply_scroll(s: &mut ConsoleState, ui: &mut UiState) {
     let holder = s.holder.as_ref().map(|h| h.request.actor);
     let selected = ui.selected;
     // The output screens this frame shows must exist (only these few are kept parsed).
@@ -128,6 +157,9 @@ pub fn apply_scroll(s: &mut ConsoleState, ui: &UiState) {
         && let Some(p) = &mut a.repl
     {
         p.screen_mut().set_scrollback(ui.repl_scroll);
+    }
+    if let Some((_, v)) = &mut ui.viewing {
+        v.0.screen_mut().set_scrollback(ui.repl_scroll);
     }
     if let Some(a) = selected.and_then(|id| s.actor_mut(id))
         && let Some(p) = &mut a.output
@@ -167,10 +199,31 @@ pub fn model<'a>(s: &'a ConsoleState, ui: &'a UiState, now: Instant) -> ScreenMo
             .collect(),
         selected: (ui.focus == Pane::Lock && !s.queue.is_empty())
             .then(|| ui.queue_sel.min(s.queue.len() - 1)),
+        timeline: timeline(s, now),
+        rules: rules_line(s),
     };
     let selected = ui.selected.and_then(|id| s.actor(id));
     let terminal = ui.terminal.and_then(|id| s.actor(id));
+    let viewed = ui.viewing.as_ref().map(|(n, v)| {
+        let what = s.sessions.get(*n).map_or_else(String::new, |x| {
+            format!(
+                "{} {} · {} at {}",
+                x.actor,
+                x.actor_name,
+                x.reason.as_str(),
+                x.location
+            )
+        });
+        ReplModel {
+            title: format!(" Session #{n} (read-only) · {what} · H older, Esc back "),
+            screen: Some(v.0.screen()),
+            notice: None,
+            input: &ui.input,
+            input_enabled: ui.searching,
+        }
+    });
     let repl = match (terminal, &s.holder) {
+        _ if viewed.is_some() => viewed.expect("invariant: checked just above"),
         (Some(a), _) => ReplModel {
             title: format!(
                 " Terminal · {} {} · your keys go here (F6 gives them back) ",
@@ -197,7 +250,7 @@ pub fn model<'a>(s: &'a ConsoleState, ui: &'a UiState, now: Instant) -> ScreenMo
                     screen: a.and_then(|a| a.repl.as_ref()).map(vt100::Parser::screen),
                     notice: None,
                     input: &ui.input,
-                    input_enabled: h.waiting,
+                    input_enabled: h.waiting || ui.searching,
                 }
             }
             None => ReplModel {
@@ -213,7 +266,7 @@ pub fn model<'a>(s: &'a ConsoleState, ui: &'a UiState, now: Instant) -> ScreenMo
                     None => "Nobody holds the debug lock.".into(),
                 }),
                 input: &ui.input,
-                input_enabled: false,
+                input_enabled: ui.searching,
             },
         },
     };
@@ -221,33 +274,43 @@ pub fn model<'a>(s: &'a ConsoleState, ui: &'a UiState, now: Instant) -> ScreenMo
     let peeked = (ui.focus == Pane::Lock && !s.queue.is_empty())
         .then(|| &s.queue[ui.queue_sel.min(s.queue.len() - 1)])
         .filter(|r| r.peek.is_some());
-    let bottom = match peeked {
-        Some(r) => BottomModel {
+    let info = ui.info.as_ref().filter(|_| ui.tab == BottomTab::Dump);
+    let bottom = match (peeked, info) {
+        (None, Some((title, text))) => BottomModel {
             tab: BottomTab::Dump,
-            title: format!(
-                "· peek of {} {} · waiting at {}",
-                r.actor,
-                s.actor(r.actor).map(|a| a.name.as_str()).unwrap_or(""),
-                r.location
-            ),
+            title: format!("· {title}"),
             output: None,
-            dump: r.peek.as_deref(),
+            dump: Some(text.as_str()),
             dump_scroll: ui.dump_scroll,
         },
-        None => BottomModel {
-            tab: ui.tab,
-            title: selected.map_or_else(String::new, |a| {
-                format!("· {} {} · pid {}", a.id, a.name, a.pid)
-            }),
-            output: selected
-                .and_then(|a| a.output.as_ref())
-                .map(vt100::Parser::screen),
-            dump: if ui.show_snapshot {
-                s.snapshot.as_deref()
-            } else {
-                selected.and_then(|a| a.dump.as_deref())
+        (peeked, _) => match peeked {
+            Some(r) => BottomModel {
+                tab: BottomTab::Dump,
+                title: format!(
+                    "· peek of {} {} · waiting at {}",
+                    r.actor,
+                    s.actor(r.actor).map(|a| a.name.as_str()).unwrap_or(""),
+                    r.location
+                ),
+                output: None,
+                dump: r.peek.as_deref(),
+                dump_scroll: ui.dump_scroll,
             },
-            dump_scroll: ui.dump_scroll,
+            None => BottomModel {
+                tab: ui.tab,
+                title: selected.map_or_else(String::new, |a| {
+                    format!("· {} {} · pid {}", a.id, a.name, a.pid)
+                }),
+                output: selected
+                    .and_then(|a| a.output.as_ref())
+                    .map(vt100::Parser::screen),
+                dump: if ui.show_snapshot {
+                    s.snapshot.as_deref()
+                } else {
+                    selected.and_then(|a| a.dump.as_deref())
+                },
+                dump_scroll: ui.dump_scroll,
+            },
         },
     };
     let fresh = |t: &Instant| now.saturating_duration_since(*t) < Duration::from_secs(8);
@@ -299,6 +362,51 @@ pub fn model<'a>(s: &'a ConsoleState, ui: &'a UiState, now: Instant) -> ScreenMo
             Dialog::Confirm { question, .. } => Overlay::Confirm(question.clone()),
         },
     }
+}
+
+/// Columns of the lock pane's timeline strip.
+const TIMELINE_WIDTH: usize = 40;
+
+/// Who held the lock over the run: a letter per holder (`a` for the first actor to hold
+/// it, `b` for the next...), `·` while it was free. `None` before the first session.
+fn timeline(s: &ConsoleState, now: Instant) -> Option<String> {
+    if s.sessions.is_empty() {
+        return None;
+    }
+    let mut letters: Vec<ActorId> = Vec::new();
+    for x in s.sessions.sessions() {
+        if !letters.contains(&x.actor) {
+            letters.push(x.actor);
+        }
+    }
+    let cells = s.sessions.timeline(s.run_time(now), TIMELINE_WIDTH);
+    Some(
+        cells
+            .iter()
+            .map(
+                |c| match c.and_then(|a| letters.iter().position(|l| *l == a)) {
+                    Some(i) => char::from(b'a' + (i % 26) as u8),
+                    None => '·',
+                },
+            )
+            .collect(),
+    )
+}
+
+/// The admission rules with what each let go, or the skip counts by why.
+fn rules_line(s: &ConsoleState) -> Option<String> {
+    let parts: Vec<String> = if s.rules.is_empty() {
+        s.skipped
+            .iter()
+            .map(|(why, n)| format!("{why}: {n}"))
+            .collect()
+    } else {
+        s.rules
+            .iter()
+            .map(|r| format!("{}: {}", r.rule, r.skipped))
+            .collect()
+    };
+    (!parts.is_empty()).then(|| format!("let go · {}", parts.join(" · ")))
 }
 
 /// Who else watches, for the status bar: an attached console shows its own role, the

@@ -41,8 +41,36 @@ pub enum RuntimeCommand {
         #[serde(default)]
         actor: Option<ActorId>,
     },
-    /// From now on, skip every pause at `location` (and the waiters there now).
-    AutoContinue { location: String },
+    /// From now on, skip every pause at `location` (or of `actor`), and the waiters there
+    /// now.
+    AutoContinue {
+        #[serde(default)]
+        location: Option<String>,
+        #[serde(default)]
+        actor: Option<ActorId>,
+    },
+    /// Post-mortem only the first `first` crashes at each location matching `location`
+    /// (default `*`); the rest go on and are recorded in the crash list.
+    CrashLimit {
+        #[serde(default)]
+        location: Option<String>,
+        first: u32,
+    },
+    /// At most `at_most` sessions every `per_ms` ms at each location matching `location`
+    /// (default `*`); the rest go on.
+    RateLimit {
+        #[serde(default)]
+        location: Option<String>,
+        at_most: u32,
+        per_ms: u64,
+    },
+    /// Remove the rule described `rule` (as the `rules` event writes it), or every rule.
+    ClearRules {
+        #[serde(default)]
+        rule: Option<String>,
+    },
+    /// Ask for a `rules` event: the rules in force, their counts, the crash list.
+    Rules,
     /// Write the run's report (lock timeline and sessions, HTML) now; it is also written
     /// when the run ends.
     Report,
@@ -79,6 +107,7 @@ impl RuntimeCommand {
             self,
             Self::Dump { .. }
                 | Self::DumpAll
+                | Self::Rules
                 | Self::Drive { .. }
                 | Self::Observe
                 | Self::HandOver { .. }

@@ -10,6 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
+use super::admission::{Action, Admission, Decision, Matcher, Rule};
 use super::bounds::{self, RateLimit};
 use super::event::{RuntimeCommand, RuntimeEvent, ViewerRole};
 use super::hang::{HangWatch, Sample};
@@ -168,16 +169,7 @@ struct Snapshot {
     entries: Vec<super::dump::Entry>,
 }
 
-/// Auto-continued locations at most (each is a string the user typed).
-pub const MAX_AUTO_CONTINUE: usize = 256;
-
-/// A request's location matches what the user named: the same, or ending with it at a path
-/// boundary (`worker.py:42` names `/src/app/worker.py:42`).
-pub fn location_matches(location: &str, named: &str) -> bool {
-    location == named
-        || (location.ends_with(named)
-            && location[..location.len() - named.len()].ends_with(['/', '\\']))
-}
+pub use super::admission::location_matches;
 
 /// Still this long while others depend on it, an actor is marked possibly hung.
 pub const HANG_AFTER: Duration = Duration::from_secs(30);
@@ -348,8 +340,9 @@ pub struct Core {
     frozen: bool,
     /// Who has been still for how long (possibly hung), and when to snapshot a still tree.
     hang: HangWatch,
-    /// Locations whose pauses go on by themselves, with how many did.
-    auto_continue: HashMap<String, u64>,
+    /// Which pauses go on by themselves (auto-continue, crash and rate limits), and the
+    /// crashes that did.
+    admission: Admission,
     /// Every session of the run: the open one's text until it is written out, and the
     /// summaries for the report.
     sessions: SessionLog,
@@ -383,7 +376,7 @@ impl Core {
             last_snapshot: None,
             frozen: false,
             hang: HangWatch::new(HANG_AFTER, None),
-            auto_continue: HashMap::new(),
+            admission: Admission::default(),
             sessions: SessionLog::new(0),
             started: now,
             now,
@@ -611,6 +604,35 @@ impl Core {
             ended,
         });
         self.sessions.evict(n);
+    }
+
+    /// Adds an admission rule (from the config file, or a command); refused with a notice
+    /// past the bound or when it makes no sense.
+    pub fn add_rule(&mut self, rule: Rule) {
+        let what = rule.describe();
+        match self.admission.add(rule) {
+            Ok(()) => self.emit_rules(),
+            Err(e) => self.notice(None, format!("rule {what} not added: {e}")),
+        }
+    }
+
+    /// The rules in force with their counts, and the crash list.
+    fn emit_rules(&mut self) {
+        let rules = self
+            .admission
+            .rules()
+            .iter()
+            .map(|r| super::event::RuleInfo {
+                rule: r.describe(),
+                skipped: r.skipped,
+            })
+            .collect();
+        let crashes = self.admission.crashes().cloned().collect();
+        self.event(RuntimeEvent::Rules {
+            rules,
+            crashes,
+            crashes_forgotten: self.admission.crashes_forgotten,
+        });
     }
 
     /// Sessions the run has had (kept ones).
@@ -957,24 +979,27 @@ impl Core {
                     task_name: task_name.clone(),
                     reason,
                     location: location.clone(),
-                    peek,
+                    peek: peek.clone(),
                 });
                 if self.quitting {
                     self.refuse(actor, task, "actor-tui is quitting".into());
                     return;
                 }
-                let auto = self
-                    .auto_continue
-                    .iter_mut()
-                    .find(|(l, _)| location_matches(&location, l));
-                if let Some((named, count)) = auto {
-                    *count += 1;
-                    let (named, count) = (named.clone(), *count);
+                let name = self.tree.get(actor).map_or("", |n| n.name.as_str());
+                let decision = self.admission.decide(
+                    self.now,
+                    actor,
+                    name,
+                    reason,
+                    &location,
+                    peek.as_deref(),
+                );
+                if let Decision::Skip { rule, count } = decision {
                     self.send_to_actor(
                         actor,
                         ToActor::LockRefused {
                             task,
-                            error: format!("skipped by the user (auto_continue {named})"),
+                            error: format!("skipped by a rule ({rule})"),
                             skipped: true,
                         },
                     );
@@ -982,9 +1007,14 @@ impl Core {
                         actor,
                         task,
                         location,
-                        why: "auto_continue".into(),
+                        why: rule.clone(),
                     });
-                    self.notice(None, format!("location {named}: {count} auto-continued"));
+                    let what = if reason == crate::proto::Reason::Crash {
+                        "crashes went on without a post-mortem (see the crash list)"
+                    } else {
+                        "pauses went on without a session"
+                    };
+                    self.notice(None, format!("{rule}: {count} {what}"));
                     return;
                 }
                 let req = LockRequest {
@@ -2092,7 +2122,8 @@ impl Core {
                     // Say what becomes of the old holder, so the user knows what was done.
                     if let Some(k) = old {
                         let fate = if connected {
-                            "was told its lock is revoked: its debugger continues the program                              (both clients do), and a later pause asks again"
+                            "was told its lock is revoked: its debugger continues the program \
+                             (both clients do), and a later pause asks again"
                         } else {
                             "is not connected, so nothing was told"
                         };
@@ -2127,16 +2158,57 @@ impl Core {
                 };
                 self.notice(None, format!("continue all: {n} waiting pauses {what} go on"));
             }
-            RuntimeCommand::AutoContinue { location } => {
-                let n = self.skip_matching(Some(&location), None, "auto_continue");
+            RuntimeCommand::AutoContinue { location, actor } => {
+                if location.is_none() && actor.is_none() {
+                    self.notice(None, "auto-continue: say a location or an actor".into());
+                    return;
+                }
+                let n = self.skip_matching(location.as_deref(), actor, "auto_continue");
+                let rule = Rule::new(
+                    Matcher {
+                        location,
+                        actor,
+                        actor_name: None,
+                    },
+                    Action::AutoContinue,
+                );
+                let what = rule.describe();
+                self.add_rule(rule);
                 self.notice(
                     None,
-                    format!("auto-continue {location}: every pause there goes on from now ({n} waiting now)"),
+                    format!("{what}: every pause there goes on from now ({n} waiting now)"),
                 );
-                if self.auto_continue.len() < MAX_AUTO_CONTINUE {
-                    self.auto_continue.insert(location, 0);
-                }
             }
+            RuntimeCommand::CrashLimit { location, first } => {
+                let rule = Rule::new(
+                    Matcher {
+                        location: Some(location.unwrap_or_else(|| "*".into())),
+                        ..Matcher::default()
+                    },
+                    Action::CrashLimit { first },
+                );
+                self.add_rule(rule);
+            }
+            RuntimeCommand::RateLimit {
+                location,
+                at_most,
+                per_ms,
+            } => {
+                let rule = Rule::new(
+                    Matcher {
+                        location: Some(location.unwrap_or_else(|| "*".into())),
+                        ..Matcher::default()
+                    },
+                    Action::RateLimit { at_most, per_ms },
+                );
+                self.add_rule(rule);
+            }
+            RuntimeCommand::ClearRules { rule } => {
+                let n = self.admission.clear(rule.as_deref());
+                self.notice(None, format!("rules: {n} removed"));
+                self.emit_rules();
+            }
+            RuntimeCommand::Rules => self.emit_rules(),
             RuntimeCommand::Report => {
                 let html = self.report_html();
                 self.out.push(Effect::SaveReport { html });
@@ -3177,13 +3249,5 @@ mod tests {
                 .any(|e| matches!(e, Effect::Signal { sig: Sig::Cont, .. }))
         );
         assert!(events(&out).contains(&&RuntimeEvent::Frozen { frozen: false }));
-    }
-
-    #[test]
-    fn a_named_location_matches_itself_or_a_path_tail() {
-        assert!(location_matches("/src/app/worker.py:42", "worker.py:42"));
-        assert!(location_matches("worker.py:42", "worker.py:42"));
-        assert!(!location_matches("/src/app/myworker.py:42", "worker.py:42"));
-        assert!(!location_matches("/src/app/worker.py:421", "worker.py:42"));
     }
 }

@@ -109,6 +109,10 @@ impl Engine {
         let (inputs_tx, inputs_rx) = mpsc::channel(256);
         let mut core = Core::new(cfg.grace, Instant::now());
         core.set_hang_watch(cfg.hang_after, cfg.dump_on_hang);
+        for rule in cfg.rules.clone() {
+            // Its `rules` event (and any refusal) goes out with the first effects.
+            core.add_rule(rule);
+        }
         Self {
             core,
             spawner: Spawner {

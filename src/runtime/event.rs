@@ -155,6 +155,13 @@ pub enum RuntimeEvent {
         lines_in: u64,
         path: Option<String>,
     },
+    /// The admission rules in force, what each let go, and the crashes that went on
+    /// without a post-mortem (after every change to the rules, and on the `rules` command).
+    Rules {
+        rules: Vec<RuleInfo>,
+        crashes: Vec<super::admission::Crash>,
+        crashes_forgotten: u64,
+    },
     /// The run's report (timeline and sessions, HTML) was written to `path`.
     Report { path: String },
     /// An actor is possibly hung (`hung`: no CPU, output or frame for `still_ms` while
@@ -216,6 +223,15 @@ pub enum RuntimeEvent {
 /// What a front end asks of the engine: defined with the wire contract, because an attached
 /// viewer sends these in `command` frames (see `proto::command`).
 pub use crate::proto::RuntimeCommand;
+
+/// One admission rule as the `rules` event lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleInfo {
+    /// What it is, as people read it (`auto_continue worker.py:42`).
+    pub rule: String,
+    /// Pauses it let go on.
+    pub skipped: u64,
+}
 
 /// A waiting request, as `queue_reordered` lists them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -1,6 +1,7 @@
 //! The root engine: socket server, lock, actor tree, PTYs and teardown. No terminal code:
 //! front ends talk to it only through [`event`]'s `RuntimeEvent`/`RuntimeCommand`.
 
+pub mod admission;
 pub mod bounds;
 pub mod core;
 pub mod dump;
@@ -66,6 +67,8 @@ pub struct RuntimeConfig {
     /// Where this run's session transcripts and report go. `Default` is
     /// `STATE/transcripts/run-STAMP-PID` (nothing is written without a state directory).
     pub transcripts: Transcripts,
+    /// Admission rules in force from the start (the config file's `[[rules]]`).
+    pub rules: Vec<admission::Rule>,
 }
 
 /// Where transcripts go (`--transcript-dir`, `--no-transcripts`).
@@ -96,6 +99,7 @@ impl RuntimeConfig {
             link_timeout: crate::remote::LINK_TIMEOUT,
             state_dir: None,
             transcripts: Transcripts::Default,
+            rules: Vec::new(),
             hang_after: core::HANG_AFTER,
             dump_on_hang: None,
         }

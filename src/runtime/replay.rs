@@ -66,6 +66,8 @@ pub struct Replay {
     by_write: BTreeSet<(u64, ActorId)>,
     /// The latest `session_ended` events, so a late viewer's session list has them.
     ended: VecDeque<RuntimeEvent>,
+    /// The latest `rules` event (the rules in force and the crash list).
+    rules: Option<RuntimeEvent>,
 }
 
 /// Ended sessions a late viewer is told of.
@@ -186,6 +188,7 @@ impl Replay {
                     h.suspect = None;
                 }
             }
+            RuntimeEvent::Rules { .. } => self.rules = Some(ev.clone()),
             RuntimeEvent::SessionEnded { .. } => {
                 self.ended.push_back(ev.clone());
                 if self.ended.len() > ENDED_SESSIONS {
@@ -312,6 +315,7 @@ impl Replay {
             }
         }
         out.extend(self.ended.iter().cloned());
+        out.extend(self.rules.clone());
         for (id, a) in &self.actors {
             out.extend(a.exited.clone());
             if a.wants_input {

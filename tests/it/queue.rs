@@ -78,7 +78,7 @@ fn q02_auto_continue_lets_every_later_pause_at_a_location_go_on() {
         .expect("loc")
         .to_owned();
     run.send(json!({"cmd": "auto_continue", "location": location}));
-    run.wait_notice("auto-continue");
+    run.wait_notice("every pause there goes on from now");
     run.seen_or_wait("the holder's prompt", |e| {
         e["event"] == "repl_ready" && e["actor"] == first["actor"]
     });
@@ -91,7 +91,7 @@ fn q02_auto_continue_lets_every_later_pause_at_a_location_go_on() {
     assert!(
         events
             .iter()
-            .any(|e| crate::harness::is_notice(e, "auto-continued"))
+            .any(|e| crate::harness::is_notice(e, "pauses went on without a session"))
     );
 }
 
@@ -243,4 +243,85 @@ fn q05_every_session_is_kept_as_a_transcript_and_the_run_gets_a_report() {
             .into_owned();
         assert!(html.contains(&file), "{file} not linked from the report");
     }
+}
+
+#[test]
+fn q06_a_config_file_sets_admission_rules_and_a_bad_line_is_named() {
+    let dir = crate::harness::tempdir();
+    // A mistake: the error names the file and the line, and nothing runs.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "grace_ms = 100\n\n[[rules]]\nlocation = \"*\"\naction = \"explode\"\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(BIN)
+        .args(["config", "--config"])
+        .arg(&bad)
+        .output()
+        .expect("run");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("bad.toml:3:") && err.contains("unknown action `explode`"),
+        "{err}"
+    );
+    let out = std::process::Command::new(BIN)
+        .args(["--headless", "--config"])
+        .arg(&bad)
+        .args(["true"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("bad.toml:3:"));
+
+    // Only the first crash at the line gets a post-mortem; the other three go on and are
+    // listed with their message and backtrace.
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[[rules]]\nlocation = \"*\"\naction = \"crash_limit\"\nfirst = 1\n",
+    )
+    .expect("write");
+    let out = std::process::Command::new(BIN)
+        .args(["config", "--config"])
+        .arg(&good)
+        .output()
+        .expect("run");
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        printed.contains("crash_limit") && printed.contains("first = 1"),
+        "{printed}"
+    );
+    let good = good.to_str().expect("path").to_owned();
+    let mut run = Run::start_flags(&["--config", &good], BIN, &["__demo", "crash_top", "4"]);
+    run.wait_for("the rule in force", |e| {
+        e["event"] == "rules" && e["rules"][0]["rule"] == "crash_limit 1 *"
+    });
+    let g = run.wait_event("lock_granted");
+    run.seen_or_wait("the post-mortem prompt", |e| {
+        e["event"] == "repl_ready" && e["actor"] == g["actor"]
+    });
+    // The other three crash meanwhile and are let go.
+    let mut skipped = 0;
+    while skipped < 3 {
+        run.wait_for("a skipped crash", |e| {
+            e["event"] == "request_skipped" && e["why"] == "crash_limit 1 *"
+        });
+        skipped += 1;
+    }
+    run.send(json!({"cmd": "rules"}));
+    let rules = run.wait_for("the crash list", |e| {
+        e["event"] == "rules" && e["crashes"].as_array().is_some_and(|c| c.len() == 3)
+    });
+    assert_eq!(rules["rules"][0]["skipped"], 3);
+    let text = rules["crashes"][0]["text"].as_str().expect("text");
+    assert!(
+        text.contains("panic: index out of bounds") && text.contains("backtrace:"),
+        "{text}"
+    );
+    run.input("c\n");
+    let (code, events) = run.finish();
+    assert_eq!(code, 0);
+    assert_eq!(count(&events, "lock_granted"), 1);
 }

@@ -79,6 +79,11 @@ pub struct LockModel {
     pub queue: Vec<LockEntry>,
     /// The waiter the queue keys act on (shown while the lock pane has the focus).
     pub selected: Option<usize>,
+    /// Who held the lock over the run, one cell per column (a letter per holder, `·`
+    /// free), once there has been a session.
+    pub timeline: Option<String>,
+    /// The admission rules in force with what each let go, on one line.
+    pub rules: Option<String>,
 }
 
 /// The REPL pane: the holder's session, or (nobody holds) the selected actor's output.
@@ -475,13 +480,29 @@ fn draw_lock(frame: &mut Frame<'_>, area: Rect, m: &LockModel, focused: bool, th
             theme.fg(Color::Red).add_modifier(Modifier::BOLD),
         ));
     }
+    if let Some(t) = &m.timeline {
+        lines.push(Line::from(vec![
+            Span::styled("held ", Style::default().add_modifier(Modifier::DIM)),
+            Span::styled(
+                fit_tail(t, room.saturating_sub(5)),
+                theme.fg(Color::Magenta),
+            ),
+        ]));
+    }
+    if let Some(r) = &m.rules {
+        lines.push(Line::styled(fit_head(r, room), theme.fg(Color::Cyan)));
+    }
     if !m.queue.is_empty() {
         lines.push(Line::styled(
             "queue",
             Style::default().add_modifier(Modifier::BOLD),
         ));
     }
-    for (i, w) in m.queue.iter().enumerate() {
+    // Only what fits is laid out: a queue of thousands costs a screenful per frame. The
+    // selected waiter stays in view.
+    let fits = usize::from(area.height.saturating_sub(2)).saturating_sub(lines.len()) / 2 + 1;
+    let skip = m.selected.map_or(0, |s| (s + 1).saturating_sub(fits));
+    for (i, w) in m.queue.iter().enumerate().skip(skip).take(fits) {
         let mark = if m.selected == Some(i) { "▸" } else { "" };
         lines.push(Line::from(vec![
             Span::styled(

@@ -97,6 +97,8 @@ fn model<'a>(f: &'a Fixture, overlay: Overlay, tab: BottomTab) -> ScreenModel<'a
                 entry("3", "worker-b", "pauser", "pause", "src/demo.rs:72:21", 2),
                 entry("4", "crasher", "main", "crash", "src/demo.rs:85:17", 1),
             ],
+            timeline: Some("aaaa··bbb·a".into()),
+            rules: Some("auto_continue w.py:3: 37".into()),
         },
         repl: ReplModel {
             title: " REPL · 2 worker-a · pause ".into(),
@@ -195,6 +197,8 @@ fn lock_pane_marks_a_stale_holder() {
         holder: Some(entry("7", "hung", "main", "pause", "src/x.rs:1:1", 42)),
         warning: Some("suspect: no sign of life for 42s".into()),
         queue: vec![entry("8", "waiter", "main", "pause", "src/y.rs:2:2", 40)],
+        timeline: None,
+        rules: None,
     };
     term.draw(|f| draw_lock(f, f.area(), &m, false, &COLOR))
         .expect("draw");
