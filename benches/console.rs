@@ -68,7 +68,14 @@ fn render_1000() {
     // 100 past sessions, each with a transcript, before the current one.
     for epoch in 1..=100u64 {
         let actor = ActorId(7);
-        s.apply(RuntimeEvent::LockGranted { actor, task: 1, epoch }, now);
+        s.apply(
+            RuntimeEvent::LockGranted {
+                actor,
+                task: 1,
+                epoch,
+            },
+            now,
+        );
         for line in 0..50 {
             s.apply(
                 RuntimeEvent::ReplOutput {

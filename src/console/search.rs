@@ -2,8 +2,9 @@
 //! screen with its scrollback, and a tree-wide search over every actor's recent output
 //! (escape sequences left out). Pure over borrowed state.
 
-/// Every line of `p` (scrollback first, then the screen), trailing blanks trimmed; the
-/// view offset is put back as it was.
+/// Every line of `p` (scrollback first, then the screen, blank rows included, so line
+/// `i` is `i` lines below the oldest), each with its trailing blanks trimmed; the view
+/// offset is put back as it was.
 pub fn all_lines(p: &mut vt100::Parser) -> Vec<String> {
     let keep = p.screen().scrollback();
     let (rows, cols) = p.screen().size();
@@ -26,9 +27,6 @@ pub fn all_lines(p: &mut vt100::Parser) -> Vec<String> {
         off = off.saturating_sub(usize::from(rows));
     }
     p.screen_mut().set_scrollback(keep);
-    while out.last().is_some_and(String::is_empty) {
-        out.pop();
-    }
     out
 }
 
@@ -116,13 +114,14 @@ mod tests {
         let lines = all_lines(&mut p);
         assert_eq!(p.screen().scrollback(), 3, "view put back");
         // 2,000 of scrollback + the screen's rows (the last is the empty cursor line).
-        assert_eq!(lines.first().map(String::as_str), Some("line 14"));
-        assert_eq!(lines.last().map(String::as_str), Some("line 2004"));
+        assert_eq!(lines.first().map(String::as_str), Some("line 0"));
+        let last = lines.iter().rposition(|l| !l.is_empty()).expect("text");
+        assert_eq!(lines[last], "line 2004");
         let hit = matches(&lines, "line 15");
-        assert_eq!(hit.len(), 11, "line 15 and 150..=159");
+        assert_eq!(hit.len(), 111, "line 15, 150..=159 and 1500..=1599");
         assert_eq!(lines[hit[0]], "line 15");
         assert_eq!(matches(&lines, "LINE 15"), Vec::<usize>::new(), "smartcase");
-        assert_eq!(offset_showing(2000, hit[0]), 1999);
+        assert_eq!(offset_showing(2000, hit[0]), 1985);
     }
 
     #[test]

@@ -74,15 +74,18 @@ impl TerminalGuard {
 /// Takes the terminal back after [`restore`] (an editor ran): console modes again, and
 /// the next frame draws everything.
 pub fn resume(terminal: &mut Terminal<CrosstermBackend<Stdout>>) -> std::io::Result<()> {
-    enable_raw_mode()?;
+    // Every step is tried (and the first error reported): a frame drawn onto a half-taken
+    // terminal would only show what changed since the editor started.
+    let raw = enable_raw_mode();
     ACTIVE.store(true, Ordering::SeqCst);
-    execute!(
+    let modes = execute!(
         std::io::stdout(),
         EnterAlternateScreen,
         EnableMouseCapture,
         cursor::Hide
-    )?;
-    terminal.clear()
+    );
+    let cleared = terminal.clear();
+    raw.and(modes).and(cleared)
 }
 
 impl Drop for TerminalGuard {

@@ -429,7 +429,10 @@ impl Model {
     fn open_in_editor(&mut self) {
         let pane = self.ui.focus;
         match self.pane_text(pane) {
-            Some(lines) => {
+            Some(mut lines) => {
+                while lines.last().is_some_and(String::is_empty) {
+                    lines.pop();
+                }
                 let mut text = lines.join("\n");
                 text.push('\n');
                 self.ui.editor = Some(text);

@@ -22,6 +22,11 @@ struct Console {
 
 impl Console {
     fn start(program: &str, args: &[&str]) -> Self {
+        Self::start_env(program, args, &[])
+    }
+
+    /// Like [`Console::start`], with more environment for the console (`EDITOR`).
+    fn start_env(program: &str, args: &[&str], extra: &[(&str, &str)]) -> Self {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -47,6 +52,14 @@ impl Console {
                 dir.path().join("state").to_string_lossy().into_owned(),
             ),
         ];
+        let env: Vec<(String, String)> = env
+            .into_iter()
+            .chain(
+                extra
+                    .iter()
+                    .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
+            )
+            .collect();
         let term = rt
             .block_on(async {
                 Mirror::spawn(&SpawnSpec {
@@ -563,4 +576,27 @@ fn c15_the_lock_pane_keys_promote_a_waiter_and_auto_continue_the_rest() {
     con.keys("i");
     con.keys("c\r");
     assert_eq!(con.finish(), 0);
+}
+
+#[test]
+fn c16_search_finds_a_line_in_a_2000_line_scrollback() {
+    let dir = tempdir();
+    let done = dir.path().to_string_lossy().into_owned();
+    let con = Console::start(BIN, &["__demo", "chatty", "2000", &done]);
+    con.wait("the last line", |c| c.contains("id=1999 "));
+    // To the output pane (the bottom), then search it.
+    con.keys("\x1b");
+    con.keys("\t");
+    con.keys("/");
+    con.wait("the search prompt", |c| {
+        c.contains("search the selected actor's output")
+    });
+    con.keys("id=1234 \r");
+    con.wait("the match, scrolled into view", |c| {
+        c.contains("match 1 of 1") && c.contains("id=1234 in")
+    });
+    con.keys("q");
+    con.wait("the quit question", |c| c.contains("Quit actor-tui"));
+    con.keys("y");
+    con.finish();
 }
