@@ -143,7 +143,6 @@ pub const KEY_ACTIONS: &[&str] = &[
     "sessions",
     "crashes",
     "search",
-    "editor",
     "none",
 ];
 

@@ -147,6 +147,8 @@ pub fn action_named(name: &str) -> Option<Action> {
         "sessions" => Action::Sessions,
         "crashes" => Action::Crashes,
         "search" => Action::Search,
+        // Not offered yet (see `config::KEY_ACTIONS`): the console does not redraw fully
+        // when the editor returns.
         "editor" => Action::Editor,
         "none" => Action::None,
         _ => return None,
@@ -302,7 +304,6 @@ fn map_key(k: KeyEvent, mode: Mode, overlay: OverlayKind) -> Action {
             KeyCode::Char('/') => Action::Search,
             KeyCode::Char('n') => Action::SearchNext,
             KeyCode::Char('N') => Action::SearchPrev,
-            KeyCode::Char('E') => Action::Editor,
             KeyCode::Up | KeyCode::Char('k') => Action::Move(-1),
             KeyCode::Down | KeyCode::Char('j') => Action::Move(1),
             KeyCode::Left | KeyCode::Char('h') => Action::Collapse,
