@@ -190,6 +190,9 @@ class FakeRoot:
         self.listener.listen(4)
         self.listener.settimeout(20)
         self.conn = None
+        # Leases (PROTOCOL.md 6.3) come on their own clock, between any two frames: kept
+        # here, out of the way of the conversation a test reads.
+        self.leases = []
 
     def accept(self):
         self.conn, _ = self.listener.accept()
@@ -206,6 +209,9 @@ class FakeRoot:
 
     def recv(self, kind=None):
         msg = _wire.read_frame(self.conn)
+        while msg is not None and msg.get("type") == "lease":
+            self.leases.append(msg)
+            msg = _wire.read_frame(self.conn)
         self.test.assertIsNotNone(msg, "actor closed the connection")
         if kind is not None:
             self.test.assertEqual(msg["type"], kind, msg)
@@ -280,6 +286,9 @@ class FakeRootTest(unittest.TestCase):
         root.send({"type": "repl_input", "task": task, "epoch": 3, "data": "c\n"})
         release = root.recv("lock_release")
         self.assertEqual((release["task"], release["epoch"], release["how"]), (task, 3, "continue"))
+        # The grant was leased from the moment it came, with its own task and epoch.
+        self.assertTrue(root.leases, "no lease during the session")
+        self.assertEqual({(l["task"], l["epoch"]) for l in root.leases}, {(task, 3)})
         out, err = proc.communicate(timeout=20)
         self.assertEqual(proc.returncode, 0, err)
         self.assertIn("after 5", out)
