@@ -14,8 +14,11 @@ use crate::proto::{ActorId, Reason};
 
 /// Rules at once (each is checked at every request).
 pub const MAX_RULES: usize = 256;
-/// Locations each rule keeps a count or a window for.
+/// Locations each rule keeps a count or a window for (by a hash of the location, so a
+/// peer's long location strings cost 8 bytes each here, not 4 KiB).
 const MAX_KEYS: usize = 4096;
+/// Of each crash's text, what the crash list keeps (the `rules` event carries all of it).
+const CRASH_TEXT: usize = 2048;
 /// Crashes kept in the crash list; older ones are counted, not kept.
 pub const MAX_CRASHES: usize = 1000;
 
@@ -90,10 +93,10 @@ pub struct Rule {
     pub action: Action,
     /// Pauses it let go on.
     pub skipped: u64,
-    /// Crashes seen per location (crash limit).
-    crashes: HashMap<String, u32>,
-    /// Session start times per location within the period (rate limit).
-    windows: HashMap<String, VecDeque<Instant>>,
+    /// Crashes seen per location (crash limit), by the location's hash.
+    crashes: HashMap<u64, u32>,
+    /// Session start times per location within the period (rate limit), by its hash.
+    windows: HashMap<u64, VecDeque<Instant>>,
 }
 
 impl Rule {
@@ -120,26 +123,26 @@ impl Rule {
     }
 
     /// Whether this rule lets the pause go on. Counts what it must even when it admits.
-    fn skips(&mut self, now: Instant, reason: Reason, location: &str) -> bool {
+    fn skips(&mut self, now: Instant, reason: Reason, location: u64) -> bool {
         match self.action {
             Action::AutoContinue => true,
             Action::CrashLimit { first } => {
                 if reason != Reason::Crash {
                     return false;
                 }
-                if !self.crashes.contains_key(location) && self.crashes.len() >= MAX_KEYS {
+                if !self.crashes.contains_key(&location) && self.crashes.len() >= MAX_KEYS {
                     return false;
                 }
-                let seen = self.crashes.entry(location.to_owned()).or_default();
+                let seen = self.crashes.entry(location).or_default();
                 *seen = seen.saturating_add(1);
                 *seen > first
             }
             Action::RateLimit { at_most, per_ms } => {
                 let per = Duration::from_millis(per_ms);
-                if !self.windows.contains_key(location) && self.windows.len() >= MAX_KEYS {
+                if !self.windows.contains_key(&location) && self.windows.len() >= MAX_KEYS {
                     return false;
                 }
-                let w = self.windows.entry(location.to_owned()).or_default();
+                let w = self.windows.entry(location).or_default();
                 while w
                     .front()
                     .is_some_and(|t| now.saturating_duration_since(*t) >= per)
@@ -185,6 +188,8 @@ pub struct Admission {
     crashes: VecDeque<Crash>,
     /// Crashes recorded but no longer kept.
     pub crashes_forgotten: u64,
+    /// Keys the per-location counts (seeded per run: nobody can aim at a collision).
+    hasher: std::collections::hash_map::RandomState,
 }
 
 impl Admission {
@@ -227,11 +232,12 @@ impl Admission {
         peek: Option<&str>,
     ) -> Decision {
         let mut decision = Decision::Admit;
+        let key = std::hash::BuildHasher::hash_one(&self.hasher, location);
         for r in &mut self.rules {
             if !r.matcher.matches(actor, actor_name, location) {
                 continue;
             }
-            if r.skips(now, reason, location) && decision == Decision::Admit {
+            if r.skips(now, reason, key) && decision == Decision::Admit {
                 r.skipped += 1;
                 decision = Decision::Skip {
                     rule: r.describe(),
@@ -245,7 +251,7 @@ impl Admission {
             self.crashes.push_back(Crash {
                 actor,
                 location: location.to_owned(),
-                text: peek.unwrap_or("").to_owned(),
+                text: super::bounds::truncate(peek.unwrap_or("").to_owned(), CRASH_TEXT),
                 rule: rule.clone(),
             });
             if self.crashes.len() > MAX_CRASHES {

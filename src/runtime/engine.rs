@@ -42,6 +42,16 @@ struct Conn {
     _hangup: tokio::sync::oneshot::Sender<()>,
 }
 
+/// Where this run's transcripts go.
+#[derive(Debug)]
+struct TranscriptDir {
+    path: PathBuf,
+    /// Under the state directory: its missing parents may be made.
+    under_state: bool,
+    /// The directory, once made and verified.
+    made: Option<PrivateDir>,
+}
+
 pub(super) struct Engine {
     core: Core,
     spawner: Spawner,
@@ -64,9 +74,8 @@ pub(super) struct Engine {
     dumps: HashMap<u64, tokio::sync::oneshot::Sender<String>>,
     /// Where tree-wide snapshots are saved (`STATE/snapshots`), if there is a state dir.
     snapshot_dir: Option<PathBuf>,
-    /// This run's transcript directory: (path, whether its parent may be made, the
-    /// directory once verified). Made at the first session's end, not before.
-    transcripts: Option<(PathBuf, bool, Option<PrivateDir>)>,
+    /// This run's transcript directory, made at the first session's end, not before.
+    transcripts: Option<TranscriptDir>,
     /// Outside tools (py-spy, gdb) run a few at a time: a tree-wide dump of a frozen tree of
     /// hundreds must not start hundreds of debuggers at once.
     tools: Arc<tokio::sync::Semaphore>,
@@ -137,13 +146,21 @@ impl Engine {
             snapshot_dir: cfg.state_dir.as_ref().map(|d| d.join("snapshots")),
             transcripts: match &cfg.transcripts {
                 super::Transcripts::Off => None,
-                super::Transcripts::Dir(d) => Some((d.clone(), false, None)),
+                super::Transcripts::Dir(d) => Some(TranscriptDir {
+                    path: d.clone(),
+                    under_state: false,
+                    made: None,
+                }),
                 super::Transcripts::Default => cfg.state_dir.as_ref().map(|d| {
                     let stamp = std::time::SystemTime::now()
                         .duration_since(std::time::UNIX_EPOCH)
                         .map_or(0, |d| d.as_secs());
                     let run = format!("run-{stamp}-{}", std::process::id());
-                    (d.join("transcripts").join(run), true, None)
+                    TranscriptDir {
+                        path: d.join("transcripts").join(run),
+                        under_state: true,
+                        made: None,
+                    }
                 }),
             },
             tools: Arc::new(tokio::sync::Semaphore::new(inspect::TOOLS_AT_ONCE)),
@@ -584,22 +601,16 @@ impl Engine {
     /// Writes a file into this run's transcript directory, making and checking it first;
     /// the path, or `None` (with a notice, once) if it cannot be written.
     fn write_transcript(&mut self, name: &str, body: &[u8], replace: bool) -> Option<String> {
-        let (path, make_parent, made) = self.transcripts.as_mut()?;
-        if made.is_none() {
-            let dir = (|| {
-                if *make_parent && let Some(parent) = path.parent() {
-                    use std::os::unix::fs::DirBuilderExt;
-                    // Private from the start, as the log's directory is made.
-                    std::fs::DirBuilder::new()
-                        .recursive(true)
-                        .mode(0o700)
-                        .create(parent)
-                        .map_err(|e| format!("{}: {e}", parent.display()))?;
-                }
-                PrivateDir::open_or_create(path).map_err(|e| e.to_string())
-            })();
+        let t = self.transcripts.as_mut()?;
+        if t.made.is_none() {
+            // The user's own --transcript-dir is made only if its parent exists.
+            let dir = if t.under_state {
+                PrivateDir::open_or_create_all(&t.path)
+            } else {
+                PrivateDir::open_or_create(&t.path)
+            };
             match dir {
-                Ok(d) => *made = Some(d),
+                Ok(d) => t.made = Some(d),
                 Err(e) => {
                     self.transcripts = None;
                     self.events.control(RuntimeEvent::Notice {
@@ -610,7 +621,7 @@ impl Engine {
                 }
             }
         }
-        let dir = made.as_ref()?;
+        let dir = t.made.as_ref()?;
         match dir.write_file(name, body, replace) {
             Ok(p) => Some(p.display().to_string()),
             Err(e) => {

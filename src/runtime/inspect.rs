@@ -322,16 +322,8 @@ pub fn save_snapshot(
     text: &str,
     json: &str,
 ) -> Result<std::path::PathBuf, String> {
-    if let Some(parent) = dir.parent() {
-        use std::os::unix::fs::DirBuilderExt;
-        // As the log's directory is made: private from the start.
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(parent)
-            .map_err(|e| format!("{}: {e}", parent.display()))?;
-    }
-    let private = super::private_dir::PrivateDir::open_or_create(dir).map_err(|e| e.to_string())?;
+    let private =
+        super::private_dir::PrivateDir::open_or_create_all(dir).map_err(|e| e.to_string())?;
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis());

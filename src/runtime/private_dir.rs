@@ -96,6 +96,20 @@ impl PrivateDir {
         })
     }
 
+    /// Like [`PrivateDir::open_or_create`], making missing parents first, 0700 from the
+    /// start (as the log's directory is made): for directories under the state directory.
+    pub fn open_or_create_all(path: &Path) -> Result<Self, PrivateDirError> {
+        if let Some(parent) = path.parent() {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(parent)
+                .map_err(|e| io(parent, e))?;
+        }
+        Self::open_or_create(path)
+    }
+
     /// A fresh directory `PREFIX-XXXXXX` under `parent`, created 0700 by `mkdtemp`. The
     /// caller owns it and removes it when done.
     pub fn fresh(parent: &Path, prefix: &str) -> Result<Self, PrivateDirError> {

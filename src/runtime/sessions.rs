@@ -215,9 +215,13 @@ impl SessionLog {
 
     /// The session numbered `n`, if it is still kept.
     pub fn get(&self, n: u64) -> Option<&Session> {
+        self.sessions.get(self.index(n)?)
+    }
+
+    /// Where session `n` is in `sessions` (numbers are consecutive from the oldest kept).
+    fn index(&self, n: u64) -> Option<usize> {
         let first = self.sessions.front()?.n;
-        self.sessions
-            .get(usize::try_from(n.checked_sub(first)?).ok()?)
+        usize::try_from(n.checked_sub(first)?).ok()
     }
 
     /// The session open now.
@@ -235,8 +239,13 @@ impl SessionLog {
     /// ended, if it ended one.
     pub fn apply(&mut self, ev: &RuntimeEvent, at: Duration) -> Option<u64> {
         match ev {
+            // A name is needed until its actor's last grant (each session keeps its own
+            // copy), so an exit lets it go: a long run of short-lived actors stays bounded.
             RuntimeEvent::ActorStarted { actor, name, .. } => {
                 self.names.insert(*actor, name.clone());
+            }
+            RuntimeEvent::ActorExited { actor, .. } => {
+                self.names.remove(actor);
             }
             RuntimeEvent::LockRequested {
                 actor,
@@ -346,8 +355,7 @@ impl SessionLog {
 
     /// Lets go of the text of session `n` (it has been written out).
     pub fn evict(&mut self, n: u64) {
-        let first = self.sessions.front().map_or(0, |s| s.n);
-        let Some(i) = n.checked_sub(first).and_then(|i| usize::try_from(i).ok()) else {
+        let Some(i) = self.index(n) else {
             return;
         };
         if let Some(s) = self.sessions.get_mut(i).filter(|s| s.ended.is_some()) {
@@ -405,11 +413,14 @@ impl SessionLog {
         now: Duration,
         file_of: impl Fn(&Session) -> String,
     ) -> String {
-        let mut rows: Vec<ActorId> = Vec::new();
+        // One row per actor, in the order they first held the lock, named as they were then.
+        let mut rows: Vec<(ActorId, &str)> = Vec::new();
+        let mut row_of: HashMap<ActorId, usize> = HashMap::new();
         for s in &self.sessions {
-            if !rows.contains(&s.actor) {
-                rows.push(s.actor);
-            }
+            row_of.entry(s.actor).or_insert_with(|| {
+                rows.push((s.actor, s.actor_name.as_str()));
+                rows.len() - 1
+            });
         }
         let span = now.as_secs_f64().max(0.001);
         let (left, width, row_h) = (180.0, 900.0, 18.0);
@@ -427,9 +438,8 @@ impl SessionLog {
             left + width,
             esc(&secs(now))
         );
-        for (i, actor) in rows.iter().enumerate() {
+        for (i, (actor, name)) in rows.iter().enumerate() {
             let y = 22.0 + row_h * i as f64;
-            let name = self.names.get(actor).map_or("", String::as_str);
             let _ = write!(
                 svg,
                 r#"<text x="4" y="{}">{}</text>"#,
@@ -438,7 +448,7 @@ impl SessionLog {
             );
         }
         for s in &self.sessions {
-            let i = rows.iter().position(|a| *a == s.actor).unwrap_or(0);
+            let i = row_of.get(&s.actor).copied().unwrap_or(0);
             let y = 22.0 + row_h * i as f64;
             let end = s.ended.unwrap_or(now);
             let _ = write!(
