@@ -143,6 +143,7 @@ pub const KEY_ACTIONS: &[&str] = &[
     "sessions",
     "crashes",
     "search",
+    "editor",
     "none",
 ];
 

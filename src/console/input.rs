@@ -147,8 +147,6 @@ pub fn action_named(name: &str) -> Option<Action> {
         "sessions" => Action::Sessions,
         "crashes" => Action::Crashes,
         "search" => Action::Search,
-        // Not offered yet (see `config::KEY_ACTIONS`): the console does not redraw fully
-        // when the editor returns.
         "editor" => Action::Editor,
         "none" => Action::None,
         _ => return None,
@@ -298,6 +296,7 @@ fn map_key(k: KeyEvent, mode: Mode, overlay: OverlayKind) -> Action {
             KeyCode::Char('C') => Action::Queue(QueueOp::ContinueHere),
             KeyCode::Char('A') => Action::Queue(QueueOp::AutoContinueHere),
             KeyCode::Char('H') => Action::Sessions,
+            KeyCode::Char('E') => Action::Editor,
             // Leaves a past session (or search results) for the live view.
             KeyCode::Esc => Action::ToNav,
             KeyCode::Char('K') => Action::Crashes,

@@ -71,21 +71,23 @@ impl TerminalGuard {
     }
 }
 
-/// Takes the terminal back after [`restore`] (an editor ran): console modes again, and
-/// the next frame draws everything.
+/// Takes the terminal back after [`restore`] (an editor ran): console modes again, a
+/// cleared screen, and a new `Terminal` whose blank buffers make the next frame draw
+/// everything. Not `Terminal::clear`: it asks the terminal for the cursor position first,
+/// and with the key reader just restarted that answer does not come in time.
 pub fn resume(terminal: &mut Terminal<CrosstermBackend<Stdout>>) -> std::io::Result<()> {
-    // Every step is tried (and the first error reported): a frame drawn onto a half-taken
-    // terminal would only show what changed since the editor started.
+    // Every step is tried (and the first error reported).
     let raw = enable_raw_mode();
     ACTIVE.store(true, Ordering::SeqCst);
     let modes = execute!(
         std::io::stdout(),
         EnterAlternateScreen,
         EnableMouseCapture,
-        cursor::Hide
+        cursor::Hide,
+        crossterm::terminal::Clear(crossterm::terminal::ClearType::All)
     );
-    let cleared = terminal.clear();
-    raw.and(modes).and(cleared)
+    let fresh = Terminal::new(CrosstermBackend::new(std::io::stdout())).map(|t| *terminal = t);
+    raw.and(modes).and(fresh)
 }
 
 impl Drop for TerminalGuard {

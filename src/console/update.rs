@@ -10,7 +10,7 @@ use actor_tui_ui::{Areas, BottomTab, Pane};
 use super::input::{Action, Mode, OverlayKind};
 use super::pane_sizes;
 use super::state::{self, ConsoleState};
-use super::view::{Dialog, Pending, UiState, new_input};
+use super::view::{Dialog, Pending, Search, UiState, new_input};
 use crate::proto::ActorId;
 use crate::runtime::event::ViewerRole;
 use crate::runtime::{RuntimeCommand, RuntimeEvent};
@@ -255,8 +255,8 @@ impl Model {
         p.process(text.replace('\n', "\r\n").as_bytes());
         self.ui.viewing = Some((n, super::view::Viewed(p)));
         let mut list = String::new();
+        let now = self.state.run_time(self.now);
         for x in self.state.sessions.sessions().rev() {
-            let now = self.state.run_time(self.now);
             list.push_str(&format!(
                 "{} #{} {} {} · {} at {} · waited {} · held {} · {}{}
 ",
@@ -324,9 +324,12 @@ impl Model {
             if let Some((_, v)) = &mut self.ui.viewing {
                 return Some(super::search::all_lines(&mut v.0));
             }
-            let holder = self.state.holder.as_ref().map(|h| h.request.actor)?;
-            let p = self.state.actor_mut(holder)?.repl.as_mut()?;
-            return Some(super::search::all_lines(p));
+            // With nobody holding the lock the pane shows the selected actor's output,
+            // which is what is searched then (below).
+            if let Some(holder) = self.state.holder.as_ref().map(|h| h.request.actor) {
+                let p = self.state.actor_mut(holder)?.repl.as_mut()?;
+                return Some(super::search::all_lines(p));
+            }
         }
         if pane == Pane::Bottom
             && let Some((_, text)) = &self.ui.info
@@ -378,29 +381,41 @@ impl Model {
             return;
         }
         // The newest match first, as a terminal search from the bottom finds it.
-        let last = hits.len() - 1;
-        self.ui.search = Some((query, pane, hits, last));
-        self.show_match(lines.len());
+        let at = hits.len() - 1;
+        self.ui.search = Some(Search {
+            query,
+            pane,
+            hits,
+            at,
+            lines: lines.len(),
+        });
+        self.show_match();
     }
 
     fn step_search(&mut self, forward: bool) {
-        let Some((_, pane, hits, i)) = &mut self.ui.search else {
+        let Some(x) = &mut self.ui.search else {
             self.flash("no search yet: press /".into());
             return;
         };
-        *i = if forward {
-            (*i + 1) % hits.len()
+        let n = x.hits.len();
+        x.at = if forward {
+            (x.at + 1) % n
         } else {
-            (*i + hits.len() - 1) % hits.len()
+            (x.at + n - 1) % n
         };
-        let pane = *pane;
-        let total = self.pane_text(pane).map_or(0, |l| l.len());
-        self.show_match(total);
+        self.show_match();
     }
 
     /// Scrolls the searched pane so the current match is in view, and says which it is.
-    fn show_match(&mut self, total: usize) {
-        let Some((query, pane, hits, i)) = self.ui.search.clone() else {
+    fn show_match(&mut self) {
+        let Some(Search {
+            query,
+            pane,
+            hits,
+            at: i,
+            lines: total,
+        }) = self.ui.search.clone()
+        else {
             return;
         };
         let line = hits[i];

@@ -46,12 +46,23 @@ pub struct UiState {
     pub info: Option<(String, String)>,
     /// The input line holds a search query (`/`), not a line for the session.
     pub searching: bool,
-    /// The last search: query, the pane searched, the matching lines, which one is shown.
-    pub search: Option<(String, Pane, Vec<usize>, usize)>,
+    /// The last search, for `n` and `N`.
+    pub search: Option<Search>,
     /// Text to open in `$EDITOR` at the next turn of the loop.
     pub editor: Option<String>,
     /// Key bindings from the config file.
     pub keys: super::input::Keymap,
+}
+
+/// A search of one pane: its matching lines as of the search (the pane had `lines` lines
+/// then), and which of them is shown.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Search {
+    pub query: String,
+    pub pane: Pane,
+    pub hits: Vec<usize>,
+    pub at: usize,
+    pub lines: usize,
 }
 
 /// A past session's text on a vt100 screen (so it scrolls and searches like the live one).
@@ -358,7 +369,7 @@ pub fn model<'a>(s: &'a ConsoleState, ui: &'a UiState, now: Instant) -> ScreenMo
         focus: ui.focus,
         overlay: match &ui.dialog {
             Dialog::None => Overlay::None,
-            Dialog::Help => Overlay::Help,
+            Dialog::Help => Overlay::Help(ui.keys.listed.clone()),
             Dialog::Confirm { question, .. } => Overlay::Confirm(question.clone()),
         },
     }

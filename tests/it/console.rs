@@ -20,6 +20,28 @@ struct Console {
     _dir: tempfile::TempDir,
 }
 
+/// `actor-tui ARGV` on a 30x110 PTY of its own, with a runtime to drive it.
+fn spawn_console(argv: &[String], env: &[(String, String)]) -> (tokio::runtime::Runtime, Mirror) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let term = rt
+        .block_on(async {
+            Mirror::spawn(&SpawnSpec {
+                program: BIN,
+                args: argv,
+                env,
+                cwd: None,
+                rows: 30,
+                cols: 110,
+            })
+        })
+        .expect("spawn the console");
+    (rt, term)
+}
+
 impl Console {
     fn start(program: &str, args: &[&str]) -> Self {
         Self::start_env(program, args, &[])
@@ -27,11 +49,6 @@ impl Console {
 
     /// Like [`Console::start`], with more environment for the console (`EDITOR`).
     fn start_env(program: &str, args: &[&str], extra: &[(&str, &str)]) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
         let dir = tempdir();
         let socket = dir.path().join("root.sock").to_string_lossy().into_owned();
         let mut argv: Vec<String> = vec![
@@ -60,18 +77,7 @@ impl Console {
                     .map(|(k, v)| ((*k).to_owned(), (*v).to_owned())),
             )
             .collect();
-        let term = rt
-            .block_on(async {
-                Mirror::spawn(&SpawnSpec {
-                    program: BIN,
-                    args: &argv,
-                    env: &env,
-                    cwd: None,
-                    rows: 30,
-                    cols: 110,
-                })
-            })
-            .expect("spawn console");
+        let (rt, term) = spawn_console(&argv, &env);
         Self {
             rt,
             term,
@@ -82,11 +88,6 @@ impl Console {
 
     /// `actor-tui attach SOCKET` on its own PTY: a console on a run started elsewhere.
     fn attach(socket: &std::path::Path) -> Self {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("runtime");
         let argv: Vec<String> = vec![
             "attach".into(),
             "--name".into(),
@@ -94,18 +95,7 @@ impl Console {
             socket.to_string_lossy().into_owned(),
         ];
         let env = vec![("TERM".to_owned(), "xterm-256color".to_owned())];
-        let term = rt
-            .block_on(async {
-                Mirror::spawn(&SpawnSpec {
-                    program: BIN,
-                    args: &argv,
-                    env: &env,
-                    cwd: None,
-                    rows: 30,
-                    cols: 110,
-                })
-            })
-            .expect("spawn attach");
+        let (rt, term) = spawn_console(&argv, &env);
         Self {
             rt,
             term,
@@ -579,10 +569,20 @@ fn c15_the_lock_pane_keys_promote_a_waiter_and_auto_continue_the_rest() {
 }
 
 #[test]
-fn c16_search_finds_a_line_in_a_2000_line_scrollback() {
+fn c16_search_finds_a_line_in_a_2000_line_scrollback_and_e_opens_the_pane_in_editor() {
     let dir = tempdir();
+    let out = dir.path().join("edited.txt");
+    let editor = dir.path().join("editor.sh");
+    std::fs::write(&editor, format!("#!/bin/sh\ncp \"$1\" {}\n", out.display())).expect("editor");
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&editor, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let editor = editor.to_string_lossy().into_owned();
     let done = dir.path().to_string_lossy().into_owned();
-    let con = Console::start(BIN, &["__demo", "chatty", "2000", &done]);
+    let con = Console::start_env(
+        BIN,
+        &["__demo", "chatty", "2000", &done],
+        &[("EDITOR", &editor), ("VISUAL", "")],
+    );
     con.wait("the last line", |c| c.contains("id=1999 "));
     // To the output pane (the bottom), then search it.
     con.keys("\x1b");
@@ -595,6 +595,17 @@ fn c16_search_finds_a_line_in_a_2000_line_scrollback() {
     con.wait("the match, scrolled into view", |c| {
         c.contains("match 1 of 1") && c.contains("id=1234 in")
     });
+    // The pane's whole text in $EDITOR; the console comes back, every pane drawn again.
+    con.keys("E");
+    con.wait("back from the editor, panes and all", |c| {
+        c.contains("back from") && c.contains("Lock · 0 waiting") && c.contains("id=1234 in")
+    });
+    let text = std::fs::read_to_string(&out).expect("the editor got the pane's text");
+    assert!(
+        text.contains("id=0 ") && text.contains("id=1999 "),
+        "{} lines",
+        text.lines().count()
+    );
     con.keys("q");
     con.wait("the quit question", |c| c.contains("Quit actor-tui"));
     con.keys("y");

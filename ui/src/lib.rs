@@ -128,7 +128,8 @@ pub enum Pane {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Overlay {
     None,
-    Help,
+    /// The key table, then the config file's own bindings (`key`, `action`).
+    Help(Vec<(String, String)>),
     Confirm(String),
 }
 
@@ -274,7 +275,7 @@ pub fn draw(frame: &mut Frame<'_>, m: &ScreenModel<'_>, theme: &Theme) -> Areas 
     draw_status(frame, areas.status, &m.status, theme);
     match &m.overlay {
         Overlay::None => {}
-        Overlay::Help => draw_help(frame, theme),
+        Overlay::Help(bound) => draw_help(frame, bound, theme),
         Overlay::Confirm(q) => draw_confirm(frame, q, theme),
     }
     areas
@@ -732,8 +733,21 @@ pub const KEYS: &[KeyHelp] = &[
         "(lock pane) promote, defer, skip, continue or auto-continue",
         None,
     ),
-    key("Esc", "leave the REPL input for navigation", None),
-    key("i / Enter", "back to the REPL input", None),
+    key(
+        "H / K / E",
+        "(nav) past sessions · rules, crash list · pane in $EDITOR",
+        None,
+    ),
+    key(
+        "/ n N",
+        "(nav) search the pane, next, previous (tree: all output)",
+        None,
+    ),
+    key(
+        "Esc / i",
+        "(input) to navigation · (nav) back to the input",
+        None,
+    ),
     key("Enter", "(input) send the line to the session", None),
     key("Up / Down", "(input) history of this actor's lines", None),
     key("Tab", "(input) complete the line", None),
@@ -742,8 +756,11 @@ pub const KEYS: &[KeyHelp] = &[
         "(input) clear the line; never signals anyone",
         None,
     ),
-    key("↑↓ / j k", "(nav) move in the actor tree", None),
-    key("← → / h l", "(nav) collapse / expand", None),
+    key(
+        "↑↓←→ hjkl",
+        "(nav) move in the tree; collapse / expand",
+        None,
+    ),
     key(
         "Tab",
         "(nav) cycle panes; Output/Dump switch in the bottom pane",
@@ -780,8 +797,8 @@ fn centered(area: Rect, w: u16, h: u16) -> Rect {
     }
 }
 
-fn draw_help(frame: &mut Frame<'_>, theme: &Theme) {
-    let lines: Vec<Line<'_>> = KEYS
+fn draw_help(frame: &mut Frame<'_>, bound: &[(String, String)], theme: &Theme) {
+    let mut lines: Vec<Line<'_>> = KEYS
         .iter()
         .map(|k| {
             Line::from(vec![
@@ -793,7 +810,22 @@ fn draw_help(frame: &mut Frame<'_>, theme: &Theme) {
             ])
         })
         .collect();
-    let area = centered(frame.area(), 76, KEYS.len() as u16 + 2);
+    if !bound.is_empty() {
+        lines.push(Line::styled(
+            "your bindings (config file), over the keys above:",
+            Style::default().add_modifier(Modifier::BOLD),
+        ));
+        for (k, action) in bound {
+            lines.push(Line::from(vec![
+                Span::styled(
+                    format!("{k:<12}"),
+                    theme.fg(Color::Cyan).add_modifier(Modifier::BOLD),
+                ),
+                Span::raw(action.clone()),
+            ]));
+        }
+    }
+    let area = centered(frame.area(), 76, lines.len() as u16 + 2);
     frame.render_widget(Clear, area);
     frame.render_widget(
         Paragraph::new(lines).block(block(" Keys (any key closes) ", true, theme)),

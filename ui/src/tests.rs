@@ -153,7 +153,27 @@ fn dump_tab_120x40() {
 
 #[test]
 fn help_overlay_80x24() {
-    insta::assert_snapshot!(render(80, 24, Overlay::Help, BottomTab::Output, COLOR));
+    insta::assert_snapshot!(render(
+        80,
+        24,
+        Overlay::Help(Vec::new()),
+        BottomTab::Output,
+        COLOR
+    ));
+}
+
+#[test]
+fn help_overlay_lists_the_config_files_bindings() {
+    let bound = vec![("F4".to_owned(), "force_release".to_owned())];
+    let screen = format!(
+        "{:?}",
+        render(100, 40, Overlay::Help(bound), BottomTab::Output, COLOR)
+    );
+    assert!(screen.contains("your bindings"), "{screen}");
+    assert!(
+        screen.contains("F4") && screen.contains("force_release"),
+        "{screen}"
+    );
 }
 
 #[test]
