@@ -384,22 +384,20 @@ fn timeline(s: &ConsoleState, now: Instant) -> Option<String> {
     if s.sessions.is_empty() {
         return None;
     }
-    let mut letters: Vec<ActorId> = Vec::new();
+    // Letters in the order actors first held the lock (a map: this runs every frame, over
+    // up to 10,000 sessions).
+    let mut letter: std::collections::HashMap<ActorId, char> = std::collections::HashMap::new();
     for x in s.sessions.sessions() {
-        if !letters.contains(&x.actor) {
-            letters.push(x.actor);
-        }
+        let next = letter.len();
+        letter
+            .entry(x.actor)
+            .or_insert_with(|| char::from(b'a' + (next % 26) as u8));
     }
     let cells = s.sessions.timeline(s.run_time(now), TIMELINE_WIDTH);
     Some(
         cells
             .iter()
-            .map(
-                |c| match c.and_then(|a| letters.iter().position(|l| *l == a)) {
-                    Some(i) => char::from(b'a' + (i % 26) as u8),
-                    None => '·',
-                },
-            )
+            .map(|c| c.and_then(|a| letter.get(&a).copied()).unwrap_or('·'))
             .collect(),
     )
 }

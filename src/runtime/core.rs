@@ -346,6 +346,8 @@ pub struct Core {
     /// Every session of the run: the open one's text until it is written out, and the
     /// summaries for the report.
     sessions: SessionLog,
+    /// Whether the shell writes transcripts: if not, none is rendered.
+    transcripts: bool,
     started: Instant,
     now: Instant,
     out: Vec<Effect>,
@@ -378,6 +380,7 @@ impl Core {
             hang: HangWatch::new(HANG_AFTER, None),
             admission: Admission::default(),
             sessions: SessionLog::new(0),
+            transcripts: true,
             started: now,
             now,
             out: Vec::new(),
@@ -593,14 +596,20 @@ impl Core {
             location: s.location.clone(),
             requested_ms: ms(s.requested),
             waited_ms: ms(s.waited()),
-            held_ms: ms(s.held(Duration::ZERO)),
+            held_ms: ms(s.held(self.now.saturating_duration_since(self.started))),
             cause: s.cause.unwrap_or(ReleaseCause::Continue),
             lines_in: s.lines_in,
             path: None,
         };
+        // Without a transcript directory the text would be rendered for nothing.
+        let text = if self.transcripts {
+            s.transcript()
+        } else {
+            String::new()
+        };
         self.out.push(Effect::SaveTranscript {
             file: transcript_file(s),
-            text: s.transcript(),
+            text,
             ended,
         });
         self.sessions.evict(n);
@@ -609,11 +618,18 @@ impl Core {
     /// Adds an admission rule (from the config file, or a command); refused with a notice
     /// past the bound or when it makes no sense.
     pub fn add_rule(&mut self, rule: Rule) {
-        let what = rule.describe();
-        match self.admission.add(rule) {
-            Ok(()) => self.emit_rules(),
-            Err(e) => self.notice(None, format!("rule {what} not added: {e}")),
+        self.add_rules(vec![rule]);
+    }
+
+    /// Adds several rules (the config file's), then says once what is in force.
+    pub fn add_rules(&mut self, rules: Vec<Rule>) {
+        for rule in rules {
+            let what = rule.describe();
+            if let Err(e) = self.admission.add(rule) {
+                self.notice(None, format!("rule {what} not added: {e}"));
+            }
         }
+        self.emit_rules();
     }
 
     /// The rules in force with their counts, and the crash list.
@@ -633,6 +649,11 @@ impl Core {
             crashes,
             crashes_forgotten: self.admission.crashes_forgotten,
         });
+    }
+
+    /// Whether the shell writes transcripts (`--no-transcripts`, no state directory: not).
+    pub fn set_transcripts(&mut self, written: bool) {
+        self.transcripts = written;
     }
 
     /// Sessions the run has had (kept ones).

@@ -118,11 +118,11 @@ impl Engine {
         let (inputs_tx, inputs_rx) = mpsc::channel(256);
         let mut core = Core::new(cfg.grace, Instant::now());
         core.set_hang_watch(cfg.hang_after, cfg.dump_on_hang);
-        for rule in cfg.rules.clone() {
-            // Its `rules` event (and any refusal) goes out with the first effects.
-            core.add_rule(rule);
+        if !cfg.rules.is_empty() {
+            // The `rules` event (and any refusal) goes out with the first effects.
+            core.add_rules(cfg.rules.clone());
         }
-        Self {
+        let mut engine = Self {
             core,
             spawner: Spawner {
                 socket,
@@ -164,7 +164,10 @@ impl Engine {
                 }),
             },
             tools: Arc::new(tokio::sync::Semaphore::new(inspect::TOOLS_AT_ONCE)),
-        }
+        };
+        let written = engine.transcripts.is_some();
+        engine.core.set_transcripts(written);
+        engine
     }
 
     /// Starts the first program; its `actor_started` goes out at once.
@@ -613,6 +616,7 @@ impl Engine {
                 Ok(d) => t.made = Some(d),
                 Err(e) => {
                     self.transcripts = None;
+                    self.core.set_transcripts(false);
                     self.events.control(RuntimeEvent::Notice {
                         actor: None,
                         message: format!("transcripts are not written: {e}"),
