@@ -46,6 +46,16 @@ fn wait_output(run: &mut Run, actor: &str, text: &str) {
     });
 }
 
+/// Waits for `text` in the actor's output, then for its process to be asleep in the call
+/// that follows the print (the state the test dumps).
+fn wait_blocked(run: &mut Run, actor: &str, text: &str) {
+    wait_output(run, actor, text);
+    let started = run.seen_or_wait(&format!("actor {actor} started"), |e| {
+        e["event"] == "actor_started" && e["actor"] == actor
+    });
+    crate::harness::wait_asleep(started["pid"].as_u64().expect("pid") as u32);
+}
+
 #[test]
 fn d01_python_holding_the_gil_in_c_answers_through_faulthandler_or_py_spy_at_its_line() {
     if !tools_or_skip("d01") {
@@ -55,7 +65,7 @@ fn d01_python_holding_the_gil_in_c_answers_through_faulthandler_or_py_spy_at_its
     // stacks from its C handler although the GIL is held.
     let script = "import actor_tui, ctypes\nactor_tui.connect()\nprint('ready', flush=True)\nctypes.PyDLL(None).sleep(60)\n";
     let mut run = Run::start("python3", &["-c", script]);
-    wait_output(&mut run, "1", "ready");
+    wait_blocked(&mut run, "1", "ready");
     let d = dump(&mut run, "1");
     let text = d["text"].as_str().expect("text");
     assert_eq!(d["step"], "faulthandler", "{text}");
@@ -73,7 +83,7 @@ fn d01_python_holding_the_gil_in_c_answers_through_faulthandler_or_py_spy_at_its
     // Without any client (`-I` ignores the root's PYTHONPATH): py-spy reads its memory.
     let bare = "import ctypes\nprint('ready', flush=True)\nctypes.PyDLL(None).sleep(60)\n";
     let mut run = Run::start("python3", &["-I", "-c", bare]);
-    wait_output(&mut run, "1", "ready");
+    wait_blocked(&mut run, "1", "ready");
     let d = dump(&mut run, "1");
     let text = d["text"].as_str().expect("text");
     assert_eq!(d["step"], "py-spy", "{text}");
@@ -92,7 +102,7 @@ fn d02_deadlocked_rust_threads_and_a_shell_without_client_get_native_stacks() {
         return;
     }
     let mut run = Run::start(&example("deadlock"), &[]);
-    wait_output(&mut run, "1", "deadlocked");
+    wait_blocked(&mut run, "1", "deadlocked");
     let d = dump(&mut run, "1");
     let text = d["text"].as_str().expect("text");
     assert_eq!(d["step"], "native", "{text}");
@@ -106,7 +116,7 @@ fn d02_deadlocked_rust_threads_and_a_shell_without_client_get_native_stacks() {
     run.finish();
 
     let mut run = Run::start("sh", &["-c", "echo waiting; sleep 100"]);
-    wait_output(&mut run, "1", "waiting");
+    wait_blocked(&mut run, "1", "waiting");
     let d = dump(&mut run, "1");
     let text = d["text"].as_str().expect("text");
     assert_eq!(d["step"], "native", "{text}");
@@ -145,6 +155,16 @@ fn d03_twenty_identical_workers_are_one_entry_in_a_saved_snapshot() {
     while ups(&run.events) < 20 {
         run.wait_for("more workers up", |e| e["event"] == "output");
     }
+    // And each of them blocked in `queue.get`, past its print.
+    let workers: Vec<u32> = run
+        .events
+        .iter()
+        .filter(|e| e["event"] == "actor_started" && e["parent"] == "1")
+        .map(|e| e["pid"].as_u64().expect("pid") as u32)
+        .collect();
+    for pid in workers {
+        crate::harness::wait_asleep(pid);
+    }
     run.send(json!({"cmd": "dump_all"}));
     let snap = run.wait_event("snapshot");
     let text = snap["text"].as_str().expect("text");
@@ -167,12 +187,6 @@ fn d03_twenty_identical_workers_are_one_entry_in_a_saved_snapshot() {
     run.finish();
 }
 
-/// The process state letter from /proc/PID/stat.
-fn proc_state(pid: u64) -> Option<char> {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    s.rsplit_once(')')?.1.trim_start().chars().next()
-}
-
 #[test]
 fn d04_freeze_snapshot_resume_and_the_run_completes() {
     let script = "import time\nfor i in range(40):\n    print('tick', i, flush=True)\n    time.sleep(0.05)\nprint('finished', flush=True)\n";
@@ -182,7 +196,7 @@ fn d04_freeze_snapshot_resume_and_the_run_completes() {
     run.send(json!({"cmd": "freeze"}));
     run.wait_for("frozen", |e| e["event"] == "frozen" && e["frozen"] == true);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while proc_state(pid) != Some('T') {
+    while crate::harness::proc_state(pid as u32).as_deref() != Some("T") {
         assert!(std::time::Instant::now() < deadline, "never stopped");
         std::thread::sleep(std::time::Duration::from_millis(10));
     }
@@ -225,7 +239,7 @@ fn d05_dump_on_hang_snapshots_a_deadlocked_tree_by_itself_and_prints_where() {
             c.env("XDG_STATE_HOME", &state_path);
         },
     );
-    wait_output(&mut run, "1", "deadlocked");
+    wait_blocked(&mut run, "1", "deadlocked");
     let hung = run.wait_for("marked possibly hung", |e| {
         e["event"] == "hung" && e["hung"] == true
     });

@@ -299,17 +299,32 @@ pub fn wait_timeout(child: &mut Child, timeout: Duration) -> Option<std::process
     }
 }
 
+/// The state letter of `pid` (`R`, `S`, `Z`...), from `/proc`; `None` if it is gone.
+pub fn proc_state(pid: u32) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let i = stat.rfind(')')?;
+    stat[i + 1..].split_whitespace().next().map(str::to_owned)
+}
+
 /// True if `pid` is still a live (non-zombie) process.
 pub fn alive(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        Ok(stat) => {
-            let state = stat
-                .rfind(')')
-                .and_then(|i| stat[i + 1..].split_whitespace().next())
-                .unwrap_or("?");
-            state != "Z" && state != "X"
-        }
-        Err(_) => false,
+    proc_state(pid).is_some_and(|s| s != "Z" && s != "X")
+}
+
+/// Waits until `pid`'s main thread is asleep (state `S`) on two looks 20 ms apart: a
+/// program that printed that it is about to block may still be running towards the call
+/// on a busy machine. Panics after [`TIMEOUT`].
+pub fn wait_asleep(pid: u32) {
+    let deadline = Instant::now() + TIMEOUT;
+    let mut seen = 0;
+    while seen < 2 {
+        assert!(Instant::now() < deadline, "pid {pid} never went to sleep");
+        seen = if proc_state(pid).as_deref() == Some("S") {
+            seen + 1
+        } else {
+            0
+        };
+        std::thread::sleep(Duration::from_millis(20));
     }
 }
 
