@@ -38,12 +38,14 @@ fn dump(run: &mut Run, actor: &str) -> Value {
     })
 }
 
+/// Waits until the actor's output so far contains `text` (a busy machine may split it
+/// over two output events).
 fn wait_output(run: &mut Run, actor: &str, text: &str) {
-    run.seen_or_wait(&format!("`{text}` from {actor}"), |e| {
-        e["event"] == "output"
-            && e["actor"] == actor
-            && e["data"].as_str().is_some_and(|d| d.contains(text))
-    });
+    while !crate::harness::output_text(&run.events, actor).contains(text) {
+        run.wait_for(&format!("`{text}` from {actor}"), |e| {
+            e["event"] == "output" && e["actor"] == actor
+        });
+    }
 }
 
 /// Waits for `text` in the actor's output, then for its process to be asleep in the call
