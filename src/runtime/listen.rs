@@ -131,14 +131,51 @@ pub async fn listen(
     Ok((side, listening))
 }
 
-/// A new file, 0600, never through a symlink and never over an existing file.
+/// A new file, 0600, never through a symlink. The name carries our pid, in our own 0700
+/// directory: a file already there was left by a root of ours with this pid that died
+/// without cleaning up (SIGKILL), so a regular file of ours is replaced; anything else
+/// (a symlink, another owner's file) is refused.
 fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
-        .open(path)?;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    let open = || {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+            .open(path)
+    };
+    let mut f = match open() {
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let m = std::fs::symlink_metadata(path)?;
+            if !m.file_type().is_file() || m.uid() != nix::unistd::geteuid().as_raw() {
+                return Err(e);
+            }
+            tracing::info!(path = %path.display(), "replacing a ticket file a dead root left");
+            std::fs::remove_file(path)?;
+            open()?
+        }
+        other => other?,
+    };
     f.write_all(text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::write_private;
+
+    #[test]
+    fn a_stale_ticket_file_of_ours_is_replaced_but_a_symlink_is_not_followed() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let p = dir.path().join("root-1.actor.ticket");
+        std::fs::write(&p, "old").expect("stale");
+        write_private(&p, "new").expect("replaces it");
+        assert_eq!(std::fs::read_to_string(&p).expect("read"), "new");
+        let target = dir.path().join("elsewhere");
+        std::fs::write(&target, "keep").expect("target");
+        let link = dir.path().join("root-2.actor.ticket");
+        std::os::unix::fs::symlink(&target, &link).expect("link");
+        assert!(write_private(&link, "x").is_err());
+        assert_eq!(std::fs::read_to_string(&target).expect("read"), "keep");
+    }
 }
