@@ -137,6 +137,8 @@ fn describe(ev: &RuntimeEvent) -> Option<String> {
         RuntimeEvent::InputDone { .. } => return None,
         // The user's own terminal echoed what was typed; leases change nothing to read.
         RuntimeEvent::ReplInput { .. } | RuntimeEvent::LockLeased { .. } => return None,
+        // Peeks are for picking a waiter in the console; a line log has no such pane.
+        RuntimeEvent::LockPeek { .. } => return None,
         // Every step moves it: too chatty for a line log; the session's own text says where.
         RuntimeEvent::LockMoved { .. } => return None,
         RuntimeEvent::TeardownWaiting { actor } => {

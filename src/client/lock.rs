@@ -21,7 +21,14 @@ pub(crate) struct Grant {
     done: bool,
 }
 
-/// Asks for the lock for `task` and blocks until it is granted or refused.
+/// A wait this long without a grant means the request is queued: the rest of the peek
+/// ([`request`]'s `later_peek`) is gathered and sent then.
+const QUEUED_AFTER: std::time::Duration = std::time::Duration::from_millis(20);
+
+/// Asks for the lock for `task` and blocks until it is granted or refused. `later_peek`
+/// makes the rest of the peek, too slow to make before the request went out (the queue
+/// order must be the order of the pauses); it runs only if the request has to wait, and
+/// its result goes out as `lock_peek`.
 pub(crate) fn request(
     client: &Arc<Client>,
     task: u64,
@@ -29,6 +36,7 @@ pub(crate) fn request(
     reason: Reason,
     location: String,
     peek: Option<String>,
+    later_peek: Option<Box<dyn FnOnce() -> String + '_>>,
 ) -> Result<Grant, PauseError> {
     let mb = client.lock_route(task);
     let sent = client.send(&ToRoot::LockRequest {
@@ -42,8 +50,18 @@ pub(crate) fn request(
         client.drop_lock_route(task, &mb);
         return Err(PauseError::Send(e.to_string()));
     }
+    let mut later_peek = later_peek;
     loop {
-        match mb.recv() {
+        let msg = match later_peek.take() {
+            Some(make) => mb.recv_timeout(Some(QUEUED_AFTER)).or_else(|| {
+                // Queued (or the root is gone, and the send fails quietly): the wait is idle
+                // time, spent on the rest of the peek.
+                let _ = client.send(&ToRoot::LockPeek { task, peek: make() });
+                mb.recv()
+            }),
+            None => mb.recv(),
+        };
+        match msg {
             Some(LockMsg::Granted(epoch)) => {
                 client.leases.start(client, task, epoch);
                 return Ok(Grant {
@@ -125,6 +143,7 @@ pub fn acquire_lock(reason: Reason, location: &str) -> Result<LockGuard, PauseEr
         registry::task_name(task),
         reason,
         location.into(),
+        None,
         None,
     )?;
     Ok(LockGuard { grant })

@@ -213,11 +213,11 @@ pub(super) fn session(task: u64, ctx: PauseCtx) -> Result<(), PauseError> {
 }
 
 /// What the console shows of this pause while it waits: the panic message and the captured
-/// values, bounded (the root cuts it to 8 KiB anyway). A pause's backtrace is left out:
-/// symbolizing it costs hundreds of milliseconds in a debug build, and the request must
-/// not wait for that (it would reorder who asked first, and slow every handoff). A crash's
-/// is in: the crash list keeps it when a rule lets the crash go on without a session, and
-/// its banner would symbolize it anyway.
+/// values, bounded (the root cuts it to 8 KiB anyway). A pause's backtrace is not in it:
+/// symbolizing costs hundreds of milliseconds in a debug build, and the request must not
+/// wait for that (it would reorder who asked first, and slow every handoff); it follows in
+/// `lock_peek` once the request is queued. A crash's is in: the crash list keeps it when a
+/// rule lets the crash go on without a session, and its banner would symbolize it anyway.
 fn peek_of(ctx: &PauseCtx) -> String {
     let mut out = String::new();
     if let Some(m) = &ctx.message {
@@ -247,6 +247,16 @@ fn remote_session(client: &Arc<Client>, task: u64, ctx: PauseCtx) -> Result<(), 
         ctx.reason,
         ctx.location.clone(),
         Some(peek_of(&ctx)),
+        // A pause's backtrace, once it is queued (a crash's is in its first peek).
+        (ctx.reason == Reason::Pause).then(|| {
+            Box::new(|| {
+                format!(
+                    "{}backtrace:\n{}",
+                    peek_of(&ctx),
+                    repl::filter_backtrace(&ctx.backtrace)
+                )
+            }) as Box<dyn FnOnce() -> String + '_>
+        }),
     ) {
         Ok(grant) => run_session(grant, &ctx),
         Err(PauseError::Skipped(why)) => {

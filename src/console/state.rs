@@ -475,6 +475,15 @@ impl ConsoleState {
                     format!("{actor} at {location} goes on without a session ({why})"),
                 );
             }
+            RuntimeEvent::LockPeek { actor, task, peek } => {
+                if let Some(r) = self
+                    .queue
+                    .iter_mut()
+                    .find(|r| r.actor == actor && r.task == task)
+                {
+                    r.peek = Some(peek);
+                }
+            }
             RuntimeEvent::LockDropped { actor, task, .. }
             | RuntimeEvent::LockRefused { actor, task, .. } => {
                 // A refusal concerns the newest request with that key.

@@ -201,6 +201,10 @@ pub enum ToRoot {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         peek: Option<String>,
     },
+    /// More of a waiting request's peek, sent once while it waits (what was too slow to
+    /// gather before the request went out: a Rust pause's symbolized backtrace). Cut to
+    /// 8 KiB; ignored unless the request still waits, and after the first.
+    LockPeek { task: u64, peek: String },
     /// Give the lock back. `epoch` is the one from `lock_granted`; a stale epoch is ignored.
     LockRelease {
         task: u64,

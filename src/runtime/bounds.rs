@@ -47,6 +47,9 @@ pub fn max_connections(nofile_soft: u64) -> usize {
         .clamp(16, 8192)
 }
 
+/// Waiting requests remembered as having completed their peek, before the set is pruned.
+pub const MAX_PEEKED: usize = 4096;
+
 /// `s` cut to at most `max` bytes on a character boundary, with a marker saying how much
 /// was cut. The result is a fresh allocation: `String::truncate` would keep the peer's
 /// whole buffer alive behind the short string.

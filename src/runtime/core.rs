@@ -348,6 +348,9 @@ pub struct Core {
     sessions: SessionLog,
     /// Whether the shell writes transcripts: if not, none is rendered.
     transcripts: bool,
+    /// Waiting requests whose peek was completed (`lock_peek` is taken once each); pruned
+    /// of requests no longer waiting when it fills.
+    peeked: HashSet<LockKey>,
     started: Instant,
     now: Instant,
     out: Vec<Effect>,
@@ -381,6 +384,7 @@ impl Core {
             admission: Admission::default(),
             sessions: SessionLog::new(0),
             transcripts: true,
+            peeked: HashSet::new(),
             started: now,
             now,
             out: Vec::new(),
@@ -1100,6 +1104,22 @@ impl Core {
             ToRoot::Notice { message } => {
                 let message = bounds::truncate(message, bounds::MAX_FIELD);
                 self.notice(Some(actor), message);
+            }
+            ToRoot::LockPeek { task, peek } => {
+                let key = LockKey { actor, task };
+                // Once per waiting request: a peer cannot turn it into a stream of events.
+                if self.lock.is_waiting(&key) && !self.peeked.contains(&key) {
+                    if self.peeked.len() >= bounds::MAX_PEEKED {
+                        let lock = &self.lock;
+                        self.peeked.retain(|k| lock.is_waiting(k));
+                    }
+                    self.peeked.insert(key);
+                    self.event(RuntimeEvent::LockPeek {
+                        actor,
+                        task,
+                        peek: bounds::truncate(peek, bounds::MAX_PEEK),
+                    });
+                }
             }
             ToRoot::Lease { task, epoch } => {
                 // Only the current grant's lease counts; a stale one (after force-release)

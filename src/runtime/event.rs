@@ -38,6 +38,13 @@ pub enum RuntimeEvent {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         peek: Option<String>,
     },
+    /// A waiting request's peek, completed while it waits (replaces the one in
+    /// `lock_requested`).
+    LockPeek {
+        actor: ActorId,
+        task: u64,
+        peek: String,
+    },
     LockGranted {
         actor: ActorId,
         task: u64,

@@ -162,6 +162,11 @@ impl LockTable {
     }
 
     /// True when nobody holds or waits: teardown may proceed freely.
+    /// Whether the request of `key` waits in the queue (not granted, not gone).
+    pub fn is_waiting(&self, key: &LockKey) -> bool {
+        self.by_key.contains_key(key)
+    }
+
     pub fn is_idle(&self) -> bool {
         self.holder.is_none() && self.queue.is_empty()
     }

@@ -154,6 +154,16 @@ impl Replay {
             | RuntimeEvent::RequestSkipped { actor, task, .. } => {
                 self.queue.retain(|_, (a, t, _)| !(a == actor && t == task));
             }
+            RuntimeEvent::LockPeek { actor, task, peek } => {
+                // The waiter's request event carries the completed peek from now on.
+                if let Some((_, _, RuntimeEvent::LockRequested { peek: p, .. })) = self
+                    .queue
+                    .values_mut()
+                    .find(|(a, t, _)| a == actor && t == task)
+                {
+                    *p = Some(peek.clone());
+                }
+            }
             RuntimeEvent::QueueReordered { order, .. } => {
                 // Renumber the queue in the new order (the replay sends it in this order).
                 let mut old: Vec<(ActorId, u64, RuntimeEvent)> =

@@ -104,6 +104,23 @@ fn q03_waiting_requests_carry_a_peek_of_their_pause() {
         let peek = e["peek"].as_str().unwrap_or_else(|| panic!("no peek: {e}"));
         assert!(peek.contains("round = 0"), "{peek}");
     }
+    // The one that waits completes its peek with its backtrace, without taking the lock.
+    let more = run.seen_or_wait("the waiter's backtrace", |e| e["event"] == "lock_peek");
+    let peek = more["peek"].as_str().expect("peek");
+    assert!(
+        peek.contains("round = 0") && peek.contains("backtrace:") && peek.contains("bench_pauser"),
+        "{peek}"
+    );
+    let granted: Vec<&serde_json::Value> = run
+        .events
+        .iter()
+        .filter(|e| e["event"] == "lock_granted")
+        .collect();
+    assert_eq!(granted.len(), 1, "a peek takes no lock");
+    assert_ne!(
+        granted[0]["actor"], more["actor"],
+        "only a waiter completes its peek"
+    );
     run.seen_or_wait("the first prompt", |e| e["event"] == "repl_ready");
     run.input("c\n");
     run.continue_all();
