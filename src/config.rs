@@ -144,6 +144,7 @@ pub const KEY_ACTIONS: &[&str] = &[
     "crashes",
     "search",
     "editor",
+    "rule",
     "none",
 ];
 

@@ -85,6 +85,8 @@ pub enum Action {
     SearchPrev,
     /// Open the focused pane's text in `$EDITOR`.
     Editor,
+    /// Type an admission rule (`R`).
+    Rule,
 }
 
 /// Keys bound in the config file (`[keys]`), over the defaults: an F-key in any mode but
@@ -148,6 +150,7 @@ pub fn action_named(name: &str) -> Option<Action> {
         "crashes" => Action::Crashes,
         "search" => Action::Search,
         "editor" => Action::Editor,
+        "rule" => Action::Rule,
         "none" => Action::None,
         _ => return None,
     })
@@ -300,6 +303,7 @@ fn map_key(k: KeyEvent, mode: Mode, overlay: OverlayKind) -> Action {
             // Leaves a past session (or search results) for the live view.
             KeyCode::Esc => Action::ToNav,
             KeyCode::Char('K') => Action::Crashes,
+            KeyCode::Char('R') => Action::Rule,
             KeyCode::Char('/') => Action::Search,
             KeyCode::Char('n') => Action::SearchNext,
             KeyCode::Char('N') => Action::SearchPrev,

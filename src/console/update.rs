@@ -10,7 +10,7 @@ use actor_tui_ui::{Areas, BottomTab, Pane};
 use super::input::{Action, Mode, OverlayKind};
 use super::pane_sizes;
 use super::state::{self, ConsoleState};
-use super::view::{Dialog, Pending, Search, UiState, new_input};
+use super::view::{Dialog, Pending, Prompt, Search, UiState, new_input};
 use crate::proto::ActorId;
 use crate::runtime::event::ViewerRole;
 use crate::runtime::{RuntimeCommand, RuntimeEvent};
@@ -31,6 +31,65 @@ fn common_prefix(words: &[String]) -> String {
         );
     }
     first[..end].to_owned()
+}
+
+/// What `R` accepts, as the status bar says it.
+const RULE_SYNTAX: &str = "rule: auto_continue LOCATION | auto_continue actor ID | crash_limit N [LOCATION] | rate_limit N/SECS [LOCATION] | clear [RULE]";
+
+/// A rule typed after `R` (the config file's rules, in one line) as the command for it.
+pub fn parse_rule(line: &str) -> Result<RuntimeCommand, String> {
+    let mut words = line.split_whitespace();
+    let bad = |why: &str| format!("{why}; {RULE_SYNTAX}");
+    let rest = |words: std::str::SplitWhitespace<'_>| {
+        let r: Vec<&str> = words.collect();
+        (!r.is_empty()).then(|| r.join(" "))
+    };
+    match words.next() {
+        Some("auto_continue") => match (words.next(), words.next()) {
+            (Some("actor"), Some(id)) => Ok(RuntimeCommand::AutoContinue {
+                location: None,
+                actor: Some(id.parse().map_err(|e| bad(&format!("{e}")))?),
+            }),
+            (Some(location), None) => Ok(RuntimeCommand::AutoContinue {
+                location: Some(location.into()),
+                actor: None,
+            }),
+            _ => Err(bad("auto_continue takes a location, or `actor ID`")),
+        },
+        Some("crash_limit") => {
+            let first = words
+                .next()
+                .and_then(|n| n.parse().ok())
+                .ok_or_else(|| bad("crash_limit needs a number of crashes"))?;
+            Ok(RuntimeCommand::CrashLimit {
+                location: rest(words),
+                first,
+            })
+        }
+        Some("rate_limit") => {
+            let (n, secs) = words
+                .next()
+                .and_then(|r| r.split_once('/'))
+                .ok_or_else(|| bad("rate_limit needs N/SECS"))?;
+            let at_most = n
+                .parse()
+                .map_err(|_| bad("rate_limit: N is a whole number"))?;
+            let secs: f64 = secs
+                .trim_end_matches('s')
+                .parse()
+                .map_err(|_| bad("rate_limit: SECS is a number"))?;
+            if !(secs.is_finite() && secs > 0.0 && secs < 1e9) {
+                return Err(bad("rate_limit: SECS must be positive"));
+            }
+            Ok(RuntimeCommand::RateLimit {
+                location: rest(words),
+                at_most,
+                per_ms: (secs * 1000.0).round().max(1.0) as u64,
+            })
+        }
+        Some("clear") => Ok(RuntimeCommand::ClearRules { rule: rest(words) }),
+        _ => Err(bad("unknown rule")),
+    }
 }
 
 /// The console's state and what the user does to it.
@@ -576,8 +635,8 @@ impl Model {
                 self.ui.show_snapshot = true;
                 self.flash("dumping every actor…".into());
             }
-            Action::ToNav if self.ui.searching => {
-                self.ui.searching = false;
+            Action::ToNav if self.ui.prompt.is_some() => {
+                self.ui.prompt = None;
                 self.ui.input = new_input("");
                 self.ui.mode = Mode::Nav;
             }
@@ -600,15 +659,27 @@ impl Model {
                 }
                 None => self.flash("no actor selected".into()),
             },
-            Action::Submit if self.ui.searching => {
-                let query = self.ui.input.lines().join(" ");
-                self.ui.searching = false;
+            Action::Submit if self.ui.prompt.is_some() => {
+                let text = self.ui.input.lines().join(" ");
+                let prompt = self.ui.prompt.take();
                 self.ui.input = new_input("");
                 self.ui.mode = Mode::Nav;
-                self.search(query);
+                match prompt {
+                    Some(Prompt::Rule) => match parse_rule(&text) {
+                        Ok(cmd) => self.send(cmd),
+                        Err(e) => self.flash(e),
+                    },
+                    _ => self.search(text),
+                }
+            }
+            Action::Rule => {
+                self.ui.prompt = Some(Prompt::Rule);
+                self.ui.mode = Mode::Input;
+                self.ui.input = new_input("");
+                self.flash(RULE_SYNTAX.into());
             }
             Action::Search => {
-                self.ui.searching = true;
+                self.ui.prompt = Some(Prompt::Search);
                 self.ui.mode = Mode::Input;
                 self.ui.input = new_input("");
                 let what = match self.ui.focus {
@@ -885,6 +956,55 @@ mod tests {
     use actor_tui_ui::Theme;
     use ratatui::Terminal;
     use ratatui::backend::TestBackend;
+
+    #[test]
+    fn a_typed_rule_becomes_its_command_and_a_bad_one_says_the_syntax() {
+        assert_eq!(
+            parse_rule("auto_continue worker.py:42"),
+            Ok(RuntimeCommand::AutoContinue {
+                location: Some("worker.py:42".into()),
+                actor: None
+            })
+        );
+        assert_eq!(
+            parse_rule("auto_continue actor 3"),
+            Ok(RuntimeCommand::AutoContinue {
+                location: None,
+                actor: Some(ActorId(3))
+            })
+        );
+        assert_eq!(
+            parse_rule("crash_limit 2"),
+            Ok(RuntimeCommand::CrashLimit {
+                location: None,
+                first: 2
+            })
+        );
+        assert_eq!(
+            parse_rule("rate_limit 1/2.5s loop.py:10"),
+            Ok(RuntimeCommand::RateLimit {
+                location: Some("loop.py:10".into()),
+                at_most: 1,
+                per_ms: 2500
+            })
+        );
+        assert_eq!(
+            parse_rule("clear auto_continue x.py:3"),
+            Ok(RuntimeCommand::ClearRules {
+                rule: Some("auto_continue x.py:3".into())
+            })
+        );
+        for bad in [
+            "",
+            "explode",
+            "crash_limit many",
+            "rate_limit 3",
+            "rate_limit 1/0",
+        ] {
+            let e = parse_rule(bad).expect_err(bad);
+            assert!(e.contains("auto_continue LOCATION"), "{bad}: {e}");
+        }
+    }
 
     fn started(id: &str, name: &str, parent: Option<&str>) -> RuntimeEvent {
         RuntimeEvent::ActorStarted {

@@ -44,14 +44,22 @@ pub struct UiState {
     /// Text the Dump tab shows instead of a dump (the session list, the crash list,
     /// tree-wide search results), with its title.
     pub info: Option<(String, String)>,
-    /// The input line holds a search query (`/`), not a line for the session.
-    pub searching: bool,
+    /// The input line holds a search query (`/`) or a rule (`R`), not a line for the
+    /// session.
+    pub prompt: Option<Prompt>,
     /// The last search, for `n` and `N`.
     pub search: Option<Search>,
     /// Text to open in `$EDITOR` at the next turn of the loop.
     pub editor: Option<String>,
     /// Key bindings from the config file.
     pub keys: super::input::Keymap,
+}
+
+/// What the input line is being used for, when not for the session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prompt {
+    Search,
+    Rule,
 }
 
 /// A search of one pane: its matching lines as of the search (the pane had `lines` lines
@@ -129,7 +137,7 @@ impl UiState {
             flash: None,
             viewing: None,
             info: None,
-            searching: false,
+            prompt: None,
             search: None,
             editor: None,
             keys: super::input::Keymap::default(),
@@ -230,7 +238,7 @@ pub fn model<'a>(s: &'a ConsoleState, ui: &'a UiState, now: Instant) -> ScreenMo
             screen: Some(v.0.screen()),
             notice: None,
             input: &ui.input,
-            input_enabled: ui.searching,
+            input_enabled: ui.prompt.is_some(),
         }
     });
     let repl = match (terminal, &s.holder) {
@@ -261,7 +269,7 @@ pub fn model<'a>(s: &'a ConsoleState, ui: &'a UiState, now: Instant) -> ScreenMo
                     screen: a.and_then(|a| a.repl.as_ref()).map(vt100::Parser::screen),
                     notice: None,
                     input: &ui.input,
-                    input_enabled: h.waiting || ui.searching,
+                    input_enabled: h.waiting || ui.prompt.is_some(),
                 }
             }
             None => ReplModel {
@@ -277,7 +285,7 @@ pub fn model<'a>(s: &'a ConsoleState, ui: &'a UiState, now: Instant) -> ScreenMo
                     None => "Nobody holds the debug lock.".into(),
                 }),
                 input: &ui.input,
-                input_enabled: ui.searching,
+                input_enabled: ui.prompt.is_some(),
             },
         },
     };

@@ -611,3 +611,35 @@ fn c16_search_finds_a_line_in_a_2000_line_scrollback_and_e_opens_the_pane_in_edi
     con.keys("y");
     con.finish();
 }
+
+#[test]
+fn c17_r_adds_a_rule_by_key_and_k_lists_the_rules() {
+    let con = Console::start(BIN, &["__demo", "bench_top", "3", "1"]);
+    let s = con.wait("two waiting", |c| c.contains("Lock · 2 waiting"));
+    let second = s
+        .lines()
+        .find_map(|l| l.split("│2. ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("second waiter")
+        .to_owned();
+    con.keys("\x1b");
+    con.keys("R");
+    con.wait("the rule prompt", |c| {
+        c.contains("rule: auto_continue LOCATION")
+    });
+    con.keys(&format!("auto_continue actor {second}\r"));
+    // The waiter goes on by itself, and the lock pane says what the rule let go.
+    con.wait("one waiter left, the rule counted", |c| {
+        c.contains("Lock · 1 waiting") && c.contains(&format!("auto_continue actor {second}"))
+    });
+    con.keys("K");
+    con.wait("the rules in the Dump tab", |c| {
+        c.contains("rules and crash list")
+            && c.contains(&format!("auto_continue actor {second} · let go"))
+    });
+    con.keys("i");
+    con.keys("c\r");
+    con.wait("the last one's session", |c| c.contains("Lock · 0 waiting"));
+    con.keys("c\r");
+    assert_eq!(con.finish(), 0);
+}

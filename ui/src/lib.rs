@@ -734,8 +734,8 @@ pub const KEYS: &[KeyHelp] = &[
         None,
     ),
     key(
-        "H / K / E",
-        "(nav) past sessions · rules, crash list · pane in $EDITOR",
+        "H K R E",
+        "(nav) sessions · rules, crashes · add a rule · $EDITOR",
         None,
     ),
     key(
