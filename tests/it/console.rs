@@ -143,6 +143,15 @@ impl Console {
         self.wait(text, |c| c.contains(text))
     }
 
+    /// Waits for `text` and for the session to wait for a line again (its input line is
+    /// open, `› `): the answer and the next prompt are two frames, and a line typed
+    /// between them is not sent (the console sends lines only to a waiting session).
+    fn wait_answer(&self, text: &str) -> String {
+        self.wait(&format!("{text}, then the prompt"), |c| {
+            c.contains(text) && c.contains("› ")
+        })
+    }
+
     fn keys(&self, keys: &str) {
         self.rt
             .block_on(self.term.write(keys.as_bytes()))
@@ -196,6 +205,16 @@ impl Console {
     }
 }
 
+/// The actor id of the second waiter in the lock pane (`│2. ID name ...`).
+fn second_waiter(screen: &str) -> String {
+    screen
+        .lines()
+        .find_map(|l| l.split("│2. ").nth(1))
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("second waiter")
+        .to_owned()
+}
+
 /// The session number in the REPL pane's title (`REPL #3 · ...`), if a session is shown.
 fn session(screen: &str) -> Option<u64> {
     let title = screen.lines().next()?;
@@ -244,7 +263,7 @@ fn c02_force_release_a_stale_lock_with_f8() {
     });
     assert!(s.contains(" 3 waiter · "), "{s}");
     con.keys("p turn\r");
-    con.wait_text("turn = \"after the force-release\"");
+    con.wait_answer("turn = \"after the force-release\"");
     con.keys("c\r");
     assert_eq!(con.finish(), 0);
 }
@@ -275,7 +294,7 @@ fn c03_dump_with_f5_while_a_repl_is_open() {
     // Back to the input: the session was not disturbed.
     con.keys("i");
     con.keys("p note\r");
-    con.wait_text("note = \"dump busy while I am paused\"");
+    con.wait_answer("note = \"dump busy while I am paused\"");
     con.keys("c\r");
     assert_eq!(con.finish(), 0);
 }
@@ -289,7 +308,7 @@ fn c04_ctrl_c_clears_the_line_and_signals_nobody() {
     con.keys("\x03");
     con.wait("the line cleared", |c| !c.contains("nothing-to-see"));
     con.keys("p answer\r");
-    con.wait_text("answer = 42");
+    con.wait_answer("answer = 42");
     con.keys("c\r");
     assert_eq!(con.finish(), 0);
 }
@@ -358,7 +377,9 @@ fn c07_flood_while_a_repl_is_open() {
     con.keys("p flooding\r");
     con.wait_text("flooding = \"yes\"");
     // The tail of the flood is what the output pane shows at the end.
-    con.wait("flood tail", |c| c.contains("flood done: 10000"));
+    con.wait("flood tail", |c| {
+        c.contains("flood done: 10000") && c.contains("› ")
+    });
     con.keys("c\r");
     assert_eq!(con.finish(), 0);
 }
@@ -370,7 +391,7 @@ fn c08_tab_completes_in_the_repl_input() {
     con.keys("p ans\t");
     con.wait_text("› p answer");
     con.keys("\r");
-    con.wait_text("answer = 42");
+    con.wait_answer("answer = 42");
     con.keys("c\r");
     assert_eq!(con.finish(), 0);
 }
@@ -435,7 +456,7 @@ fn c12_f7_breaks_into_a_running_python_loop_through_the_lock() {
     }
     con.wait("the pdb prompt", |c| c.contains("(Pdb)"));
     con.keys("p n > 0\r");
-    con.wait("the answer", |c| c.contains("True"));
+    con.wait_answer("True");
     con.keys("q\r");
     assert_eq!(con.finish(), 113);
 }
@@ -531,12 +552,7 @@ fn c15_the_lock_pane_keys_promote_a_waiter_and_auto_continue_the_rest() {
     let con = Console::start(BIN, &["__demo", "bench_top", "3", "1"]);
     let s = con.wait("two waiting", |c| c.contains("Lock · 2 waiting"));
     // Which waiter is second in the queue now.
-    let second = s
-        .lines()
-        .find_map(|l| l.split("│2. ").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("second waiter")
-        .to_owned();
+    let second = second_waiter(&s);
     con.keys("\x1b");
     // Tab cycles the panes; the lock pane shows its selection once it has the focus.
     let mut focused = false;
@@ -616,12 +632,7 @@ fn c16_search_finds_a_line_in_a_2000_line_scrollback_and_e_opens_the_pane_in_edi
 fn c17_r_adds_a_rule_by_key_and_k_lists_the_rules() {
     let con = Console::start(BIN, &["__demo", "bench_top", "3", "1"]);
     let s = con.wait("two waiting", |c| c.contains("Lock · 2 waiting"));
-    let second = s
-        .lines()
-        .find_map(|l| l.split("│2. ").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("second waiter")
-        .to_owned();
+    let second = second_waiter(&s);
     con.keys("\x1b");
     con.keys("R");
     con.wait("the rule prompt", |c| {
@@ -639,7 +650,9 @@ fn c17_r_adds_a_rule_by_key_and_k_lists_the_rules() {
     });
     con.keys("i");
     con.keys("c\r");
-    con.wait("the last one's session", |c| c.contains("Lock · 0 waiting"));
+    con.wait("the last one's session, waiting for a line", |c| {
+        c.contains("Lock · 0 waiting") && c.contains("› ")
+    });
     con.keys("c\r");
     assert_eq!(con.finish(), 0);
 }
