@@ -205,14 +205,21 @@ impl Console {
     }
 }
 
-/// The actor id of the second waiter in the lock pane (`│2. ID name ...`).
-fn second_waiter(screen: &str) -> String {
-    screen
-        .lines()
-        .find_map(|l| l.split("│2. ").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
-        .expect("second waiter")
-        .to_owned()
+/// The actor id of the second waiter in the lock pane (`│2. ID pauser-N ...`), once that
+/// row is drawn whole (a frame can be read half-written).
+fn second_waiter(con: &Console) -> String {
+    let parse = |screen: &str| {
+        screen.lines().find_map(|l| {
+            let mut words = l.split("│2. ").nth(1)?.split_whitespace();
+            let id = words.next()?;
+            let named = words.next()?.starts_with("pauser-");
+            (named && id.bytes().all(|b| b.is_ascii_digit())).then(|| id.to_owned())
+        })
+    };
+    let s = con.wait("two waiting, the second drawn", |c| {
+        c.contains("Lock · 2 waiting") && parse(c).is_some()
+    });
+    parse(&s).expect("checked by the wait")
 }
 
 /// The session number in the REPL pane's title (`REPL #3 · ...`), if a session is shown.
@@ -550,9 +557,8 @@ fn c14_t_snapshots_the_whole_tree_in_the_dump_tab_and_z_freezes_it() {
 #[test]
 fn c15_the_lock_pane_keys_promote_a_waiter_and_auto_continue_the_rest() {
     let con = Console::start(BIN, &["__demo", "bench_top", "3", "1"]);
-    let s = con.wait("two waiting", |c| c.contains("Lock · 2 waiting"));
     // Which waiter is second in the queue now.
-    let second = second_waiter(&s);
+    let second = second_waiter(&con);
     con.keys("\x1b");
     // Tab cycles the panes; the lock pane shows its selection once it has the focus.
     let mut focused = false;
@@ -631,8 +637,7 @@ fn c16_search_finds_a_line_in_a_2000_line_scrollback_and_e_opens_the_pane_in_edi
 #[test]
 fn c17_r_adds_a_rule_by_key_and_k_lists_the_rules() {
     let con = Console::start(BIN, &["__demo", "bench_top", "3", "1"]);
-    let s = con.wait("two waiting", |c| c.contains("Lock · 2 waiting"));
-    let second = second_waiter(&s);
+    let second = second_waiter(&con);
     con.keys("\x1b");
     con.keys("R");
     con.wait("the rule prompt", |c| {
