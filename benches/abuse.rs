@@ -156,6 +156,7 @@ fn join(socket: &Path, name: &str) -> UnixStream {
             name: name.into(),
             pid: std::process::id(),
             actor: None,
+            group: None,
         },
     )
     .expect("register");

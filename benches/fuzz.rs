@@ -47,6 +47,7 @@ fn corpus() -> Vec<Vec<u8>> {
             name: "a".into(),
             pid: 42,
             actor: Some("1".into()),
+            group: None,
         },
         ToRoot::Spawn {
             req: 1,

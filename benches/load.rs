@@ -62,6 +62,7 @@ async fn actor<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, n: usize, go: Arc<Ba
             name: format!("load-{n}"),
             pid: std::process::id(),
             actor: None,
+            group: None,
         },
     )
     .await

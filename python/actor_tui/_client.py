@@ -167,13 +167,17 @@ class Client:
             if hello.get("protocol") != _wire.PROTOCOL_VERSION:
                 raise ConnectionError("the root speaks protocol %r, this client %d"
                                       % (hello.get("protocol"), _wire.PROTOCOL_VERSION))
-            sock.sendall(_wire.frame({
+            register = {
                 "type": "register",
                 "name": name,
                 "pid": os.getpid(),
                 # Always what we inherited, unchanged: the root decides (PROTOCOL.md 1.2).
                 "actor": claimed,
-            }))
+            }
+            group = register_group()
+            if group:
+                register["group"] = group
+            sock.sendall(_wire.frame(register))
             registered = cls._expect(sock, "registered")
             sock.settimeout(None)
         except BaseException:
@@ -766,6 +770,28 @@ def _tractor_actor_name():
         return None
 
 
+# Set by a runtime integration (actor_tui.ray) that knows better than the process what it
+# is: a callable returning (name, group), either None to keep the default. Called once, when
+# the process connects.
+identity = None
+
+
+def _identity():
+    if identity is None:
+        return None, None
+    try:
+        return identity()
+    except Exception as e:  # naming must never stop the connection
+        warn("cannot name this process: %r" % (e,))
+        return None, None
+
+
+def register_group():
+    """The `group` sent in `register` (PROTOCOL.md 5.1): a node of the program's own that
+    the root shows this actor under, or None."""
+    return _identity()[1]
+
+
 def register_name():
     """The `name` sent in `register`. It only names *new* actors (the root keeps the spawn-time
     name of a reserved one), and a new actor is a process that merely inherited
@@ -773,6 +799,9 @@ def register_name():
     pytest-xdist worker is its worker id (gw0), a multiprocessing child uses its Process
     name, and a fork or any other process that is not the session leader the root created
     uses its program name with its pid."""
+    named = _identity()[0]
+    if named:
+        return named
     tractor = _tractor_actor_name()
     if tractor:
         return tractor

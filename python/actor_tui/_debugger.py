@@ -47,9 +47,33 @@ def _async_task():
     return None, None
 
 
+# Set by a runtime integration (actor_tui.ray): a callable naming the unit of work running
+# now (a Ray task), or returning None to fall back to the async task or thread name.
+task_namer = None
+
+# What `q` does in set_trace's debugger: end the process with 113 (True), or pdb's own
+# BdbQuit, which fails only the code that called breakpoint() (a Ray task, as Ray reports it).
+quit_exits_default = True
+
+
+def _named_task():
+    if task_namer is None:
+        return None
+    try:
+        return task_namer()
+    except Exception:  # a name is never worth a failed pause
+        return None
+
+
 def current_task():
     """(task id, task name) for the lock request: the running async task if there is one,
-    else the calling thread. Ids are small numbers, unique within the process."""
+    else the calling thread. Ids are small numbers, unique within the process. A runtime
+    integration's `task_namer` names it when it can."""
+    tid, name = _current_task()
+    return tid, _named_task() or name
+
+
+def _current_task():
     task, name = _async_task()
     if task is not None:
         with _ids_lock:
@@ -266,10 +290,14 @@ class _SessionIO(object):
 #   released with how "quit".
 
 
+# What the banner says `q` does when it does not end the process.
+quit_text_session = "`q` quits the debugger"
+
+
 def _banner(client, session, reason, location, crash_text, quit_exits=True, what=None):
     what = what or ("crashed" if reason == "crash" else "paused")
     text = "\n--- actor-tui: %s %s at %s (task %s) ---\n" % (client.name, what, location, session.task_name)
-    quit_text = "`q` ends the process (status 113)" if quit_exits else "`q` quits the debugger"
+    quit_text = "`q` ends the process (status 113)" if quit_exits else quit_text_session
     if crash_text:
         text += crash_text if crash_text.endswith("\n") else crash_text + "\n"
         text += "post-mortem pdb: `c` lets the exception proceed, %s\n" % quit_text
@@ -485,7 +513,7 @@ class _ActorPdbMixin(object):
         # stdin/stdout are accepted (pdb's `debug` command passes them when it creates a
         # nested debugger) but always replaced: this debugger talks to the session.
         kwargs["completekey"] = completekey
-        st = _PdbState(self, quit_exits=True)
+        st = _PdbState(self, quit_exits=quit_exits_default)
         # nosigint: pdb must not install its own SIGINT handler; the shield owns SIGINT.
         kwargs.setdefault("nosigint", True)
         # Never stop inside this package (its atexit and timer code may run while the user
@@ -643,7 +671,8 @@ def set_trace(*, header=None, commands=None):
             return
     p = _thread_pdb()
     if fresh:
-        p._io.attach(session, _banner(client, session, "pause", location, None))
+        p._io.attach(session, _banner(client, session, "pause", location, None,
+                                      quit_exits=p._actor_tui.quit_exits))
     if header is not None:
         p.message(header)
     if commands:
@@ -1036,6 +1065,9 @@ def install(connect=None):
             _hooks.when_imported(name, _patch_worker)
         _hooks.when_imported("pdb", _patch_pdb)
         _hooks.when_imported("_pytest.config", _add_pytest_plugin)
+        from . import ray as ray_integration
+
+        ray_integration.install()
 
         _shield.install()
         from . import _dump

@@ -145,6 +145,7 @@ impl Client {
                 name: name.into(),
                 pid: std::process::id(),
                 actor: claimed,
+                group: None,
             },
         )?;
         let (actor, parent) = match proto::read_frame_sync::<_, ToActor>(&mut reader)? {

@@ -33,4 +33,7 @@ pub mod env {
     /// For a process on another host: a ticket of a root started with `--listen` (or the
     /// path of a file holding one). Used only when `ACTOR_TUI_SOCKET` is not set.
     pub const TICKET: &str = "ACTOR_TUI_TICKET";
+    /// Set by a `--listen` root for the actors it starts: the path of its actor ticket's
+    /// file, for a program that starts processes on other hosts itself (a Ray driver).
+    pub const JOIN_TICKET: &str = "ACTOR_TUI_JOIN_TICKET";
 }

@@ -176,6 +176,10 @@ pub enum ToRoot {
         pid: u32,
         #[serde(default)]
         actor: Option<String>,
+        /// A node of the program's own (a Ray node, say) to show this actor under, beside
+        /// its siblings of the same group.
+        #[serde(default)]
+        group: Option<String>,
     },
     /// Ask the root to start a subactor on its own PTY, as a child of the sender.
     Spawn {

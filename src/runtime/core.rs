@@ -177,6 +177,9 @@ pub const HANG_AFTER: Duration = Duration::from_secs(30);
 /// Remote hosts that get a node of their own in the tree.
 pub const MAX_HOSTS: usize = 256;
 
+/// Groups (`register`'s `group`) that get a node of their own in the tree.
+pub const MAX_GROUPS: usize = 256;
+
 /// The file name of a session's transcript: its number, the actor, and the actor's name
 /// cut to what is safe in a file name.
 pub fn transcript_file(s: &Session) -> String {
@@ -331,6 +334,8 @@ pub struct Core {
     viewers: Viewers,
     /// One node per remote host (by IP), the parent of the actors that join from there.
     hosts: HashMap<std::net::IpAddr, ActorId>,
+    /// One node per group label under one parent (`register`'s `group`).
+    groups: HashMap<(Option<ActorId>, String), ActorId>,
     /// The tree-wide dump being gathered, if any.
     snapshot: Option<Snapshot>,
     /// The last one taken, to say what changed since.
@@ -377,6 +382,7 @@ impl Core {
             notice_limit: RateLimit::new(50, 20),
             viewers: Viewers::default(),
             hosts: HashMap::new(),
+            groups: HashMap::new(),
             snapshot: None,
             last_snapshot: None,
             frozen: false,
@@ -856,10 +862,11 @@ impl Core {
                     name,
                     pid,
                     actor: claimed,
+                    group,
                 },
                 None,
             ) => {
-                self.register(conn, name, pid, claimed);
+                self.register(conn, name, pid, claimed, group);
                 return;
             }
             (ToRoot::Register { .. }, Some(_)) => {
@@ -1208,7 +1215,14 @@ impl Core {
         self.event(RuntimeEvent::LockRefused { actor, task, error });
     }
 
-    fn register(&mut self, conn: ConnId, name: String, claimed_pid: u32, claimed: Option<String>) {
+    fn register(
+        &mut self,
+        conn: ConnId,
+        name: String,
+        claimed_pid: u32,
+        claimed: Option<String>,
+        group: Option<String>,
+    ) {
         let name = bounds::truncate(name, bounds::MAX_FIELD);
         let Some(c) = self.conns.get(&conn) else {
             return;
@@ -1238,6 +1252,10 @@ impl Core {
                 // under its nearest live actor by pid: itself if it already is one, else
                 // the actor it descends from. The parent pids were read by the shell.
                 let parent = host.or_else(|| self.tree.nearest_ancestor_in(pid, &ancestry));
+                let parent = match group {
+                    Some(label) => self.group_node(parent, &label).or(parent),
+                    None => parent,
+                };
                 let id = self.tree.add(&name, pid, parent, false);
                 self.event(RuntimeEvent::ActorStarted {
                     actor: id,
@@ -1272,6 +1290,30 @@ impl Core {
             self.send_to_conn(conn, ToActor::Cancel { force: false });
         }
         self.join_teardown_if_going(id, parent);
+    }
+
+    /// The node of the group `label` under `parent` (a Ray node under the driver, say),
+    /// made on its first actor and, like a host's node, never live. Keyed by the parent too,
+    /// so two drivers' groups of one name stay apart. At most [`MAX_GROUPS`]; past that,
+    /// actors go under `parent` itself.
+    fn group_node(&mut self, parent: Option<ActorId>, label: &str) -> Option<ActorId> {
+        let label = bounds::truncate(label.to_owned(), bounds::MAX_FIELD);
+        let key = (parent, label);
+        if let Some(id) = self.groups.get(&key) {
+            return Some(*id);
+        }
+        if self.groups.len() >= MAX_GROUPS {
+            return None;
+        }
+        let id = self.tree.add(&key.1, 0, parent, false);
+        self.event(RuntimeEvent::ActorStarted {
+            actor: id,
+            name: key.1.clone(),
+            pid: 0,
+            parent,
+        });
+        self.groups.insert(key, id);
+        Some(id)
     }
 
     /// The node of the host at `addr` (`ip:port`), made on its first actor: an entry in the
@@ -2446,6 +2488,7 @@ mod tests {
                     name: format!("p{pid}"),
                     pid,
                     actor: claim.map(str::to_owned),
+                    group: None,
                 },
             });
             out.iter()
@@ -2555,6 +2598,72 @@ mod tests {
         s
     }
 
+    /// Registers conn `conn` from `pid` (descending from the first program) in `group`;
+    /// its new actor id.
+    fn register_in_group(s: &mut Sim, conn: ConnId, pid: u32, group: &str) -> ActorId {
+        s.feed(Input::Opened {
+            conn,
+            peer_pid: Some(pid),
+            signalable: true,
+            ancestry: vec![pid - 1, 100],
+            remote: None,
+        });
+        let out = s.feed(Input::Frame {
+            conn,
+            msg: ToRoot::Register {
+                name: format!("w{pid}"),
+                pid,
+                actor: None,
+                group: Some(group.into()),
+            },
+        });
+        out.iter()
+            .find_map(|e| match e {
+                Effect::Send {
+                    msg: ToActor::Registered { actor, .. },
+                    ..
+                } => actor.parse().ok(),
+                _ => None,
+            })
+            .expect("registered")
+    }
+
+    #[test]
+    fn actors_of_one_group_share_one_node_under_their_parent() {
+        let mut s = Sim::new();
+        s.first();
+        let a = register_in_group(&mut s, 2, 201, "ray node a");
+        let b = register_in_group(&mut s, 3, 301, "ray node a");
+        let c = register_in_group(&mut s, 4, 401, "ray node b");
+        let parent_in = |s: &Sim, id: ActorId| s.core.tree.get(id).and_then(|n| n.parent);
+        let parent = |id: ActorId| parent_in(&s, id);
+        let node_a = parent(a).expect("a has a parent");
+        assert_eq!(parent(b), Some(node_a), "one node per group");
+        let node_b = parent(c).expect("c has a parent");
+        assert_ne!(node_a, node_b);
+        for node in [node_a, node_b] {
+            let n = s.core.tree.get(node).expect("group node");
+            assert_eq!(
+                parent(node),
+                Some(ActorId(1)),
+                "under the actor they descend from"
+            );
+            assert_eq!((n.pid, n.connected), (0, false), "no process of its own");
+        }
+        assert_eq!(
+            s.core.tree.get(node_a).map(|n| n.name.as_str()),
+            Some("ray node a")
+        );
+        // Past the bound, actors go under their parent itself.
+        for i in 0..MAX_GROUPS {
+            s.core
+                .groups
+                .insert((None, format!("filler {i}")), ActorId(1));
+        }
+        let d = register_in_group(&mut s, 5, 501, "ray node c");
+        assert_eq!(parent_in(&s, d), Some(ActorId(1)));
+    }
+
     #[test]
     fn a_holders_lineage_is_never_signalled_until_the_session_ends() {
         let mut s = three_levels();
@@ -2637,6 +2746,7 @@ mod tests {
                 name: "late".into(),
                 pid: 900,
                 actor: None,
+                group: None,
             },
         });
         assert!(cancel_sent(&out, 9), "the late joiner is told to go");
@@ -3092,6 +3202,7 @@ mod tests {
             name: name.into(),
             pid: 4242,
             actor: Some("1".into()),
+            group: None,
         };
         // An actor's ticket registers, with no pid of ours, its address in its name, and no
         // claim on a local reservation.

@@ -133,6 +133,7 @@ impl Engine {
                 inputs: inputs_tx.clone(),
                 breakpoint_noticed: Default::default(),
                 stacks_dir,
+                join_ticket: None,
             },
             events,
             _conn_tx: conn_tx,
@@ -168,6 +169,11 @@ impl Engine {
         let written = engine.transcripts.is_some();
         engine.core.set_transcripts(written);
         engine
+    }
+
+    /// Where every spawned actor finds the actor ticket (`ACTOR_TUI_JOIN_TICKET`).
+    pub(super) fn set_join_ticket(&mut self, file: Option<PathBuf>) {
+        self.spawner.join_ticket = file;
     }
 
     /// Starts the first program; its `actor_started` goes out at once.

@@ -264,6 +264,14 @@ pub async fn start(cfg: RuntimeConfig) -> Result<Runtime, RuntimeError> {
         ev_tx,
         conn_tx,
     );
+    // The actor ticket's file, for a program that starts processes on other hosts itself
+    // (a Ray driver hands it to its workers).
+    engine.set_join_ticket(
+        ticket_files
+            .iter()
+            .find(|f| f.to_string_lossy().ends_with(".actor.ticket"))
+            .cloned(),
+    );
     engine
         .spawn_first(&cfg)
         .map_err(|source| RuntimeError::Spawn {

@@ -49,6 +49,10 @@ const FILES: &[(&str, &str)] = &[
         "actor_tui/_remote.py",
         include_str!("../../python/actor_tui/_remote.py"),
     ),
+    (
+        "actor_tui/ray.py",
+        include_str!("../../python/actor_tui/ray.py"),
+    ),
 ];
 
 /// FNV-1a over every file: the directory name changes whenever the contents do, so a

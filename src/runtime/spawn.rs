@@ -134,6 +134,9 @@ pub struct Spawner {
     /// A private directory where Python actors' faulthandler writes its stacks when the dump
     /// ladder signals it (`ACTOR_TUI_STACKS_DIR`).
     pub stacks_dir: Option<PathBuf>,
+    /// With `--listen`: the actor ticket's 0600 file (`ACTOR_TUI_JOIN_TICKET`), so a program
+    /// that starts processes on other hosts itself can hand them the ticket.
+    pub join_ticket: Option<PathBuf>,
 }
 
 impl Spawner {
@@ -165,6 +168,9 @@ impl Spawner {
             ));
         }
         envs.push((env::NAME.into(), req.name.clone()));
+        if let Some(file) = &self.join_ticket {
+            envs.push((env::JOIN_TICKET.into(), file.to_string_lossy().into_owned()));
+        }
         let spec = SpawnSpec {
             program: &req.program,
             args: &req.args,

@@ -94,6 +94,7 @@ impl Peer {
                 name: name.into(),
                 pid: std::process::id(),
                 actor: None,
+                group: None,
             },
         )
         .expect("register");
@@ -686,6 +687,7 @@ fn h06b_idle_connections_cannot_fill_the_descriptor_table() {
                         name: "idle".into(),
                         pid: std::process::id(),
                         actor: None,
+                        group: None,
                     },
                 )
                 .expect("register");

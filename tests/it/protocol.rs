@@ -58,6 +58,7 @@ fn golden_frames() {
                 name: "w".into(),
                 pid: 42,
                 actor: Some("3".into()),
+                group: None,
             })
             .expect("encode"),
             "0000002384a474797065a87265676973746572a46e616d65a177a37069642aa56163746f72a133",
