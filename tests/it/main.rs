@@ -10,5 +10,6 @@ mod harness;
 mod protocol;
 mod python;
 mod queue;
+mod ray;
 mod remote;
 mod scenarios;
