@@ -1,5 +1,6 @@
 //! Console state to the `ui` crate's view-models. No drawing and no terminal here.
 
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
 use actor_tui_ui::{
@@ -187,15 +188,36 @@ pub fn apply_scroll(s: &mut ConsoleState, ui: &mut UiState) {
     }
 }
 
+/// Per actor, the task that holds the lock or waits first, and how many of its requests
+/// there are (holder first, then queue order).
+fn paused_tasks(s: &ConsoleState) -> HashMap<ActorId, (&str, usize)> {
+    let mut tasks: HashMap<ActorId, (&str, usize)> = HashMap::new();
+    let held = s.holder.as_ref().map(|h| &h.request);
+    for r in held.into_iter().chain(s.queue.iter()) {
+        tasks
+            .entry(r.actor)
+            .and_modify(|(_, n)| *n += 1)
+            .or_insert((r.task_name.as_str(), 1));
+    }
+    tasks
+}
+
 /// Builds one frame's model.
 pub fn model<'a>(s: &'a ConsoleState, ui: &'a UiState, now: Instant) -> ScreenModel<'a> {
     let visible = s.visible();
+    let tasks = paused_tasks(s);
     let rows: Vec<TreeRow> = visible
         .iter()
         .map(|(depth, a)| TreeRow {
             depth: *depth,
             id: a.id.to_string(),
-            name: a.name.clone(),
+            name: match tasks.get(&a.id) {
+                // A process that runs many tasks (a Ray or pool worker) shows which one
+                // paused; a second request of the same process is counted.
+                Some((task, 1)) => format!("{} ▸ {task}", a.name),
+                Some((task, n)) => format!("{} ▸ {task} +{}", a.name, n - 1),
+                None => a.name.clone(),
+            },
             pid: a.pid,
             status: s.status(a),
             has_children: !a.children.is_empty(),
@@ -451,4 +473,61 @@ fn viewers_badge(s: &ConsoleState) -> Option<String> {
         Some((id, (name, _))) => format!("{n} viewer{plural}, {id} {name} drives"),
         None => format!("{n} viewer{plural}"),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::Reason;
+    use crate::runtime::RuntimeEvent;
+
+    fn request(actor: u64, task: u64, name: &str) -> RuntimeEvent {
+        RuntimeEvent::LockRequested {
+            actor: ActorId(actor),
+            task,
+            task_name: name.into(),
+            reason: Reason::Pause,
+            location: "job.py:7".into(),
+            peek: None,
+        }
+    }
+
+    #[test]
+    fn a_tree_row_names_the_task_its_process_paused_in() {
+        let mut s = ConsoleState::new((10, 40), (10, 40));
+        let t = Instant::now();
+        for (id, parent) in [(1, None), (2, Some(1)), (3, Some(1))] {
+            s.apply(
+                RuntimeEvent::ActorStarted {
+                    actor: ActorId(id),
+                    name: format!("w{id}"),
+                    pid: 100 + u32::try_from(id).expect("small"),
+                    parent: parent.map(ActorId),
+                },
+                t,
+            );
+        }
+        s.apply(request(2, 1, "square task 1a2b3c4d"), t);
+        s.apply(request(3, 1, "Counter.step task 99aa"), t);
+        s.apply(request(2, 2, "other thread"), t);
+        s.apply(
+            RuntimeEvent::LockGranted {
+                actor: ActorId(3),
+                task: 1,
+                epoch: 1,
+            },
+            t,
+        );
+        let ui = UiState::default();
+        let m = model(&s, &ui, t);
+        let names: Vec<&str> = m.tree.rows.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "w1",
+                "w2 ▸ square task 1a2b3c4d +1",
+                "w3 ▸ Counter.step task 99aa"
+            ]
+        );
+    }
 }
