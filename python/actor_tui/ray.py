@@ -37,6 +37,9 @@ _TICKET = "ACTOR_TUI_RAY_TICKET"
 _DRIVER = "ACTOR_TUI_RAY_DRIVER"  # "BOOT_ID:PID" of the driver, to know its own workers
 _USER_HOOK = "ACTOR_TUI_RAY_USER_HOOK"  # the program's own hook, when it is a module path
 _POST_MORTEM = "ACTOR_TUI_RAY_POST_MORTEM"
+# "1": every worker connects at start-up (shown under its node, and dumped by a tree-wide
+# dump even if it never pauses: for a job that hangs), instead of at its first pause.
+_CONNECT = "ACTOR_TUI_RAY_CONNECT"
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__))
 
@@ -91,7 +94,7 @@ def runtime_env(base=None):
     if ticket:
         env_vars[_TICKET] = ticket
     env_vars[_DRIVER] = "%s:%d" % (_boot_id(), os.getpid())
-    for name in ("ACTOR_TUI_STEP_TIMEOUT", "ACTOR_TUI_PDB", _POST_MORTEM):
+    for name in ("ACTOR_TUI_STEP_TIMEOUT", "ACTOR_TUI_PDB", _POST_MORTEM, _CONNECT):
         if name in os.environ and name not in env_vars:
             env_vars[name] = os.environ[name]
     env["env_vars"] = env_vars
@@ -232,6 +235,8 @@ def setup_worker():
             _debugger.quit_text_session = "`q` fails this Ray task (BdbQuit)"
             sys.breakpointhook = _debugger.set_trace
             _patch_ray_debugger()
+            if os.environ.get(_CONNECT) == "1":
+                _client.current()
         else:
             _client.warn("this Ray node cannot reach the actor-tui root (no socket here and no "
                          "ticket: start actor-tui with --listen); Ray's own debugger stays")

@@ -177,8 +177,9 @@ pub enum ToRoot {
         #[serde(default)]
         actor: Option<String>,
         /// A node of the program's own (a Ray node, say) to show this actor under, beside
-        /// its siblings of the same group.
-        #[serde(default)]
+        /// its siblings of the same group. Left out when there is none, so a frame without
+        /// it is byte for byte what it was before the field existed.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
         group: Option<String>,
     },
     /// Ask the root to start a subactor on its own PTY, as a child of the sender.

@@ -122,7 +122,7 @@ fn driver_output(events: &[Value]) -> String {
 const LOCAL_JOB: &str = r#"
 import ray
 
-ray.init(num_cpus=2, include_dashboard=False)
+ray.init(address="local", num_cpus=2, include_dashboard=False)
 
 @ray.remote
 def square(i):
@@ -178,7 +178,7 @@ fn ray01_every_task_and_actor_breakpoint_is_one_session_in_order() {
         };
         let (actor, req) = next_session(&mut run, wait);
         let task = req["task_name"].as_str().expect("task_name").to_owned();
-        assert_eq!(req["reason"], "pause");
+        assert_eq!(req["reason"], "pause", "events:\n{}", run.log());
         assert!(
             req["location"].as_str().unwrap_or("").contains("job.py:"),
             "{req}"
@@ -312,7 +312,7 @@ const TWO_NODE_JOB: &str = r#"
 import os, sys, time
 import ray
 
-info = ray.init(num_cpus=1, include_dashboard=False, resources={"head": 1})
+info = ray.init(address="local", num_cpus=1, include_dashboard=False, resources={"head": 1})
 addr_file = sys.argv[1]
 with open(addr_file + ".tmp", "w") as f:
     f.write(info.address_info["gcs_address"])
@@ -431,4 +431,70 @@ fn ray02_a_second_node_joins_the_console_over_the_tls_ticket() {
         parent_of(&events, &seen[1].0),
         "two Ray nodes, two groups"
     );
+}
+
+const HANGING_JOB: &str = r#"
+import time
+import ray
+
+ray.init(address="local", num_cpus=1, include_dashboard=False)
+
+@ray.remote
+def stuck_in_a_loop():
+    while True:
+        time.sleep(0.05)
+
+ref = stuck_in_a_loop.remote()
+ready, _ = ray.wait([ref], timeout=600)
+"#;
+
+#[test]
+fn ray03_a_hanging_task_that_never_paused_is_in_a_tree_wide_dump() {
+    let Some(python) = ray_python("ray03") else {
+        return;
+    };
+    let _one = ONE_CLUSTER.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = tempdir();
+    let script = write(dir.path(), "job.py", HANGING_JOB);
+    let run_dir = tempdir();
+    let socket = run_dir.path().join("root.sock");
+    let home = dir.path().to_owned();
+    let mut run = Run::start_with(
+        &python,
+        &[script.to_str().expect("path")],
+        run_dir,
+        socket,
+        move |cmd| {
+            ray_env(cmd, &home);
+            cmd.env("ACTOR_TUI_RAY_CONNECT", "1");
+        },
+    );
+    // Workers connect at start-up, under their node, though none pauses.
+    let worker = run
+        .wait_within(RAY_START, |e| {
+            e["event"] == "actor_started"
+                && e["name"]
+                    .as_str()
+                    .is_some_and(|n| n.starts_with("ray worker["))
+        })
+        .unwrap_or_else(|| panic!("no worker connected; events:\n{}", run.log()));
+    let node = worker["parent"].as_str().expect("under a node").to_owned();
+    assert!(name_of(&run.events, &node).starts_with("ray node "));
+    // Until the task is in its loop, a snapshot may not show it: ask until one does.
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        run.send(serde_json::json!({"cmd": "dump_all"}));
+        let snap = run.wait_event("snapshot");
+        let text = snap["text"].as_str().unwrap_or("").to_owned();
+        if text.contains("stuck_in_a_loop") {
+            assert!(text.contains("job.py"), "{text}");
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no snapshot showed the hanging task; last:\n{text}"
+        );
+    }
+    run.send(serde_json::json!({"cmd": "quit"}));
+    run.finish();
 }
