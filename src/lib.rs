@@ -24,6 +24,7 @@
 //! | `ACTOR_TUI_NAME`    | root          | display name chosen by the spawner                 |
 //! | `ACTOR_TUI_NO_REPL` | user          | in an actor without a root: never open a local REPL |
 //! | `ACTOR_TUI_TICKET`  | user          | on another host: a `--listen` root's actor ticket  |
+//! | `ACTOR_TUI_JOIN_TICKET` | root      | with `--listen`: the path of the actor ticket file |
 //!
 //! Actor programs depend on this crate with `default-features = false`, which builds only
 //! [`proto`] and [`client`].

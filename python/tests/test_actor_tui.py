@@ -389,3 +389,86 @@ class FakeRootTest(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class RayRuntimeEnvTest(unittest.TestCase):
+    """actor_tui.ray's pure parts: what goes into a job's runtime_env, and the link a worker
+    picks. (Ray itself runs in tests/it/ray.rs.)"""
+
+    def setUp(self):
+        from actor_tui import ray as integration
+
+        self.ray = integration
+        self.saved = dict(os.environ)
+        for name in list(os.environ):
+            if name.startswith("ACTOR_TUI_"):
+                del os.environ[name]
+
+    def tearDown(self):
+        os.environ.clear()
+        os.environ.update(self.saved)
+
+    def test_without_a_root_the_runtime_env_is_left_alone(self):
+        base = {"env_vars": {"A": "1"}}
+        self.assertEqual(self.ray.runtime_env(base), base)
+
+    def test_the_hook_the_socket_and_the_package_are_added_and_the_users_are_kept(self):
+        os.environ["ACTOR_TUI_SOCKET"] = "/run/x/root.sock"
+        env = self.ray.runtime_env({"env_vars": {"A": "1"}, "py_modules": ["/mine"],
+                                    "worker_process_setup_hook": "mine.setup"})
+        self.assertEqual(env["worker_process_setup_hook"], self.ray.SETUP_HOOK)
+        v = env["env_vars"]
+        self.assertEqual((v["A"], v["ACTOR_TUI_RAY_USER_HOOK"]), ("1", "mine.setup"))
+        self.assertEqual(v["ACTOR_TUI_RAY_SOCKET"], "/run/x/root.sock")
+        self.assertTrue(v["ACTOR_TUI_RAY_DRIVER"].endswith(":%d" % os.getpid()))
+        self.assertNotIn("ACTOR_TUI_RAY_TICKET", v)
+        self.assertEqual(env["py_modules"][0], "/mine")
+        self.assertTrue(env["py_modules"][1].endswith("actor_tui"))
+        # Twice is once.
+        self.assertEqual(self.ray.runtime_env(env), env)
+
+    def test_a_callable_hook_runs_after_ours(self):
+        os.environ["ACTOR_TUI_SOCKET"] = "/run/x/root.sock"
+        calls = []
+        env = self.ray.runtime_env({"worker_process_setup_hook": lambda: calls.append(1)})
+        hook = env["worker_process_setup_hook"]
+        self.assertTrue(callable(hook) and hook._actor_tui)
+        self.assertEqual(self.ray.runtime_env(env)["worker_process_setup_hook"], hook)
+
+    def test_the_ticket_comes_from_the_roots_file_never_through_a_symlink(self):
+        os.environ["ACTOR_TUI_SOCKET"] = "/run/x/root.sock"
+        with tempfile.TemporaryDirectory() as d:
+            path = os.path.join(d, "root-1.actor.ticket")
+            with open(path, "w") as f:
+                f.write("actor-tui:1:actor:%s:%s@127.0.0.1:7\n" % ("a" * 64, "b" * 64))
+            link = os.path.join(d, "link")
+            os.symlink(path, link)
+            os.environ["ACTOR_TUI_JOIN_TICKET"] = path
+            env = self.ray.runtime_env(None)
+            self.assertTrue(env["env_vars"]["ACTOR_TUI_RAY_TICKET"].startswith("actor-tui:1:actor:"))
+            os.environ["ACTOR_TUI_JOIN_TICKET"] = link
+            env = self.ray.runtime_env(None)
+            self.assertNotIn("ACTOR_TUI_RAY_TICKET", env["env_vars"])
+
+    def test_a_worker_of_the_drivers_own_cluster_uses_the_socket_others_the_ticket(self):
+        with tempfile.TemporaryDirectory() as d:
+            sock = os.path.join(d, "root.sock")
+            open(sock, "w").close()
+            os.environ["ACTOR_TUI_RAY_SOCKET"] = sock
+            os.environ["ACTOR_TUI_RAY_TICKET"] = "actor-tui:1:actor:x"
+            # The driver is our parent: the socket.
+            os.environ["ACTOR_TUI_RAY_DRIVER"] = "%s:%d" % (self.ray._boot_id(), os.getppid())
+            self.assertTrue(self.ray._choose_link())
+            self.assertEqual(os.environ.get("ACTOR_TUI_SOCKET"), sock)
+            self.assertNotIn("ACTOR_TUI_TICKET", os.environ)
+            # Another machine's driver (another boot): the ticket.
+            os.environ["ACTOR_TUI_RAY_DRIVER"] = "another-boot:%d" % os.getppid()
+            self.assertTrue(self.ray._choose_link())
+            self.assertEqual(os.environ.get("ACTOR_TUI_TICKET"), "actor-tui:1:actor:x")
+            self.assertNotIn("ACTOR_TUI_SOCKET", os.environ)
+            # No ticket: the socket if it is here, else nothing reaches the root.
+            del os.environ["ACTOR_TUI_RAY_TICKET"]
+            self.assertTrue(self.ray._choose_link())
+            os.remove(sock)
+            del os.environ["ACTOR_TUI_SOCKET"]
+            self.assertFalse(self.ray._choose_link())
