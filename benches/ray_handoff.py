@@ -5,7 +5,10 @@ Each round runs one tree under `actor-tui --headless` and answers every prompt w
 
 - ray: a driver whose `ray.init()` starts a local cluster with 32 CPUs, and 32 tasks that
   each call `breakpoint()` once (their workers reach the root through the start-up hook);
-- plain: examples/python/bench_handoff.py, 32 subprocesses each pausing once.
+- plain: 32 Python subprocesses each pausing once and then staying alive for 5 s, as a Ray
+  worker stays after its task (so no process exits during the handoffs);
+- plain-exit: examples/python/bench_handoff.py, 32 subprocesses each pausing once and then
+  exiting at once (each handoff then overlaps the previous process's teardown).
 
 The first prompt is answered only once all 32 requests are queued (and 1 s later), so what
 is measured is handing the lock on, not Ray starting 32 workers on this machine: the time
@@ -41,6 +44,17 @@ def pause(i):
 
 print(sum(ray.get([pause.remote(i) for i in range(%d)])), flush=True)
 """ % (N, N)
+
+
+PLAIN_TREE = """
+import subprocess, sys, time
+if len(sys.argv) > 1:
+    breakpoint()
+    time.sleep(5)
+    sys.exit(0)
+procs = [subprocess.Popen([sys.executable, __file__, "child"]) for _ in range(%d)]
+sys.exit(max(p.wait() for p in procs))
+""" % N
 
 
 def run_tree(args, env):
@@ -111,23 +125,32 @@ def main():
     job = os.path.join(work, "job.py")
     with open(job, "w") as f:
         f.write(RAY_JOB)
+    plain = os.path.join(work, "plain.py")
+    with open(plain, "w") as f:
+        f.write(PLAIN_TREE)
     env = dict(os.environ, HOME=work, RAY_USAGE_STATS_ENABLED="0")
-    plain_tree = os.path.join(ROOT, "examples", "python", "bench_handoff.py")
-    results = {"ray": [], "plain": []}
+    plain_exit = os.path.join(ROOT, "examples", "python", "bench_handoff.py")
+    trees = {
+        "ray": [python, job],
+        "plain": [python, plain],
+        "plain-exit": [python, plain_exit, str(N), "1"],
+    }
+    kinds = list(trees)
+    results = {k: [] for k in kinds}
     for r in range(rounds):
-        # Alternating, so drift on this machine lands on both.
-        for kind in (("ray", "plain") if r % 2 == 0 else ("plain", "ray")):
-            args = [python, job] if kind == "ray" else [python, plain_tree, str(N), "1"]
-            t = run_tree(args, env)
+        # Rotating the order, so drift on this machine lands on every kind.
+        for kind in kinds[r % 3:] + kinds[:r % 3]:
+            t = run_tree(trees[kind], env)
             results[kind].extend(t)
-            print("round %d %-5s p50 %.2f ms  p90 %.2f ms" % (r + 1, kind, pct(t, 0.5), pct(t, 0.9)),
+            print("round %d %-10s p50 %.2f ms  p90 %.2f ms" % (r + 1, kind, pct(t, 0.5), pct(t, 0.9)),
                   flush=True)
-    ray, plain = results["ray"], results["plain"]
-    print("all rounds (%d handoffs each): ray p50 %.2f / p90 %.2f ms, plain Python p50 %.2f / "
-          "p90 %.2f ms; ray/plain %.2fx / %.2fx" % (
-              len(ray), pct(ray, 0.5), pct(ray, 0.9), pct(plain, 0.5), pct(plain, 0.9),
-              pct(ray, 0.5) / pct(plain, 0.5), pct(ray, 0.9) / pct(plain, 0.9)))
-    print("mean ray %.2f ms, plain %.2f ms" % (statistics.mean(ray), statistics.mean(plain)))
+    ray = results["ray"]
+    print("all rounds, %d handoffs each:" % len(ray))
+    for kind in kinds:
+        xs = results[kind]
+        print("  %-10s p50 %.2f / p90 %.2f ms (mean %.2f); ray / this: %.2fx / %.2fx" % (
+            kind, pct(xs, 0.5), pct(xs, 0.9), statistics.mean(xs),
+            pct(ray, 0.5) / pct(xs, 0.5), pct(ray, 0.9) / pct(xs, 0.9)))
     return 0
 
 
