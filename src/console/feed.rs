@@ -8,6 +8,12 @@
 //! against a full parse). Anything else in that part (cursor movement, erasing, modes, a
 //! sequence or a UTF-8 character cut at the end of the previous batch) and the batch is
 //! parsed whole.
+//!
+//! While nobody looks at the scrollback (the pane is at its bottom), only the screen's lines
+//! are kept: the scrollback is then marked stale and rebuilt from the actor's kept bytes
+//! when someone scrolls back, searches or opens it in the editor (`ConsoleState::
+//! keep_scrollback`). Under a flood that leaves a screenful to parse per frame, not the
+//! whole scrollback.
 
 /// What the shortcut must know about what an emulator was fed before.
 #[derive(Debug, Default, Clone, Copy)]
@@ -17,12 +23,21 @@ pub struct FeedState {
     /// A scroll region was set at some point: lines then need not scroll off the top, so
     /// the shortcut is never taken again for this terminal.
     scroll_region: bool,
+    /// Lines that belonged in the scrollback were left out (only the screen was kept): the
+    /// scrollback must be rebuilt from the whole output before anyone reads it.
+    pub scrollback_stale: bool,
 }
 
-/// Feeds `data` to the emulator of one actor's terminal.
-pub fn feed(parser: &mut vt100::Parser, state: &mut FeedState, data: &[u8]) {
+/// Feeds `data` to the emulator of one actor's terminal. With `keep_scrollback` false, only
+/// the screen is sure to come out as a full parse would make it (see the module's doc).
+pub fn feed(parser: &mut vt100::Parser, state: &mut FeedState, data: &[u8], keep_scrollback: bool) {
     let (rows, _) = parser.screen().size();
-    let keep = usize::from(rows) + crate::console::state::scrollback() + 1;
+    let scrollback = if keep_scrollback {
+        crate::console::state::scrollback()
+    } else {
+        0
+    };
+    let keep = usize::from(rows) + scrollback + 1;
     // Only from the bottom row does every line feed scroll a line off the top.
     let at_bottom = parser.screen().cursor_position().0 + 1 == rows;
     let shortcut = !state.mid_sequence && !state.scroll_region && at_bottom;
@@ -31,6 +46,7 @@ pub fn feed(parser: &mut vt100::Parser, state: &mut FeedState, data: &[u8]) {
             parser.process(&colours);
             parser.process(b"\r\n");
             parser.process(&data[cut..]);
+            state.scrollback_stale |= !keep_scrollback;
         }
         None => parser.process(data),
     }
@@ -170,7 +186,7 @@ mod tests {
         let mut state = FeedState::default();
         for b in batches {
             full.process(b);
-            feed(&mut fast, &mut state, b);
+            feed(&mut fast, &mut state, b, true);
         }
         (everything(&mut full), everything(&mut fast))
     }
@@ -259,6 +275,46 @@ mod tests {
             batches.push(data[at..].to_vec());
             let (full, fast) = both(&batches);
             prop_assert_eq!(full, fast);
+            let (full, fast, _) = screen_only(&batches);
+            prop_assert_eq!(full, fast);
         }
+    }
+
+    /// The live screen (with attributes and cursor) after feeding `batches` keeping only the
+    /// screen, next to a full parse's, and whether the scrollback was marked stale.
+    fn screen_only(batches: &[Vec<u8>]) -> (String, String, bool) {
+        let scrollback = crate::console::state::SCROLLBACK;
+        let mut full = vt100::Parser::new(ROWS, 20, scrollback);
+        let mut fast = vt100::Parser::new(ROWS, 20, scrollback);
+        let mut state = FeedState::default();
+        for b in batches {
+            full.process(b);
+            feed(&mut fast, &mut state, b, false);
+        }
+        let screen = |p: &vt100::Parser| {
+            let s = p.screen();
+            format!("{:?}\n{:?}", s.contents_formatted(), s.cursor_position())
+        };
+        (screen(&full), screen(&fast), state.scrollback_stale)
+    }
+
+    #[test]
+    fn keeping_only_the_screen_looks_the_same_and_marks_the_scrollback_stale() {
+        let big = lines(300, true);
+        // The screen filled first: the cursor is on its bottom row, where the shortcut works.
+        let (full, fast, stale) =
+            screen_only(&[lines(10, false), big, b"tail \x1b[1mbold".to_vec()]);
+        assert_eq!(full, fast);
+        assert!(stale, "lines of the scrollback were left out");
+        // Fewer lines than the screen holds: nothing is left out.
+        let (full, fast, stale) = screen_only(&[lines(3, true)]);
+        assert_eq!(full, fast);
+        assert!(!stale);
+        // Cursor movement in the head: a full parse, the scrollback stays whole.
+        let mut moved = b"\x1b[2J".to_vec();
+        moved.extend(lines(300, false));
+        let (full, fast, stale) = screen_only(&[moved]);
+        assert_eq!(full, fast);
+        assert!(!stale);
     }
 }

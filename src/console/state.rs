@@ -66,6 +66,9 @@ pub struct Actor {
     /// Output that came since the last frame, for the live emulator: it is parsed when a
     /// frame shows it (`show`), once per frame, so a flood's head can be left out.
     output_pending: Vec<u8>,
+    /// Someone reads the emulator's scrollback (scrolled back, searching): every line must
+    /// be parsed. Otherwise only the screen's are (feed.rs).
+    output_scrollback: bool,
     /// Its REPL sessions, one after the other, with scrollback.
     pub repl: Option<vt100::Parser>,
     pub dump: Option<String>,
@@ -171,7 +174,12 @@ impl Actor {
         if let Some(parser) = &mut self.output
             && !self.output_pending.is_empty()
         {
-            super::feed::feed(parser, &mut self.output_feed, &self.output_pending);
+            super::feed::feed(
+                parser,
+                &mut self.output_feed,
+                &self.output_pending,
+                self.output_scrollback,
+            );
             self.output_pending.clear();
         }
     }
@@ -315,6 +323,7 @@ impl ConsoleState {
                         output: None,
                         output_feed: super::feed::FeedState::default(),
                         output_pending: Vec::new(),
+                        output_scrollback: false,
                         repl: None,
                         dump: None,
                         history: Vec::new(),
@@ -816,6 +825,20 @@ impl ConsoleState {
         out
     }
 
+    /// Whether the output scrollback of `id` is being read (scrolled back, searched, edited).
+    /// Turned on, a scrollback left stale by screen-only feeding is rebuilt from the actor's
+    /// kept bytes at once (the next `show` does it), so what is read is whole.
+    pub fn keep_scrollback(&mut self, id: ActorId, on: bool) {
+        if let Some(a) = self.actors.get_mut(&id) {
+            a.output_scrollback = on;
+            if on && a.output_feed.scrollback_stale {
+                a.output = None;
+                a.output_pending.clear();
+                a.output_feed = super::feed::FeedState::default();
+            }
+        }
+    }
+
     /// Makes sure the actors in `ids` have an output emulator (rebuilt from their kept bytes
     /// if they had none), and drops the emulators of actors shown least recently beyond
     /// [`LIVE_MAX`]. Called before every frame with the actors that frame shows.
@@ -830,7 +853,7 @@ impl ConsoleState {
                 let kept = self.logs.chunks(id).collect::<Vec<_>>().concat();
                 let mut parser = vt100::Parser::new(size.0, size.1, scrollback());
                 let mut feed = super::feed::FeedState::default();
-                super::feed::feed(&mut parser, &mut feed, &kept);
+                super::feed::feed(&mut parser, &mut feed, &kept, a.output_scrollback);
                 a.output = Some(parser);
                 a.output_feed = feed;
                 a.output_pending.clear();
@@ -923,6 +946,42 @@ mod tests {
         s.apply(started("3", Some("2")), t);
         s.apply(started("4", Some("1")), t);
         (s, t)
+    }
+
+    #[test]
+    fn scrolling_back_after_a_flood_rebuilds_the_whole_scrollback() {
+        let (mut s, t) = state();
+        let id = ActorId(2);
+        s.show(&[id]);
+        let output = |from: usize, to: usize| RuntimeEvent::Output {
+            actor: id,
+            data: (from..to)
+                .map(|i| format!("line {i}\r\n"))
+                .collect::<String>()
+                .into_bytes(),
+        };
+        // A first screenful (the cursor then stays on the bottom row), then the flood.
+        s.apply(output(0, 20), t);
+        s.show(&[id]);
+        s.apply(output(20, 3000), t);
+        let deepest = |s: &mut ConsoleState| {
+            s.show(&[id]);
+            let p = s.actor_mut(id).and_then(|a| a.output.as_mut()).expect("live");
+            p.screen_mut().set_scrollback(usize::MAX);
+            let text = p.screen().contents();
+            p.screen_mut().set_scrollback(0);
+            text
+        };
+        // At the bottom, only the screen was parsed.
+        let top = deepest(&mut s);
+        assert!(!top.contains("line 991\n"), "{top}");
+        assert!(s.actor(id).expect("2").output_feed.scrollback_stale);
+        // Scrolled back: the whole scrollback, as a full parse has it (2,000 lines above a
+        // 10-row screen whose last row is empty).
+        s.keep_scrollback(id, true);
+        let top = deepest(&mut s);
+        assert!(top.starts_with("line 991\nline 992\n"), "{top}");
+        assert!(!s.actor(id).expect("2").output_feed.scrollback_stale);
     }
 
     #[test]

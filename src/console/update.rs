@@ -397,9 +397,13 @@ impl Model {
             return Some(text.lines().map(str::to_owned).collect());
         }
         let id = self.ui.selected?;
+        // Every line of the scrollback, rebuilt first if only the screen was kept.
+        self.state.keep_scrollback(id, true);
         self.state.show(&[id]);
         let p = self.state.actor_mut(id)?.output.as_mut()?;
-        Some(super::search::all_lines(p))
+        let lines = super::search::all_lines(p);
+        self.state.keep_scrollback(id, self.ui.output_scroll > 0);
+        Some(lines)
     }
 
     fn search(&mut self, query: String) {

@@ -172,6 +172,9 @@ pub fn apply_scroll(s: &mut ConsoleState, ui: &mut UiState) {
     let selected = ui.selected;
     // The output screens this frame shows must exist (only these few are kept parsed).
     let shown: Vec<_> = [selected, ui.terminal].into_iter().flatten().collect();
+    if let Some(id) = selected {
+        s.keep_scrollback(id, ui.output_scroll > 0);
+    }
     s.show(&shown);
     if let Some(a) = holder.and_then(|h| s.actor_mut(h))
         && let Some(p) = &mut a.repl
