@@ -56,27 +56,20 @@ pub fn feed(parser: &mut vt100::Parser, state: &mut FeedState, data: &[u8], keep
 
 /// Whether `data` has a CSI sequence ending in `r` (DECSTBM, setting a scroll region).
 fn sets_scroll_region(data: &[u8]) -> bool {
-    let mut rest = data;
-    while let Some(at) = rest.windows(2).position(|w| w == b"\x1b[") {
-        let after = &rest[at + 2..];
-        match after.iter().position(|b| (0x40..=0x7e).contains(b)) {
-            Some(end) if after[end] == b'r' => return true,
-            Some(end) => rest = &after[end..],
-            None => return false,
-        }
-    }
-    false
+    memchr::memchr_iter(0x1b, data).any(|at| {
+        data.get(at + 1) == Some(&b'[')
+            && data[at + 2..]
+                .iter()
+                .find(|b| (0x40..=0x7e).contains(*b))
+                .is_some_and(|&end| end == b'r')
+    })
 }
 
 /// Where the kept part starts (after a CR LF with `keep` line feeds after it) and the colour
 /// changes of the part before it, if that part is plain text.
 fn droppable(data: &[u8], keep: usize) -> Option<(usize, Vec<u8>)> {
     // The line feed `keep` line feeds before the end.
-    let mut seen = 0;
-    let lf = data.iter().rposition(|&b| {
-        seen += usize::from(b == b'\n');
-        b == b'\n' && seen > keep
-    })?;
+    let lf = memchr::memrchr_iter(b'\n', data).nth(keep)?;
     if lf == 0 || data[lf - 1] != b'\r' {
         return None;
     }
@@ -86,10 +79,7 @@ fn droppable(data: &[u8], keep: usize) -> Option<(usize, Vec<u8>)> {
     while i < prefix.len() {
         // Plain text up to the next ESC, checked without a branch per byte (this scan is
         // most of the cost of a skipped megabyte).
-        let text_end = prefix[i..]
-            .iter()
-            .position(|&b| b == 0x1b)
-            .map_or(prefix.len(), |p| i + p);
+        let text_end = memchr::memchr(0x1b, &prefix[i..]).map_or(prefix.len(), |p| i + p);
         let plain = prefix[i..text_end].iter().fold(true, |ok, &b| {
             ok & ((b >= 0x20 && b != 0x7f) | (b == b'\t') | (b == b'\r') | (b == b'\n'))
         });
@@ -132,7 +122,7 @@ fn ends_mid_sequence(data: &[u8], before: bool) -> bool {
         }
         break;
     }
-    let Some(esc) = data.iter().rposition(|&b| b == 0x1b) else {
+    let Some(esc) = memchr::memrchr(0x1b, data) else {
         // No ESC here: a sequence left open before is still open only if nothing ended it;
         // to stay simple, one batch without ESC after it does not close it.
         return before && data.iter().all(|b| !(0x40..=0x7e).contains(b));

@@ -1,11 +1,13 @@
 //! The full-screen console: one `select!` loop over keys, runtime events, signals and the
 //! frame timer. Events are applied to [`state::ConsoleState`] as they arrive (that is where
 //! PTY output is parsed); frames are drawn only when something changed, at a capped rate,
-//! so a flooding actor costs parsing time but never a redraw per chunk. Keys are polled
-//! first and trigger a quick redraw, so typing stays responsive during a flood.
+//! so a flooding actor costs parsing time but never a redraw per chunk. Keys (read on a
+//! thread of their own, `keys.rs`) are looked at first and trigger a quick redraw, so
+//! typing stays responsive during a flood.
 
 mod feed;
 mod input;
+mod keys;
 pub mod outlog;
 mod search;
 pub mod state;
@@ -16,8 +18,6 @@ pub mod view;
 use std::time::{Duration, Instant};
 
 use actor_tui_ui::Theme;
-use crossterm::event::EventStream;
-use futures_util::StreamExt;
 use tokio::sync::mpsc;
 
 use crate::runtime::{Runtime, RuntimeCommand, RuntimeEvent};
@@ -112,7 +112,14 @@ pub async fn run_with(mut rt: Runtime, opts: Options) -> i32 {
         cols: out.1,
     });
 
-    let mut keys = EventStream::new();
+    let mut keys = match keys::KeyReader::start() {
+        Ok(k) => k,
+        Err(e) => {
+            drop(guard);
+            eprintln!("actor-tui: cannot start the key reader: {e}");
+            return 1;
+        }
+    };
     // Raw mode turns Ctrl-C into a key, so a SIGINT comes only from `kill`. The watchdog
     // runs apart from this loop on purpose: when the terminal is gone (SIGHUP), crossterm's
     // event stream may never yield again, and the loop with it.
@@ -154,12 +161,12 @@ pub async fn run_with(mut rt: Runtime, opts: Options) -> i32 {
                 c.send_all(cmds);
                 if let Some(text) = c.model.ui.editor.take() {
                     // The editor has the terminal to itself: no key reader, normal modes.
-                    drop(keys);
+                    keys.pause();
                     let said = edit(&text).await;
-                    keys = EventStream::new();
                     if let Err(e) = term::resume(&mut guard.terminal) {
                         tracing::warn!(error = %e, "cannot take the terminal back");
                     }
+                    keys.resume();
                     c.model.flash(said);
                 }
                 due = Some(due.map_or(last_draw + KEY_FRAME, |d| d.min(last_draw + KEY_FRAME)));

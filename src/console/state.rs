@@ -966,7 +966,10 @@ mod tests {
         s.apply(output(20, 3000), t);
         let deepest = |s: &mut ConsoleState| {
             s.show(&[id]);
-            let p = s.actor_mut(id).and_then(|a| a.output.as_mut()).expect("live");
+            let p = s
+                .actor_mut(id)
+                .and_then(|a| a.output.as_mut())
+                .expect("live");
             p.screen_mut().set_scrollback(usize::MAX);
             let text = p.screen().contents();
             p.screen_mut().set_scrollback(0);
