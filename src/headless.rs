@@ -34,7 +34,7 @@ pub async fn run(mut rt: Runtime) -> i32 {
     }
     // A closed stdin (CI, `< /dev/null`) is not a request to quit: the run goes on.
     let reader = tokio::spawn(read_commands(commands, None));
-    let mut out = tokio::io::stdout();
+    let mut out = Lines::start();
     let mut code = None;
     while let Some(ev) = rt.events.recv().await {
         if let RuntimeEvent::Exit { code: c } = ev {
@@ -42,12 +42,13 @@ pub async fn run(mut rt: Runtime) -> i32 {
         }
         // A failed write: nobody reads our stdout any more; keep draining so the run still
         // ends cleanly.
-        write_event(&mut out, &ev).await;
+        out.event(&ev).await;
         // `exit` is the last line, even if an escaped daemon still holds a PTY open.
         if code.is_some() {
             break;
         }
     }
+    out.finish().await;
     reader.abort();
     match code {
         Some(c) => c,
@@ -64,7 +65,7 @@ pub async fn run_attached(mut rt: Runtime) -> i32 {
     let reader = tokio::spawn(read_commands(rt.commands.clone(), Some(detach_tx)));
     let signalled = any_signal();
     tokio::pin!(signalled);
-    let mut out = tokio::io::stdout();
+    let mut out = Lines::start();
     let code = loop {
         let ev = tokio::select! {
             ev = rt.events.recv() => ev,
@@ -72,11 +73,12 @@ pub async fn run_attached(mut rt: Runtime) -> i32 {
             () = &mut signalled => break 0,
         };
         let Some(ev) = ev else { break 1 };
-        write_event(&mut out, &ev).await;
+        out.event(&ev).await;
         if let RuntimeEvent::Exit { code } = ev {
             break code;
         }
     };
+    out.finish().await;
     reader.abort();
     rt.task.abort();
     code
@@ -103,12 +105,67 @@ async fn any_signal() {
     }
 }
 
-/// One event as a JSON line, flushed at once (a driving script stays in lock-step with the
-/// tree). False if stdout is gone.
-async fn write_event(out: &mut tokio::io::Stdout, ev: &RuntimeEvent) -> bool {
-    let mut line = event_json(ev).to_string();
-    line.push('\n');
-    out.write_all(line.as_bytes()).await.is_ok() && out.flush().await.is_ok()
+/// Event lines to stdout, written by a thread of their own and flushed as soon as they are
+/// written (a driving script stays in lock-step with the tree); lines that queued up meanwhile
+/// go out in one write. tokio's stdout would send every write and every flush through its
+/// blocking pool, two thread handoffs per event: a measured third of the root's CPU per
+/// lock handoff. Bounded: a stdout nobody reads stops the loop that feeds it, as before.
+struct Lines {
+    tx: Option<mpsc::Sender<Vec<u8>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// Lines waiting for the writer thread.
+const LINES_QUEUED: usize = 1024;
+
+impl Lines {
+    fn start() -> Self {
+        let (tx, mut rx) = mpsc::channel::<Vec<u8>>(LINES_QUEUED);
+        let thread = std::thread::Builder::new()
+            .name("actor-tui-stdout".into())
+            .spawn(move || {
+                use std::io::Write;
+                let mut out = std::io::stdout().lock();
+                let mut gone = false;
+                while let Some(mut buf) = rx.blocking_recv() {
+                    while let Ok(more) = rx.try_recv() {
+                        buf.extend_from_slice(&more);
+                    }
+                    // Once stdout is gone, lines are taken and dropped: the run still ends.
+                    gone = gone || out.write_all(&buf).and_then(|()| out.flush()).is_err();
+                }
+            })
+            .ok();
+        Self {
+            tx: thread.is_some().then_some(tx),
+            thread,
+        }
+    }
+
+    /// Queues one event's line.
+    async fn event(&mut self, ev: &RuntimeEvent) {
+        let mut line = event_json(ev).to_string().into_bytes();
+        line.push(b'\n');
+        match &self.tx {
+            Some(tx) => {
+                let _ = tx.send(line).await;
+            }
+            None => {
+                // No thread could be started: write here, as a last resort.
+                let mut out = tokio::io::stdout();
+                let _ = out.write_all(&line).await;
+                let _ = out.flush().await;
+            }
+        }
+    }
+
+    /// Waits until every queued line is written (the process may end right after).
+    async fn finish(mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            let _ = tokio::task::spawn_blocking(move || t.join()).await;
+        }
+    }
 }
 
 /// Command lines from stdin to the engine; a bad line is reported on stderr and skipped.

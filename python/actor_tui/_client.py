@@ -138,7 +138,7 @@ class Client:
         self._reader = threading.Thread(target=self._read_loop, name="actor-tui-reader", daemon=True)
         # Started with the first session: leases every open session while any is open.
         self._leaser = None
-        self._lease_wake = threading.Event()
+        self._lease_beat = threading.Event()  # slept on between leases
         # The program ended with a session still open (stepped off the end of the script):
         # release it properly instead of leaving it to the root's disconnect handling.
         atexit.register(self._end_all_sessions)
@@ -381,6 +381,9 @@ class Client:
             if peek:
                 msg["peek"] = peek[:8192]
             self.send(msg)
+            # The lease thread starts while the request waits, and sends on its own clock:
+            # neither its start nor a first lease competes with the first prompt.
+            self._start_leasing()
             if meanwhile is not None:
                 try:
                     meanwhile()
@@ -395,7 +398,6 @@ class Client:
                     with self._lock:
                         ch.session = session
                         self._sessions[session.thread] = session
-                    self._start_leasing()
                 elif kind == "lock_refused":
                     # Skipped by the user: the pause just goes on, no warning.
                     if not msg.get("skipped"):
@@ -424,14 +426,14 @@ class Client:
         if self._leaser is None:
             self._leaser = threading.Thread(target=self._lease_loop, name="actor-tui-lease", daemon=True)
             self._leaser.start()
-        self._lease_wake.set()
 
     def _lease_loop(self):
         # Runs only on the GIL like any thread: if program code holds it for good (a C call
         # that never returns), the leases stop, which is what the root should hear.
         while not self.closed:
-            self._lease_wake.wait(LEASE_EVERY)
-            self._lease_wake.clear()
+            # A grant's first lease goes out on the next beat, not at the grant: waking this
+            # thread then would compete with the first prompt for the GIL.
+            self._lease_beat.wait(LEASE_EVERY)
             with self._lock:
                 held = [(s.task, s.epoch) for s in self._sessions.values() if not (s.over or s.ended)]
             for task, epoch in held:

@@ -222,9 +222,9 @@ class _SessionIO(object):
             client.output(self.session, text)
 
     def attach(self, session, banner):
+        # Sent with what pdb prints next, as one frame, when it first reads a line.
         self.session = session
-        pending, self._buf = self._buf, ""
-        self._send(banner + pending)
+        self._buf = banner + self._buf
 
     def finish(self):
         """Sends everything left, at the end of an interaction."""

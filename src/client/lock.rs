@@ -39,6 +39,7 @@ pub(crate) fn request(
     later_peek: Option<Box<dyn FnOnce() -> String + '_>>,
 ) -> Result<Grant, PauseError> {
     let mb = client.lock_route(task);
+    client.leases.ready(client);
     let sent = client.send(&ToRoot::LockRequest {
         task,
         task_name,
