@@ -11,7 +11,8 @@ log lines as fast as the terminal takes them) at the same window size (160x48):
 
 For each round: flood throughput (the flooder's own timing), the terminal-side CPU (the
 tmux server, plus the console for actor-tui) and key -> screen latency, p50/p90/max, then
-the ratios. Keys are sent and the screen read through one tmux control-mode client, so no
+the ratios. Each round also drains the same flooder's PTY with a plain loop (nothing parsed
+or drawn): the ceiling both contestants share on this machine. Keys are sent and the screen read through one tmux control-mode client, so no
 process is started per sample.
 
     cargo build --release && python3 benches/flood_vs_tmux.py [MEGABYTES] [ROUNDS]
@@ -179,6 +180,28 @@ def round_tmux(workdir, mb):
         tmux.close()
 
 
+def round_ceiling(workdir, mb):
+    """The same flooder on a PTY that a plain loop drains (`os.read`, nothing parsed or
+    drawn): what this machine's PTYs carry at all, the ceiling for both contestants."""
+    result = os.path.join(workdir, "result-c")
+    master, slave = os.openpty()
+    p = subprocess.Popen([BIN, "__demo", "flooder", str(mb), result], stdin=slave, stdout=slave,
+                         stderr=slave, close_fds=True)
+    os.close(slave)
+    try:
+        while True:
+            try:
+                if not os.read(master, 1 << 16):
+                    break
+            except OSError:  # EIO: the flooder closed its side
+                break
+    finally:
+        os.close(master)
+        p.wait()
+    nbytes, secs = read_result(result)
+    return nbytes / 1e6 / secs
+
+
 def pct(xs, p):
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(round((len(xs) - 1) * p)))] * 1e3
@@ -194,7 +217,11 @@ def main():
     mb = int(sys.argv[1]) if len(sys.argv) > 1 else 100
     rounds = int(sys.argv[2]) if len(sys.argv) > 2 else 2
     totals = {"actor-tui": [], "tmux": []}
+    ceilings = []
     for n in range(rounds):
+        with tempfile.TemporaryDirectory(prefix="actor-tui-vs-tmux-") as workdir:
+            ceilings.append(round_ceiling(workdir, mb))
+        print("round %d PTY drained, nothing drawn: %.1f MB/s" % (n + 1, ceilings[-1]), flush=True)
         for name, fn in (("actor-tui", round_actor_tui), ("tmux", round_tmux)):
             with tempfile.TemporaryDirectory(prefix="actor-tui-vs-tmux-") as workdir:
                 rate, cpu, echo = fn(workdir, mb)
@@ -212,6 +239,9 @@ def main():
     print("            tmux      %.1f MB/s, CPU %.2f s, key p50/p90/max %.1f/%.1f/%.1f ms" % t)
     print("ratios (actor-tui / tmux): throughput %.2fx, CPU %.2fx, key p50 %.2fx, p90 %.2fx, max %.2fx"
           % (a[0] / t[0], a[1] / t[1], a[2] / t[2], a[3] / t[3], a[4] / t[4]))
+    ceiling = sum(ceilings) / len(ceilings)
+    print("PTY ceiling %.1f MB/s: actor-tui at %.0f%% of it, tmux at %.0f%%; 2x tmux would be %.0f%%"
+          % (ceiling, 100 * a[0] / ceiling, 100 * t[0] / ceiling, 200 * t[0] / ceiling))
     return 0
 
 

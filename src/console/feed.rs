@@ -169,15 +169,24 @@ mod tests {
         out
     }
 
-    fn both(batches: &[Vec<u8>]) -> (Vec<String>, Vec<String>) {
+    /// `batches` fed to a full parse and through [`feed`], and the feed's state after.
+    fn fed(
+        batches: &[Vec<u8>],
+        keep_scrollback: bool,
+    ) -> (vt100::Parser, vt100::Parser, FeedState) {
         let scrollback = crate::console::state::SCROLLBACK;
         let mut full = vt100::Parser::new(ROWS, 20, scrollback);
         let mut fast = vt100::Parser::new(ROWS, 20, scrollback);
         let mut state = FeedState::default();
         for b in batches {
             full.process(b);
-            feed(&mut fast, &mut state, b, true);
+            feed(&mut fast, &mut state, b, keep_scrollback);
         }
+        (full, fast, state)
+    }
+
+    fn both(batches: &[Vec<u8>]) -> (Vec<String>, Vec<String>) {
+        let (mut full, mut fast, _) = fed(batches, true);
         (everything(&mut full), everything(&mut fast))
     }
 
@@ -273,14 +282,7 @@ mod tests {
     /// The live screen (with attributes and cursor) after feeding `batches` keeping only the
     /// screen, next to a full parse's, and whether the scrollback was marked stale.
     fn screen_only(batches: &[Vec<u8>]) -> (String, String, bool) {
-        let scrollback = crate::console::state::SCROLLBACK;
-        let mut full = vt100::Parser::new(ROWS, 20, scrollback);
-        let mut fast = vt100::Parser::new(ROWS, 20, scrollback);
-        let mut state = FeedState::default();
-        for b in batches {
-            full.process(b);
-            feed(&mut fast, &mut state, b, false);
-        }
+        let (full, fast, state) = fed(batches, false);
         let screen = |p: &vt100::Parser| {
             let s = p.screen();
             format!("{:?}\n{:?}", s.contents_formatted(), s.cursor_position())

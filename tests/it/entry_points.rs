@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Run, count, is_notice, repl_text};
+use crate::harness::{Run, ask, count, is_notice, prompt, repl_text};
 
 /// Writes `body` as `name` into a fresh directory that lives as long as the returned guard.
 fn script(name: &str, body: &str) -> (tempfile::TempDir, PathBuf) {
@@ -35,35 +35,9 @@ fn python_has(modules: &str, test: &str) -> bool {
     ok
 }
 
-/// Waits for the next prompt of `actor` and returns its whole REPL text so far.
-fn prompt(run: &mut Run, actor: &str) -> String {
-    run.wait_for(&format!("a prompt of {actor}"), |e| {
-        e["event"] == "repl_ready" && e["actor"] == actor
-    });
-    repl_text(&run.events, actor)
-}
-
-/// Sends `line` to the session and returns what pdb printed before its next prompt.
-fn ask(run: &mut Run, actor: &str, line: &str) -> String {
-    let before = repl_text(&run.events, actor).len();
-    run.input(&format!("{line}\n"));
-    prompt(run, actor)[before..].to_owned()
-}
-
 /// The next granted session: (actor, its lock_requested event).
 fn next_session(run: &mut Run) -> (String, Value) {
-    let granted = run.wait_event("lock_granted");
-    let actor = granted["actor"].as_str().expect("actor").to_owned();
-    let task = granted["task"].clone();
-    let request = run
-        .events
-        .iter()
-        .rev()
-        .find(|e| e["event"] == "lock_requested" && e["actor"] == actor && e["task"] == task)
-        .cloned()
-        .expect("the request before its grant");
-    prompt(run, &actor);
-    (actor, request)
+    crate::harness::next_session_within(run, crate::harness::TIMEOUT)
 }
 
 /// A `lock_requested` event's location, `file:line`.

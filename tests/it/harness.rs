@@ -459,6 +459,40 @@ pub fn check_invariants(events: &[Value]) {
 }
 
 /// REPL text of one actor, concatenated.
+/// Waits for the next prompt of `actor`; its whole REPL text so far.
+pub fn prompt(run: &mut Run, actor: &str) -> String {
+    run.wait_for(&format!("a prompt of {actor}"), |e| {
+        e["event"] == "repl_ready" && e["actor"] == actor
+    });
+    repl_text(&run.events, actor)
+}
+
+/// Sends `line` to the session of `actor`; what its debugger printed before its next prompt.
+pub fn ask(run: &mut Run, actor: &str, line: &str) -> String {
+    let before = repl_text(&run.events, actor).len();
+    run.input(&format!("{line}\n"));
+    prompt(run, actor)[before..].to_owned()
+}
+
+/// The next session granted within `within`, once its prompt is up: (actor, the request
+/// that was granted).
+pub fn next_session_within(run: &mut Run, within: Duration) -> (String, Value) {
+    let granted = run
+        .wait_within(within, |e| e["event"] == "lock_granted")
+        .unwrap_or_else(|| panic!("no session in time; events:\n{}", run.log()));
+    let actor = granted["actor"].as_str().expect("actor").to_owned();
+    let task = granted["task"].clone();
+    let request = run
+        .events
+        .iter()
+        .rev()
+        .find(|e| e["event"] == "lock_requested" && e["actor"] == actor && e["task"] == task)
+        .cloned()
+        .expect("the request before its grant");
+    prompt(run, &actor);
+    (actor, request)
+}
+
 pub fn repl_text(events: &[Value], actor: &str) -> String {
     events
         .iter()

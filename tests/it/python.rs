@@ -7,7 +7,7 @@ use std::collections::HashSet;
 
 use serde_json::{Value, json};
 
-use crate::harness::{Run, count, output_text, repl_text};
+use crate::harness::{Run, ask, count, output_text, repl_text};
 
 /// `python3` from PATH, checked once per test: 3.8 or newer (threading.excepthook,
 /// os.register_at_fork). msgpack is optional: the client has a fallback codec.
@@ -26,16 +26,6 @@ fn start(script: &str, args: &[&str]) -> Run {
     let mut argv = vec![path.as_str()];
     argv.extend_from_slice(args);
     Run::start(python(), &argv)
-}
-
-/// Sends one line to the holder's pdb and returns what pdb printed before its next prompt.
-fn ask(run: &mut Run, actor: &str, line: &str) -> String {
-    let before = repl_text(&run.events, actor).len();
-    run.input(&format!("{line}\n"));
-    run.wait_for(&format!("prompt of {actor} after `{line}`"), |e| {
-        e["event"] == "repl_ready" && e["actor"] == actor
-    });
-    repl_text(&run.events, actor)[before..].to_owned()
 }
 
 fn started<'a>(events: &'a [Value], actor: &str) -> &'a Value {

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::harness::{Run, repl_text, tempdir};
+use crate::harness::{Run, ask, next_session_within, repl_text, tempdir};
 
 /// Ray clusters are heavy on two cores: one test at a time.
 static ONE_CLUSTER: Mutex<()> = Mutex::new(());
@@ -83,38 +83,6 @@ fn name_of(events: &[Value], actor: &str) -> String {
         .to_owned()
 }
 
-/// Waits for the next grant and its prompt; (actor, the request granted).
-fn next_session(run: &mut Run, within: Duration) -> (String, Value) {
-    let granted = run
-        .wait_within(within, |e| e["event"] == "lock_granted")
-        .unwrap_or_else(|| panic!("no session in time; events:\n{}", run.log()));
-    let actor = granted["actor"].as_str().expect("actor").to_owned();
-    let task = granted["task"].clone();
-    let request = run
-        .events
-        .iter()
-        .rev()
-        .find(|e| e["event"] == "lock_requested" && e["actor"] == actor && e["task"] == task)
-        .cloned()
-        .expect("the request before its grant");
-    prompt(run, &actor);
-    (actor, request)
-}
-
-fn prompt(run: &mut Run, actor: &str) -> String {
-    run.wait_for(&format!("a prompt of {actor}"), |e| {
-        e["event"] == "repl_ready" && e["actor"] == actor
-    });
-    repl_text(&run.events, actor)
-}
-
-/// Sends `line` and returns what the debugger printed before its next prompt.
-fn ask(run: &mut Run, actor: &str, line: &str) -> String {
-    let before = repl_text(&run.events, actor).len();
-    run.input(&format!("{line}\n"));
-    prompt(run, actor)[before..].to_owned()
-}
-
 fn driver_output(events: &[Value]) -> String {
     crate::harness::output_text(events, "1")
 }
@@ -145,6 +113,7 @@ class Counter:
         raise ValueError("boom %d" % y)
 
 counters = [Counter.remote() for _ in range(2)]
+print("boom goes to actor", counters[0]._actor_id.hex()[:8], flush=True)
 refs = [square.remote(i) for i in range(8)] + [c.step.remote(10) for c in counters]
 print("results", sorted(ray.get(refs)), flush=True)
 try:
@@ -176,7 +145,7 @@ fn ray01_every_task_and_actor_breakpoint_is_one_session_in_order() {
         } else {
             Duration::from_secs(60)
         };
-        let (actor, req) = next_session(&mut run, wait);
+        let (actor, req) = next_session_within(&mut run, wait);
         let task = req["task_name"].as_str().expect("task_name").to_owned();
         assert_eq!(req["reason"], "pause", "events:\n{}", run.log());
         assert!(
@@ -216,7 +185,7 @@ fn ray01_every_task_and_actor_breakpoint_is_one_session_in_order() {
     assert_eq!(tasks.iter().filter(|t| t.starts_with("square")).count(), 8);
 
     // An exception in an actor method: a post-mortem in that worker, on its own frames.
-    let (actor, req) = next_session(&mut run, Duration::from_secs(60));
+    let (actor, req) = next_session_within(&mut run, Duration::from_secs(60));
     assert_eq!(req["reason"], "crash", "{req}");
     assert!(
         req["task_name"]
@@ -224,7 +193,23 @@ fn ray01_every_task_and_actor_breakpoint_is_one_session_in_order() {
             .unwrap_or("")
             .starts_with("Counter.boom task ")
     );
-    assert_eq!(actor, actors_of_counters[0], "the actor's own worker");
+    // In the worker that hosts that actor (named with its id), which paused before.
+    let out = driver_output(&run.events);
+    let boom_id = out
+        .split("boom goes to actor ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .unwrap_or_else(|| panic!("the driver names the actor: {out}"))
+        .to_owned();
+    let name = name_of(&run.events, &actor);
+    assert!(
+        name.contains(&format!("actor {boom_id}[")),
+        "{name} hosts {boom_id}"
+    );
+    assert!(
+        actors_of_counters.contains(&actor),
+        "the actor's own worker"
+    );
     let text = repl_text(&run.events, &actor);
     assert!(text.contains("ValueError: boom 42"), "{text}");
     let y = ask(&mut run, &actor, "p y");
@@ -232,7 +217,7 @@ fn ray01_every_task_and_actor_breakpoint_is_one_session_in_order() {
     run.input("c\n");
 
     // `q` fails the task as Ray reports it: BdbQuit, the worker lives on.
-    let (actor, req) = next_session(&mut run, Duration::from_secs(60));
+    let (actor, req) = next_session_within(&mut run, Duration::from_secs(60));
     assert!(
         req["task_name"]
             .as_str()
@@ -389,7 +374,7 @@ fn ray02_a_second_node_joins_the_console_over_the_tls_ticket() {
 
     let mut seen = Vec::new();
     for _ in 0..2 {
-        let (actor, req) = next_session(&mut run, RAY_START);
+        let (actor, req) = next_session_within(&mut run, RAY_START);
         assert!(
             req["task_name"]
                 .as_str()
