@@ -41,15 +41,16 @@ impl Output {
     /// Forwards the actor's PTY output to the front end until the PTY closes.
     pub fn start(self) {
         tokio::spawn(async move {
-            // 16 KiB reads; the event queue bounds what waits in total.
-            let mut buf = vec![0u8; 16 * 1024];
+            // Up to 16 KiB a read; the event queue bounds what waits in total. The buffer is
+            // held only while output comes (read_buf frees it while the actor is quiet).
+            let mut buf = Vec::new();
             loop {
-                match self.master.read(&mut buf).await {
+                match self.master.read_buf(&mut buf, 16 * 1024).await {
                     Ok(0) | Err(_) => break,
                     Ok(n) => {
                         self.count.fetch_add(n as u64, Ordering::Relaxed);
                         self.last.store(now_ms(), Ordering::Relaxed);
-                        if !self.events.output(self.actor, &buf[..n]).await {
+                        if !self.events.output(self.actor, &buf).await {
                             break;
                         }
                     }
