@@ -2475,6 +2475,19 @@ mod tests {
             signalable: bool,
             ancestry: Vec<u32>,
         ) -> String {
+            self.connect_in(conn, pid, claim, signalable, ancestry, None)
+        }
+
+        /// Like [`Sim::connect_under`], registering in `group` (`register`'s `group`).
+        fn connect_in(
+            &mut self,
+            conn: ConnId,
+            pid: u32,
+            claim: Option<&str>,
+            signalable: bool,
+            ancestry: Vec<u32>,
+            group: Option<&str>,
+        ) -> String {
             self.feed(Input::Opened {
                 conn,
                 peer_pid: Some(pid),
@@ -2488,7 +2501,7 @@ mod tests {
                     name: format!("p{pid}"),
                     pid,
                     actor: claim.map(str::to_owned),
-                    group: None,
+                    group: group.map(str::to_owned),
                 },
             });
             out.iter()
@@ -2601,31 +2614,9 @@ mod tests {
     /// Registers conn `conn` from `pid` (descending from the first program) in `group`;
     /// its new actor id.
     fn register_in_group(s: &mut Sim, conn: ConnId, pid: u32, group: &str) -> ActorId {
-        s.feed(Input::Opened {
-            conn,
-            peer_pid: Some(pid),
-            signalable: true,
-            ancestry: vec![pid - 1, 100],
-            remote: None,
-        });
-        let out = s.feed(Input::Frame {
-            conn,
-            msg: ToRoot::Register {
-                name: format!("w{pid}"),
-                pid,
-                actor: None,
-                group: Some(group.into()),
-            },
-        });
-        out.iter()
-            .find_map(|e| match e {
-                Effect::Send {
-                    msg: ToActor::Registered { actor, .. },
-                    ..
-                } => actor.parse().ok(),
-                _ => None,
-            })
-            .expect("registered")
+        s.connect_in(conn, pid, None, true, vec![pid - 1, 100], Some(group))
+            .parse()
+            .expect("an actor id")
     }
 
     #[test]

@@ -121,20 +121,20 @@ impl PtyMaster {
         }
     }
 
-    /// Like [`PtyMaster::read`], into `buf` (up to `chunk` bytes, `buf` holding exactly what
-    /// was read). While there is nothing to read, `buf` gives its memory back: an idle actor
-    /// (most of a 500-actor tree) holds no read buffer; a flooding one keeps reusing its own.
+    /// Like [`PtyMaster::read`], into the first bytes of `buf` (made `chunk` long when it is
+    /// not). While there is nothing to read, `buf` gives its memory back: an idle actor (most
+    /// of a 500-actor tree) holds no read buffer; a flooding one keeps reusing its own,
+    /// zeroed once.
     pub async fn read_buf(&self, buf: &mut Vec<u8>, chunk: usize) -> std::io::Result<usize> {
         loop {
             let mut guard = self.fd.readable().await?;
-            buf.resize(chunk, 0);
+            if buf.len() != chunk {
+                buf.resize(chunk, 0);
+            }
             match guard.try_io(|fd| {
                 nix::unistd::read(fd.get_ref().as_fd(), buf).map_err(std::io::Error::from)
             }) {
-                Ok(Ok(n)) => {
-                    buf.truncate(n);
-                    return Ok(n);
-                }
+                Ok(Ok(n)) => return Ok(n),
                 Ok(Err(e)) if e.raw_os_error() == Some(libc::EIO) => return Ok(0),
                 Ok(Err(e)) => return Err(e),
                 Err(_would_block) => *buf = Vec::new(),

@@ -50,7 +50,7 @@ impl Output {
                     Ok(n) => {
                         self.count.fetch_add(n as u64, Ordering::Relaxed);
                         self.last.store(now_ms(), Ordering::Relaxed);
-                        if !self.events.output(self.actor, &buf).await {
+                        if !self.events.output(self.actor, &buf[..n]).await {
                             break;
                         }
                     }
