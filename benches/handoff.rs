@@ -4,8 +4,9 @@
 //!
 //!     cargo bench --bench handoff [-- [python] N K [ROUNDS]]   (default 4 actors × 50 pauses, 1 round)
 //!
-//! Handoffs to an actor's first session (its debugger is built, pdb imported) and to its
-//! later ones are reported apart as well as together. With `ACTOR_TUI_SETTLE=1` the first
+//! Handoffs to an actor's first session (its debugger is built, pdb imported), handoffs
+//! from an actor's last pause (its process exits while the next prompt comes up) and the
+//! rest are reported apart as well as together. With `ACTOR_TUI_SETTLE=1` the first
 //! prompt is answered only once every actor has asked for the lock, and 2 s later.
 //!
 //! With `python`, the actors are Python processes calling `breakpoint()` (stock pdb through
@@ -20,9 +21,19 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
     sorted[i.min(sorted.len() - 1)]
 }
 
-/// One run of the tree: handoff samples, split into first visits (the next actor's first
-/// session) and revisits, and the wall time.
-fn run_tree(python: bool, n: u32, k: u32) -> (Vec<Duration>, Vec<Duration>, Duration) {
+/// Handoff samples of one or more runs, by kind.
+#[derive(Default)]
+struct Samples {
+    /// To the next actor's first session.
+    first: Vec<Duration>,
+    /// From an actor's last pause: its exit runs beside the next actor's prompt.
+    exiting: Vec<Duration>,
+    /// Every other handoff.
+    later: Vec<Duration>,
+}
+
+/// One run of the tree: its handoff samples and its wall time.
+fn run_tree(python: bool, n: u32, k: u32, out: &mut Samples) -> Duration {
     let bin = env!("CARGO_BIN_EXE_actor-tui");
     let dir = std::env::temp_dir().join(format!("actor-tui-bench-{}", std::process::id()));
     let mut child = Command::new(bin)
@@ -48,8 +59,8 @@ fn run_tree(python: bool, n: u32, k: u32) -> (Vec<Duration>, Vec<Duration>, Dura
         .expect("start actor-tui");
     let mut stdin = child.stdin.take().expect("stdin");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
-    let (mut first, mut again) = (Vec::new(), Vec::new());
-    let mut seen = std::collections::HashSet::new();
+    // Sessions per actor so far.
+    let mut seen = std::collections::HashMap::<String, u32>::new();
     let mut sent: Option<(Instant, String)> = None;
     let mut sessions = 0u32;
     let mut requested = 0u32;
@@ -70,7 +81,9 @@ fn run_tree(python: bool, n: u32, k: u32) -> (Vec<Duration>, Vec<Duration>, Dura
                 }
                 std::thread::sleep(Duration::from_secs(2));
                 sessions += 1;
-                seen.insert(v["actor"].as_str().unwrap_or("").to_owned());
+                *seen
+                    .entry(v["actor"].as_str().unwrap_or("").to_owned())
+                    .or_default() += 1;
                 stdin
                     .write_all(b"{\"cmd\":\"input\",\"data\":\"c\\n\"}\n")
                     .expect("write");
@@ -83,13 +96,15 @@ fn run_tree(python: bool, n: u32, k: u32) -> (Vec<Duration>, Vec<Duration>, Dura
                 if let Some((t0, prev)) = sent.take()
                     && prev != actor
                 {
-                    if seen.contains(&actor) {
-                        again.push(now - t0);
+                    if !seen.contains_key(&actor) {
+                        out.first.push(now - t0);
+                    } else if seen.get(&prev) == Some(&k) {
+                        out.exiting.push(now - t0);
                     } else {
-                        first.push(now - t0);
+                        out.later.push(now - t0);
                     }
                 }
-                seen.insert(actor.clone());
+                *seen.entry(actor.clone()).or_default() += 1;
                 sessions += 1;
                 let t0 = Instant::now();
                 stdin
@@ -106,7 +121,7 @@ fn run_tree(python: bool, n: u32, k: u32) -> (Vec<Duration>, Vec<Duration>, Dura
     let _ = std::fs::remove_dir_all(&dir);
     assert!(status.success(), "bench tree failed: {status}");
     assert_eq!(sessions, n * k, "every pause got a session");
-    (first, again, start.elapsed())
+    start.elapsed()
 }
 
 fn report(what: &str, mut samples: Vec<Duration>) {
@@ -137,15 +152,16 @@ fn main() {
     let n: u32 = args.first().and_then(|a| a.parse().ok()).unwrap_or(4);
     let k: u32 = args.get(1).and_then(|a| a.parse().ok()).unwrap_or(50);
     let rounds: u32 = args.get(2).and_then(|a| a.parse().ok()).unwrap_or(1);
-    let (mut first, mut again) = (Vec::new(), Vec::new());
+    let mut samples = Samples::default();
     let mut wall = Duration::ZERO;
     for _ in 0..rounds {
-        let (f, a, w) = run_tree(python, n, k);
-        first.extend(f);
-        again.extend(a);
-        wall += w;
+        wall += run_tree(python, n, k, &mut samples);
     }
-    let mut all: Vec<Duration> = first.iter().chain(&again).copied().collect();
+    let mut all: Vec<Duration> = [&samples.first, &samples.exiting, &samples.later]
+        .into_iter()
+        .flatten()
+        .copied()
+        .collect();
     all.sort();
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     println!(
@@ -157,6 +173,7 @@ fn main() {
         ms(percentile(&all, 0.9)),
         ms(*all.last().expect("samples")),
     );
-    report("to an actor's first session", first);
-    report("to an actor's later session", again);
+    report("to an actor's first session", samples.first);
+    report("from an actor's last pause (it exits)", samples.exiting);
+    report("every other handoff", samples.later);
 }

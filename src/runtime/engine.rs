@@ -27,6 +27,62 @@ use super::server::{ConnEvent, PeerSendError, PeerTx};
 use super::spawn::{Output, Proc, Spawner};
 use crate::proto::{ActorId, ToActor};
 
+/// A watch tick's look at the actors (terminal readers, activity samples), sent back from
+/// the blocking thread it ran on. It reads `/proc`: a pass over every process costs about
+/// 1 ms here and grows with the machine's processes and the tree's actors, and on the loop
+/// it held up every frame behind it. (Reaping orphans on the loop by a pass over `/proc`
+/// at every SIGCHLD made a lock handoff that met an actor's exit 2-3x as slow.)
+enum Looked {
+    Actors {
+        reading: Vec<(ActorId, bool)>,
+        samples: Vec<(ActorId, u64, Option<u64>)>,
+    },
+}
+
+/// One look at the actors, prepared on the loop (what needs the engine's state: PTY handles,
+/// output counts) and finished on a blocking thread (what reads `/proc`).
+struct ActorsLook {
+    /// Actor, its terminal and the terminal's foreground process group.
+    terminals: Vec<(ActorId, PathBuf, u32)>,
+    /// Actor, pid, output bytes so far (spawned actors).
+    watched: Vec<(ActorId, u32, Option<u64>)>,
+}
+
+impl ActorsLook {
+    fn run(self) -> Looked {
+        let reading = if self.terminals.is_empty() {
+            Vec::new()
+        } else {
+            // One pass over /proc for all actors, not one per actor.
+            let groups = procs::process_groups();
+            self.terminals
+                .into_iter()
+                .map(|(actor, tty, fg)| {
+                    let reading = groups
+                        .get(&fg)
+                        .is_some_and(|m| m.iter().any(|&pid| procs::reading_terminal(pid, &tty)));
+                    (actor, reading)
+                })
+                .collect()
+        };
+        let samples = self
+            .watched
+            .into_iter()
+            .filter_map(|(actor, pid, output)| Some((actor, procs::cpu_ticks(pid)?, output)))
+            .collect();
+        Looked::Actors { reading, samples }
+    }
+}
+
+/// Runs `job` on tokio's blocking pool; its answer comes back on `tx` (dropped if the run
+/// is over).
+fn look(tx: &mpsc::Sender<Looked>, job: impl FnOnce() -> Looked + Send + 'static) {
+    let tx = tx.clone();
+    tokio::task::spawn_blocking(move || {
+        let _ = tx.blocking_send(job());
+    });
+}
+
 /// A connection as the shell holds it: how to reach the peer, and how to signal it.
 #[derive(Debug)]
 struct Conn {
@@ -216,6 +272,10 @@ impl Engine {
         let mut watch = tokio::time::interval(Duration::from_secs(1));
         watch.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut commands_open = true;
+        // One actors' look at a time, off the loop: a tick during one is skipped (the next
+        // second looks again).
+        let (looked_tx, mut looked_rx) = mpsc::channel::<Looked>(4);
+        let mut looking = false;
         while !self.core.finished() {
             tokio::select! {
                 Some(ev) = conn_rx.recv() => self.on_conn(ev),
@@ -241,9 +301,23 @@ impl Engine {
                 Some(()) = async { match sigchld.as_mut() { Some(s) => s.recv().await, None => None } } => {
                     procs::reap_orphans(&self.core.managed_pids());
                 }
+                Some(found) = looked_rx.recv() => match found {
+                    Looked::Actors { reading, samples } => {
+                        looking = false;
+                        for (actor, reading) in reading {
+                            self.pending.push_back(Input::Reading { actor, reading });
+                        }
+                        self.pending.push_back(Input::Activity { samples });
+                    }
+                },
                 _ = watch.tick() => {
-                    self.watch_terminals();
-                    self.sample_activity();
+                    // Orphans that were behind an actor's zombie at their SIGCHLD.
+                    procs::reap_orphans(&self.core.managed_pids());
+                    if !looking {
+                        looking = true;
+                        let job = self.actors_look();
+                        look(&looked_tx, move || job.run());
+                    }
                     // A pid we cannot see (another pid namespace) says nothing.
                     let holder_state = match self.core.holder_pid() {
                         Some(pid) => procs::state(pid),
@@ -275,9 +349,20 @@ impl Engine {
         code
     }
 
-    /// CPU ticks and output bytes of every live actor the core lets us look at.
-    fn sample_activity(&mut self) {
-        let samples = self
+    /// What a watch tick looks at, as far as the engine's own state tells: which actors'
+    /// terminals a blocked process may be reading (their foreground group's members in
+    /// `read(2)` on the PTY), and the CPU ticks and output bytes of every live actor the
+    /// core lets us look at. The `/proc` reads are left to [`ActorsLook::run`].
+    fn actors_look(&self) -> ActorsLook {
+        let terminals = self
+            .procs
+            .iter()
+            .filter_map(|(&actor, p)| {
+                let pty = p.pty.as_ref()?;
+                Some((actor, pty.slave_path().ok()?, pty.foreground_group()?))
+            })
+            .collect();
+        let watched = self
             .core
             .watched()
             .into_iter()
@@ -286,32 +371,14 @@ impl Engine {
                 if proc.is_some_and(|p| p.reaped.load(Ordering::SeqCst)) {
                     return None;
                 }
-                let cpu = procs::cpu_ticks(pid)?;
-                let output = proc.map(|p| p.output_bytes.load(Ordering::Relaxed));
-                Some((actor, cpu, output))
+                Some((
+                    actor,
+                    pid,
+                    proc.map(|p| p.output_bytes.load(Ordering::Relaxed)),
+                ))
             })
             .collect();
-        self.pending.push_back(Input::Activity { samples });
-    }
-
-    /// Which actors' terminals a blocked process is reading (their foreground group's
-    /// members in `read(2)` on the PTY), as inputs for the core.
-    fn watch_terminals(&mut self) {
-        if self.procs.values().all(|p| p.pty.is_none()) {
-            return;
-        }
-        // One pass over /proc for all actors, not one per actor.
-        let groups = procs::process_groups();
-        for (&actor, p) in &self.procs {
-            let Some(pty) = &p.pty else { continue };
-            let (Ok(tty), Some(fg)) = (pty.slave_path(), pty.foreground_group()) else {
-                continue;
-            };
-            let reading = groups
-                .get(&fg)
-                .is_some_and(|m| m.iter().any(|&pid| procs::reading_terminal(pid, &tty)));
-            self.pending.push_back(Input::Reading { actor, reading });
-        }
+        ActorsLook { terminals, watched }
     }
 
     /// Feeds every pending input to the core and carries out what it says.

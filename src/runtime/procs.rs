@@ -212,15 +212,26 @@ pub fn is_descendant(pid: u32) -> bool {
     false
 }
 
-/// Reaps zombie children of ours that nobody else waits for. `managed` are the pids tokio
-/// waits for (spawned actors): those are never touched here, so no exit status is stolen.
+/// Reaps zombie children of ours that nobody else waits for, without a pass over `/proc`
+/// (about 1 ms here, on the engine's loop): it peeks (`WNOWAIT`) at the first child that
+/// has exited, reaps it if tokio does not wait for it, and peeks again. `managed` are the
+/// pids tokio waits for (spawned actors): those are never touched, so no exit status is
+/// stolen. It stops at one of them; an orphan behind it is reaped on a later call (the
+/// engine calls this at every SIGCHLD and once a second).
 pub fn reap_orphans(managed: &HashSet<u32>) -> usize {
-    let me = std::process::id();
+    use nix::sys::wait::{Id, WaitPidFlag, waitid};
+    let peek = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
     let mut reaped = 0;
-    for (pid, (ppid, st)) in process_table() {
-        if ppid == me && st == 'Z' && !managed.contains(&pid) {
-            reaped += usize::from(reap(pid));
+    // Bounded: each turn reaps one zombie, and a fork bomb must not keep the loop here.
+    for _ in 0..1024 {
+        let Some(pid) = waitid(Id::All, peek).ok().and_then(|st| st.pid()) else {
+            break;
+        };
+        let pid = pid.as_raw() as u32;
+        if managed.contains(&pid) || !reap(pid) {
+            break;
         }
+        reaped += 1;
     }
     reaped
 }
