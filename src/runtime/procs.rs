@@ -214,21 +214,27 @@ pub fn is_descendant(pid: u32) -> bool {
 
 /// Reaps zombie children of ours that nobody else waits for, without a pass over `/proc`
 /// (about 1 ms here, on the engine's loop): it peeks (`WNOWAIT`) at the first child that
-/// has exited, reaps it if tokio does not wait for it, and peeks again. `managed` are the
-/// pids tokio waits for (spawned actors): those are never touched, so no exit status is
-/// stolen. It stops at one of them; an orphan behind it is reaped on a later call (the
-/// engine calls this at every SIGCHLD and once a second).
+/// has exited, reaps it if it is an orphan, and peeks again. Not orphans, never touched so
+/// that no exit status is stolen: `managed` (the pids tokio waits for, spawned actors), and
+/// any child in the root's own session (the dump tools and the editor it runs, whose
+/// waiters reap them; actors are session leaders, so whatever they leave behind is in a
+/// session of theirs). It stops at one of those; an orphan behind it is reaped on a later
+/// call (the engine calls this at every SIGCHLD and once a second).
 pub fn reap_orphans(managed: &HashSet<u32>) -> usize {
     use nix::sys::wait::{Id, WaitPidFlag, waitid};
+    use nix::unistd::getsid;
     let peek = WaitPidFlag::WEXITED | WaitPidFlag::WNOHANG | WaitPidFlag::WNOWAIT;
+    let Ok(ours) = getsid(None) else { return 0 };
     let mut reaped = 0;
     // Bounded: each turn reaps one zombie, and a fork bomb must not keep the loop here.
     for _ in 0..1024 {
         let Some(pid) = waitid(Id::All, peek).ok().and_then(|st| st.pid()) else {
             break;
         };
-        let pid = pid.as_raw() as u32;
-        if managed.contains(&pid) || !reap(pid) {
+        // A zombie keeps its session until it is reaped.
+        let orphan = !managed.contains(&(pid.as_raw() as u32))
+            && getsid(Some(pid)).is_ok_and(|sid| sid != ours);
+        if !orphan || !reap(pid.as_raw() as u32) {
             break;
         }
         reaped += 1;

@@ -1051,3 +1051,57 @@ fn h14_a_holder_stopped_at_its_prompt_is_reported_suspect() {
     run.input("c\n");
     assert_eq!(run.finish().0, 0);
 }
+
+/// (parent pid, state letter) of `pid` from `/proc`; `None` once it is gone (reaped).
+fn parent_and_state(pid: u32) -> Option<(u32, String)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let mut f = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let state = f.next()?.to_owned();
+    Some((f.next()?.parse().ok()?, state))
+}
+
+#[test]
+fn h15_an_orphan_of_the_tree_is_reaped_while_the_run_goes_on() {
+    // A subshell starts `sleep` in the background and exits at once: the sleep re-parents
+    // to the root (a subreaper) and exits a moment later. Nobody else will reap it: the
+    // root must, without waiting for the end of the run, and without taking the exit
+    // status of anything it waits for itself (d02 covers its dump tools).
+    let script = "(sleep 0.5 & echo orphan $!); echo ready; sleep 60";
+    let mut run = Run::start("sh", &["-c", script]);
+    let root = run.pid();
+    let orphan = loop {
+        let text = crate::harness::output_text(&run.events, "1");
+        if text.contains("ready") {
+            let pid = text
+                .split_whitespace()
+                .skip_while(|w| *w != "orphan")
+                .nth(1)
+                .and_then(|p| p.parse::<u32>().ok());
+            break pid.expect("the orphan's pid");
+        }
+        run.wait_for("the script's output", |e| e["event"] == "output");
+    };
+    let deadline = Instant::now() + crate::harness::TIMEOUT;
+    let mut adopted = false;
+    loop {
+        match parent_and_state(orphan) {
+            // Reaped (gone, or its pid already reused by a process that is not ours).
+            None => break,
+            Some((ppid, _)) if ppid != root => {
+                assert!(!adopted, "pid {orphan} was ours and is now someone else's");
+            }
+            Some((_, state)) => {
+                adopted = true;
+                assert!(
+                    Instant::now() < deadline,
+                    "the orphan {orphan} is still there (state {state}) {:?} after it was \
+                     adopted",
+                    crate::harness::TIMEOUT
+                );
+            }
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    run.send(json!({"cmd": "quit"}));
+    run.finish();
+}
