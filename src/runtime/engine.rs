@@ -32,11 +32,9 @@ use crate::proto::{ActorId, ToActor};
 /// 1 ms here and grows with the machine's processes and the tree's actors, and on the loop
 /// it held up every frame behind it. (Reaping orphans on the loop by a pass over `/proc`
 /// at every SIGCHLD made a lock handoff that met an actor's exit 2-3x as slow.)
-enum Looked {
-    Actors {
-        reading: Vec<(ActorId, bool)>,
-        samples: Vec<(ActorId, u64, Option<u64>)>,
-    },
+struct Looked {
+    reading: Vec<(ActorId, bool)>,
+    samples: Vec<(ActorId, u64, Option<u64>)>,
 }
 
 /// One look at the actors, prepared on the loop (what needs the engine's state: PTY handles,
@@ -70,17 +68,8 @@ impl ActorsLook {
             .into_iter()
             .filter_map(|(actor, pid, output)| Some((actor, procs::cpu_ticks(pid)?, output)))
             .collect();
-        Looked::Actors { reading, samples }
+        Looked { reading, samples }
     }
-}
-
-/// Runs `job` on tokio's blocking pool; its answer comes back on `tx` (dropped if the run
-/// is over).
-fn look(tx: &mpsc::Sender<Looked>, job: impl FnOnce() -> Looked + Send + 'static) {
-    let tx = tx.clone();
-    tokio::task::spawn_blocking(move || {
-        let _ = tx.blocking_send(job());
-    });
 }
 
 /// A connection as the shell holds it: how to reach the peer, and how to signal it.
@@ -274,7 +263,7 @@ impl Engine {
         let mut commands_open = true;
         // One actors' look at a time, off the loop: a tick during one is skipped (the next
         // second looks again).
-        let (looked_tx, mut looked_rx) = mpsc::channel::<Looked>(4);
+        let (looked_tx, mut looked_rx) = mpsc::channel::<Looked>(1);
         let mut looking = false;
         while !self.core.finished() {
             tokio::select! {
@@ -301,22 +290,23 @@ impl Engine {
                 Some(()) = async { match sigchld.as_mut() { Some(s) => s.recv().await, None => None } } => {
                     procs::reap_orphans(&self.core.managed_pids());
                 }
-                Some(found) = looked_rx.recv() => match found {
-                    Looked::Actors { reading, samples } => {
-                        looking = false;
-                        for (actor, reading) in reading {
-                            self.pending.push_back(Input::Reading { actor, reading });
-                        }
-                        self.pending.push_back(Input::Activity { samples });
+                Some(Looked { reading, samples }) = looked_rx.recv() => {
+                    looking = false;
+                    for (actor, reading) in reading {
+                        self.pending.push_back(Input::Reading { actor, reading });
                     }
-                },
+                    self.pending.push_back(Input::Activity { samples });
+                }
                 _ = watch.tick() => {
                     // Orphans that were behind an actor's zombie at their SIGCHLD.
                     procs::reap_orphans(&self.core.managed_pids());
                     if !looking {
                         looking = true;
-                        let job = self.actors_look();
-                        look(&looked_tx, move || job.run());
+                        let (job, tx) = (self.actors_look(), looked_tx.clone());
+                        // The answer is dropped if the run is over by then.
+                        tokio::task::spawn_blocking(move || {
+                            let _ = tx.blocking_send(job.run());
+                        });
                     }
                     // A pid we cannot see (another pid namespace) says nothing.
                     let holder_state = match self.core.holder_pid() {
